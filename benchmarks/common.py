@@ -1,0 +1,148 @@
+"""Shared helpers for the benchmark scripts: data paths, timing, peers, Markdown sections."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def machine() -> str:
+    import os
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+        cpu = model
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def latency_ms(predict_one: Callable[[str], object], texts: Sequence[str], n: int = 200) -> float:
+    """Median ms per call of ``predict_one`` on single texts (after a warm-up)."""
+    sample = list(texts[:n])
+    for text in sample[:10]:
+        predict_one(text)
+    timings = []
+    for text in sample:
+        start = time.perf_counter()
+        predict_one(text)
+        timings.append((time.perf_counter() - start) * 1000)
+    return statistics.median(timings)
+
+
+def throughput(predict_many: Callable[[list[str]], object], texts: Sequence[str], repeats: int = 3) -> float:
+    """Median examples/s of ``predict_many`` over batches of 64."""
+    texts = list(texts[:2048])
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, len(texts), 64):
+            predict_many(texts[i : i + 64])
+        rates.append(len(texts) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replace (or append) the section between markers ``<!-- name:start -->`` / ``<!-- name:end -->``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
+        text = before + block + after
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def header(command: str) -> str:
+    return (
+        f"Command: `{command}` · date {date.today().isoformat()} · commit {git_revision()} · "
+        f"machine: {machine()}"
+    )
+
+
+def save_json(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+
+
+class FastTextPeer:
+    """fastText supervised (word bigrams), trained from a temporary file in fastText's format."""
+
+    name = "fastText (bigrams)"
+
+    def __init__(self, epoch: int = 25, lr: float = 0.5, dim: int = 100, word_ngrams: int = 2) -> None:
+        self.params = {"epoch": epoch, "lr": lr, "dim": dim, "wordNgrams": word_ngrams}
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str], workdir: Path) -> None:
+        import fasttext
+
+        path = workdir / "fasttext.train.txt"
+        with open(path, "w", encoding="utf-8") as handle:
+            for text, label in zip(texts, labels, strict=True):
+                handle.write(f"__label__{label} {self.clean(text)}\n")
+        self.model = fasttext.train_supervised(str(path), verbose=0, thread=2, seed=0, **self.params)
+        self.size = None
+        model_path = workdir / "fasttext.bin"
+        self.model.save_model(str(model_path))
+        self.size = model_path.stat().st_size
+
+    @staticmethod
+    def clean(text: str) -> str:
+        return " ".join(text.lower().split())
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        labels, _ = self.model.predict([self.clean(t) for t in texts], k=1)
+        return [label[0].removeprefix("__label__") for label in labels]
+
+    def predict_one(self, text: str) -> str:
+        return self.model.predict(self.clean(text), k=1)[0][0]
+
+
+class TfidfSvmPeer:
+    """TF-IDF (word 1–2-grams, sublinear tf) + LinearSVC."""
+
+    name = "TF-IDF + LinearSVC"
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str], workdir: Path) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import make_pipeline
+        from sklearn.svm import LinearSVC
+
+        self.model = make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1), LinearSVC(C=1.0)
+        )
+        self.model.fit(list(texts), list(labels))
+        vectorizer, svm = self.model.steps[0][1], self.model.steps[1][1]
+        self.size = len(vectorizer.vocabulary_) * 40 + svm.coef_.size * 8  # rough in-memory bytes
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return list(self.model.predict(list(texts)))
+
+    def predict_one(self, text: str) -> str:
+        return self.model.predict([text])[0]

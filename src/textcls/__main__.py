@@ -1,0 +1,3 @@
+from textcls.cli import main
+
+raise SystemExit(main())

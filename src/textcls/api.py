@@ -1,0 +1,280 @@
+"""``TextClassifier``: the estimator users hold — configure, fit, predict, evaluate, save, load."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from textcls.config import ClassifierConfig, deep_update, read_config_file
+from textcls.data.formats import Example
+from textcls.errors import ConfigError, DataError
+from textcls.registry import PRESETS
+
+log = logging.getLogger(__name__)
+
+# Keyword overrides accepted by TextClassifier(...), mapped to their place in the config.
+_OVERRIDES = {
+    **{k: ("train", k) for k in (
+        "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "schedule", "grad_clip",
+        "metric", "patience", "seed", "class_weight", "label_smoothing", "tensorboard", "cpu",
+    )},
+    "max_length": ("model", "tokenizer", "max_length"),
+    "lowercase": ("model", "tokenizer", "lowercase"),
+    "min_count": ("model", "embedding", "min_count"),
+    "trainable_vectors": ("model", "embedding", "trainable"),
+    "extra_vocab": ("model", "embedding", "extra_vocab"),
+    "vectors_dim": ("model", "embedding", "dim"),
+    "embedding_dropout": ("model", "embedding", "dropout"),
+    "head_dropout": ("model", "head_dropout"),
+    "encoder_params": ("model", "encoder", "params"),
+    "format": ("data", "format"),
+    "text_columns": ("data", "text_columns"),
+    "label_column": ("data", "label_column"),
+    "pair": ("data", "pair"),
+    "valid_fraction": ("data", "valid_fraction"),
+}
+
+TrainData = str | Path | Sequence[Example] | Sequence[tuple[str, str]]
+
+
+def build_config(
+    model: str | None = None,
+    encoder: str | None = None,
+    vectors: str | None = None,
+    config: ClassifierConfig | dict | str | Path | None = None,
+    **overrides: Any,
+) -> ClassifierConfig:
+    """Merge, lowest to highest priority: defaults, a config file/dict, the preset, explicit args."""
+    if isinstance(config, ClassifierConfig):
+        data = config.model_dump()
+    elif isinstance(config, dict):
+        data = dict(config)
+    elif config is not None:
+        data = read_config_file(config)
+    else:
+        data = {}
+    if model is not None:
+        if model not in PRESETS:
+            raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(sorted(PRESETS))}")
+        preset = PRESETS[model]
+        data = deep_update(data, {"model": {"encoder": {"name": preset["encoder"]},
+                                             "embedding": {"vectors": preset["vectors"]}}})
+    if encoder is not None:
+        data = deep_update(data, {"model": {"encoder": {"name": encoder}}})
+    if vectors is not None:
+        data = deep_update(data, {"model": {"embedding": {"vectors": vectors}}})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in _OVERRIDES:
+            raise ConfigError(f"unknown option '{key}'; known: {', '.join(sorted(_OVERRIDES))}")
+        *parents, leaf = _OVERRIDES[key]
+        update: dict[str, Any] = {leaf: value}
+        for parent in reversed(parents):
+            update = {parent: update}
+        data = deep_update(data, update)
+    result = ClassifierConfig.from_dict(data)
+    from textcls.registry import ENCODERS
+
+    ENCODERS.get(result.model.encoder.name)  # fail early on unknown encoder names
+    return result
+
+
+class TextClassifier:
+    """Train and use a text classifier.
+
+    >>> clf = TextClassifier(model="cnn", vectors="glove-6b-50d", epochs=5)  # doctest: +SKIP
+    >>> clf.fit("data/snips")  # doctest: +SKIP
+    >>> clf.predict(["play some jazz"])  # doctest: +SKIP
+    [{'label': 'PlayMusic', 'score': 0.998}]
+    """
+
+    def __init__(
+        self,
+        model: str | None = "cnn",
+        *,
+        encoder: str | None = None,
+        vectors: str | None = None,
+        config: ClassifierConfig | dict | str | Path | None = None,
+        **overrides: Any,
+    ) -> None:
+        if config is not None and model == "cnn" and encoder is None:
+            model = None  # a config file decides the encoder unless a model is named explicitly
+        self.config = build_config(model, encoder, vectors, config, **overrides)
+        self.predictor: Any = None
+        self.train_result: Any = None
+        self.notes: list[str] = []
+
+    # ----------------------------------------------------------------- training
+    def fit(
+        self,
+        train: TrainData,
+        valid: TrainData | None = None,
+        *,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> TextClassifier:
+        """Train on ``train`` (a data directory, a file, or examples), validate on ``valid``
+        (carved from train when absent). With ``out_dir`` the best model and a resumable
+        checkpoint are written there as training goes."""
+        from textcls.training import fit as fitting
+
+        train_examples, valid_examples = self._resolve_splits(train, valid)
+        self.predictor, self.train_result, self.config = fitting.fit(
+            self.config, train_examples, valid_examples, out_dir=out_dir, resume=resume,
+            progress=progress, notes=self.notes,
+        )
+        return self
+
+    def _resolve_splits(
+        self, train: TrainData, valid: TrainData | None
+    ) -> tuple[list[Example], list[Example]]:
+        from textcls.data.splits import check_known_labels, load_splits, stratified_split
+
+        data = self.config.data
+        if isinstance(train, str | Path):
+            splits = load_splits(
+                train, valid=valid if isinstance(valid, str | Path) else None, format=data.format,
+                text_columns=data.text_columns, label_column=data.label_column, pair=data.pair,
+                valid_fraction=data.valid_fraction, seed=self.config.train.seed,
+            )
+            self.notes += splits.notes
+            for note in splits.notes:
+                log.info("%s", note)
+            train_examples, valid_examples = splits.train, splits.valid
+            if valid is not None and not isinstance(valid, str | Path):
+                valid_examples = as_examples(valid)
+        else:
+            train_examples = as_examples(train)
+            if valid is None:
+                train_examples, valid_examples = stratified_split(
+                    train_examples, data.valid_fraction, self.config.train.seed
+                )
+                self.notes.append(
+                    f"no validation data: carved {data.valid_fraction:.0%} of train, stratified "
+                    f"(seed {self.config.train.seed})"
+                )
+            else:
+                valid_examples = (
+                    read_labelled(valid, self.config)
+                    if isinstance(valid, str | Path)
+                    else as_examples(valid)
+                )
+        labels = sorted({str(e.label) for e in train_examples})
+        check_known_labels(valid_examples, labels, "validation data")
+        return train_examples, valid_examples
+
+    # --------------------------------------------------------------- prediction
+    def _require_predictor(self) -> Any:
+        if self.predictor is None:
+            raise ConfigError("this classifier is not trained yet: call fit() or textcls.load()")
+        return self.predictor
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._require_predictor().labels)
+
+    def predict(self, texts: Sequence[str], top_k: int = 1, batch_size: int = 64) -> list:
+        """One ``{"label", "score"}`` per text (a ranked list of ``top_k`` when top_k > 1)."""
+        return self._require_predictor().predict(texts, top_k=top_k, batch_size=batch_size)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> Any:
+        """Probabilities [len(texts), len(labels)] in the order of ``labels``."""
+        return self._require_predictor().predict_proba(texts, batch_size)
+
+    def evaluate(
+        self,
+        data: TrainData,
+        out_dir: str | Path | None = None,
+        *,
+        latency: bool = True,
+        batch_size: int = 64,
+    ) -> dict[str, Any]:
+        """Metrics on labelled data (a file or examples); writes reports into ``out_dir``."""
+        from textcls import evaluation
+
+        if isinstance(data, str | Path):
+            examples = read_labelled(data, self.config)
+            source = str(data)
+        else:
+            examples, source = as_examples(data), "examples"
+        return evaluation.evaluate(
+            self._require_predictor(), examples, out_dir, latency=latency, batch_size=batch_size,
+            source=source,
+        )
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, directory: str | Path) -> None:
+        """Write the model directory (config.json, model.safetensors, vocab.txt, labels.json)."""
+        from textcls.model import save_model
+
+        predictor = self._require_predictor()
+        save_model(directory, predictor.model, predictor.featurizer.vocab, self.config)
+        if self.train_result is not None:
+            _write_json(Path(directory) / "train_result.json", self.train_summary())
+
+    def train_summary(self) -> dict[str, Any]:
+        result = self.train_result
+        return {
+            "best_metric": result.best_metric,
+            "metric": self.config.train.metric,
+            "best_epoch": result.best_epoch,
+            "stopped_early": result.stopped_early,
+            "seconds": round(result.seconds, 2),
+            "history": result.history,
+            "notes": self.notes,
+            **getattr(result, "extra", {}),
+        }
+
+    @classmethod
+    def load(
+        cls, directory: str | Path, backend: str = "torch", threads: int | None = None
+    ) -> TextClassifier:
+        from textcls.inference.predictor import load_predictor
+        from textcls.model import CONFIG_FILE
+
+        config = ClassifierConfig.load(Path(directory) / CONFIG_FILE)
+        classifier = cls(model=None, config=config)
+        classifier.predictor = load_predictor(directory, backend=backend, threads=threads)
+        return classifier
+
+
+def load(directory: str | Path, backend: str = "torch", threads: int | None = None) -> TextClassifier:
+    """Load a saved model directory: ``textcls.load("runs/snips-cnn").predict(["hi"])``."""
+    return TextClassifier.load(directory, backend=backend, threads=threads)
+
+
+def as_examples(data: Sequence[Example] | Sequence[tuple[str, str]]) -> list[Example]:
+    """Accept ``Example`` objects or ``(text, label)`` pairs."""
+    examples = []
+    for i, item in enumerate(data):
+        if isinstance(item, Example):
+            examples.append(item)
+        elif isinstance(item, tuple | list) and len(item) == 2:
+            examples.append(Example(text=str(item[0]), label=str(item[1]), line=i + 1))
+        else:
+            raise DataError(
+                f"item {i} is {type(item).__name__}, expected Example or (text, label)",
+                path="<in-memory data>",
+            )
+    if not examples:
+        raise DataError("no examples given", path="<in-memory data>")
+    return examples
+
+
+def read_labelled(path: str | Path, config: ClassifierConfig) -> list[Example]:
+    from textcls.data.formats import read_examples
+
+    data = config.data
+    return read_examples(
+        path, data.format, text_columns=data.text_columns, label_column=data.label_column,
+        pair=data.pair,
+    )
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,237 @@
+"""The command line: parses, calls the Python API, prints. Nothing below this file reads flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from textcls import __version__
+from textcls.errors import TextClsError
+
+log = logging.getLogger("textcls")
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data format")
+    group.add_argument("--format", choices=["auto", "tsv", "tsv-label-first", "csv", "jsonl", "fasttext"],
+                       default=None, help="input format (default: detected)")
+    group.add_argument("--text-column", action="append", dest="text_columns", default=None,
+                       help="CSV/JSONL text column; repeat to join several (title + body)")
+    group.add_argument("--label-column", default=None, help="CSV/JSONL label column (default: label)")
+    group.add_argument("--pair", action="store_true", default=None,
+                       help="two text fields form a sentence pair")
+
+
+def _train_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model on a data directory or file",
+                       description="Train a classifier; writes the model directory to --out.")
+    p.add_argument("--data", required=True, help="directory with train.* [valid.* test.*] or a train file")
+    p.add_argument("--valid", help="validation file (default: valid.* in --data, else a 10%% carve)")
+    p.add_argument("--test", help="test file evaluated after training (default: test.* in --data)")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--model", default=None,
+                   help="preset: cnn, densenet-cnn, densenet-dsa, gnb, lstm, mean (default: cnn)")
+    p.add_argument("--encoder", help="override the preset's encoder")
+    p.add_argument("--vectors", help="glove-6b-50d (default), spacy-md-300d, random, or a vectors file")
+    p.add_argument("--config", help="YAML/JSON config file; flags override it")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-length", type=int, help="tokens kept per text")
+    p.add_argument("--metric", choices=["accuracy", "macro_f1", "loss"], help="early-stopping metric")
+    p.add_argument("--patience", type=int, help="epochs without improvement before stopping (0: never)")
+    p.add_argument("--schedule", choices=["linear", "cosine", "constant"])
+    p.add_argument("--warmup-ratio", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--grad-clip", type=float)
+    p.add_argument("--class-weight", choices=["balanced"])
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--min-count", type=int, help="minimum training count for a word to enter the vocabulary")
+    p.add_argument("--freeze-vectors", action="store_true", default=None, help="keep word vectors fixed")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--cpu", action="store_true", default=None, help="train on CPU even if a GPU is present")
+    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard scalars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_data_flags(p)
+
+
+def _evaluate_parser(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a model directory on a labelled file",
+                       description="Metrics, per-class report, confusion matrix, predictions and latency; "
+                       "written to MODEL/eval/<file stem>/ unless --out is given.")
+    p.add_argument("model_dir")
+    p.add_argument("--data", required=True, help="labelled file")
+    p.add_argument("--out", help="report directory (default: MODEL/eval/<file stem>)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, help="intra-op threads")
+    p.add_argument("--backend", default="torch", help="inference backend (default: torch)")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_data_flags(p)
+
+
+def _predict_parser(sub: Any) -> None:
+    p = sub.add_parser("predict", help="predict labels for texts",
+                       description="Texts as arguments, '-' for one text per line on stdin, --file, "
+                       "or --interactive.")
+    p.add_argument("model_dir")
+    p.add_argument("texts", nargs="*", help="texts to classify; '-' reads lines from stdin")
+    p.add_argument("--file", help="file with one text per line")
+    p.add_argument("--interactive", "-i", action="store_true", help="read texts at a prompt")
+    p.add_argument("--top-k", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--backend", default="torch")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="textcls", description="Text classification toolkit.")
+    parser.add_argument("--version", action="version", version=f"textcls {__version__}")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _evaluate_parser(sub)
+    _predict_parser(sub)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from textcls.api import TextClassifier
+
+    classifier = TextClassifier(
+        model=args.model or (None if args.config else "cnn"),
+        encoder=args.encoder,
+        vectors=args.vectors,
+        config=args.config,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        max_length=args.max_length, metric=args.metric, patience=args.patience,
+        schedule=args.schedule, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip, class_weight=args.class_weight,
+        label_smoothing=args.label_smoothing, min_count=args.min_count,
+        trainable_vectors=False if args.freeze_vectors else None, cpu=args.cpu,
+        tensorboard=False if args.no_tensorboard else None,
+        format=args.format, text_columns=args.text_columns, label_column=args.label_column,
+        pair=args.pair,
+    )
+    classifier.fit(args.data, args.valid, out_dir=args.out, resume=args.resume,
+                   progress=not args.no_progress)
+    result = classifier.train_result
+    print(f"trained {classifier.config.model.encoder.name} in {result.seconds:.1f}s: best valid "
+          f"{classifier.config.train.metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
+          f"{' (stopped early)' if result.stopped_early else ''}; saved to {args.out}")
+    test = args.test or _find_test(args.data)
+    if test:
+        report = classifier.evaluate(test, Path(args.out) / "eval" / Path(test).stem, latency=False)
+        print(f"test ({test}): accuracy {report['accuracy'] * 100:.2f}, "
+              f"macro F1 {report['macro_f1'] * 100:.2f}")
+    return 0
+
+
+def _find_test(data: str) -> str | None:
+    from textcls.data.splits import find_split_files
+
+    if not Path(data).is_dir():
+        return None
+    test = find_split_files(data).get("test")
+    return str(test) if test else None
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from textcls.api import load
+    from textcls.evaluation import report_markdown
+
+    classifier = load(args.model_dir, backend=args.backend, threads=args.threads)
+    _apply_data_flags(classifier, args)
+    out = Path(args.out) if args.out else Path(args.model_dir) / "eval" / Path(args.data).stem
+    report = classifier.evaluate(args.data, out, latency=not args.no_latency, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(report_markdown(report))
+        print(f"reports written to {out}/ (report.json, report.md, predictions.tsv, confusion.png)")
+    return 0
+
+
+def _apply_data_flags(classifier: Any, args: argparse.Namespace) -> None:
+    data = classifier.config.data
+    for name in ("format", "text_columns", "label_column", "pair"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(data, name, value)
+
+
+def _print_predictions(text: str, prediction: Any, as_json: bool) -> None:
+    ranked = prediction if isinstance(prediction, list) else [prediction]
+    if as_json:
+        print(json.dumps({"text": text, "predictions": ranked}, ensure_ascii=False))
+    else:
+        print("\t".join([*(f"{p['label']} {p['score']:.4f}" for p in ranked), text]))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from textcls.api import load
+
+    classifier = load(args.model_dir, backend=args.backend, threads=args.threads)
+    if args.interactive:
+        return _interactive(classifier, args)
+    texts = list(args.texts)
+    if texts == ["-"]:
+        texts = [line.strip() for line in sys.stdin if line.strip()]
+    if args.file:
+        texts += [line.strip() for line in Path(args.file).read_text(encoding="utf-8").splitlines()
+                  if line.strip()]
+    if not texts:
+        raise TextClsError("no texts: give texts as arguments, '-' for stdin, --file or --interactive")
+    predictions = classifier.predict(texts, top_k=args.top_k, batch_size=args.batch_size)
+    for text, prediction in zip(texts, predictions, strict=True):
+        _print_predictions(text, prediction, args.json)
+    return 0
+
+
+def _interactive(classifier: Any, args: argparse.Namespace) -> int:
+    print(f"labels: {', '.join(classifier.labels)}; type a text, empty line or Ctrl-D to quit")
+    while True:
+        try:
+            text = input("> ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        prediction = classifier.predict([text], top_k=args.top_k)[0]
+        _print_predictions(text, prediction, args.json)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except TextClsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, show_time=False, console=Console(stderr=True))],
+    )
+    for noisy in ("accelerate", "matplotlib", "urllib3", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,144 @@
+"""Typed configuration. Configs are data: saved in every model directory, enough to rebuild it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from textcls.errors import ConfigError
+
+CONFIG_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(_Strict):
+    """How to read the data files."""
+
+    format: Literal["auto", "tsv", "tsv-label-first", "csv", "jsonl", "fasttext"] = "auto"
+    text_columns: list[str] | None = None
+    label_column: str | None = None
+    pair: bool = False
+    valid_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+
+
+class TokenizerConfig(_Strict):
+    """The word tokenizer: a regular expression over (optionally lower-cased) text."""
+
+    lowercase: bool = True
+    pattern: str = r"\w+(?:[-']\w+)*|[^\w\s]"
+    max_length: int = Field(128, ge=1)
+
+
+class EmbeddingConfig(_Strict):
+    """Word vectors: a registered name (glove-6b-50d, spacy-md-300d, random) or a file path."""
+
+    vectors: str = "glove-6b-50d"
+    dim: int | None = Field(None, ge=1, description="only for random vectors; else read from file")
+    trainable: bool = True
+    min_count: int = Field(1, ge=1)
+    # The N most frequent words of the vector file join the vocabulary even when unseen in
+    # training, so words that first appear at prediction time still get their pretrained vector.
+    extra_vocab: int = Field(20000, ge=0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class EncoderConfig(_Strict):
+    """An encoder from the registry plus its own keyword parameters."""
+
+    name: str = "cnn"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Strict):
+    """Everything needed to rebuild the network (labels included)."""
+
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    head_dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    labels: list[str] = Field(default_factory=list)
+
+
+class TrainConfig(_Strict):
+    """The training loop's settings."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
+    metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
+    patience: int = Field(3, ge=0, description="epochs without improvement before stopping; 0 = never")
+    seed: int = 42
+    class_weight: Literal["balanced"] | None = None
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    tensorboard: bool = True
+    cpu: bool = False
+
+
+class ClassifierConfig(_Strict):
+    """The whole configuration of one model directory."""
+
+    version: int = CONFIG_VERSION
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> ClassifierConfig:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError(f"{source}: invalid configuration:\n{error}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClassifierConfig:
+        return cls.from_dict(read_config_file(path), source=str(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON file into a dict (YAML is a superset of JSON)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}: not valid JSON: {error}") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def deep_update(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``updates`` merged in recursively (updates win)."""
+    merged = dict(base)
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_update(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

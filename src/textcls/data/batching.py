@@ -1,0 +1,60 @@
+"""Turning texts into padded batches of named tensors, with little wasted padding."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from textcls.config import TokenizerConfig
+from textcls.data.tokenizer import RegexTokenizer, Vocab
+
+
+class WordFeaturizer:
+    """Text → token ids for the word models; the part of a model that reads raw text."""
+
+    def __init__(self, config: TokenizerConfig, vocab: Vocab) -> None:
+        self.config = config
+        self.tokenizer = RegexTokenizer(config)
+        self.vocab = vocab
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        tokenize, encode, limit = self.tokenizer.tokenize, self.vocab.encode, self.config.max_length
+        return [encode(tokenize(text), limit) for text in texts]
+
+
+def collate(sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """Pad id lists to the longest one: ``input_ids`` and ``attention_mask`` [B, T]."""
+    length = max(len(s) for s in sequences)
+    input_ids = torch.zeros(len(sequences), length, dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": input_ids != 0}
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, pool_factor: int = 50
+) -> list[list[int]]:
+    """Shuffled batches of indices whose members have similar lengths.
+
+    Indices are shuffled, cut into pools of ``pool_factor`` batches, sorted by length inside each
+    pool and cut into batches; the batch order is shuffled again. Deterministic for a seed.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * pool_factor
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lengths.__getitem__)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Batches for inference: sorted by length so padding is minimal (callers restore order)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]

@@ -1,0 +1,586 @@
+"""Read labelled text files: TSV (iclassifier), label-first TSV, CSV, JSON lines and fastText.
+
+Every problem with the input raises :class:`~textcls.errors.DataError` naming the file, the
+1-based line, what is wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from textcls.errors import ConfigError, DataError
+
+FORMATS = ("tsv", "tsv-label-first", "csv", "jsonl", "fasttext")
+
+_BOM = b"\xef\xbb\xbf"
+_FASTTEXT_PREFIX = "__label__"
+_SNIFF_LINES = 2000
+_JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+_TEXT_DEFAULTS = ("text", "sentence")
+_PAIR_DEFAULTS = (
+    ("text", "text_pair"),
+    ("sentence1", "sentence2"),
+    ("text_a", "text_b"),
+    ("premise", "hypothesis"),
+)
+_LABEL_DEFAULTS = ("label", "labels", "category", "intent")
+_UTF8_HINT = "re-save the file as UTF-8, e.g. iconv -f cp949 -t utf-8 in.txt > out.txt"
+
+Columns = Sequence[str] | str | None
+
+
+@dataclass(frozen=True)
+class Example:
+    """One input: a text (plus an optional second segment) and its label."""
+
+    text: str
+    label: str | None = None
+    text_pair: str | None = None  # second segment for sentence-pair inputs
+    line: int = 0  # 1-based source line (0 if constructed in memory)
+
+
+# --------------------------------------------------------------------------- file access
+
+
+def _check_file(path: str | Path) -> Path:
+    """Return ``path`` as a Path, or raise DataError if it is missing or a directory."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(
+            "file not found",
+            path=p,
+            hint=f"check the path; relative paths start from {Path.cwd()}",
+        )
+    if p.is_dir():
+        raise DataError(
+            "is a directory, expected a data file",
+            path=p,
+            hint="pass the file itself; only the data set argument may be a directory",
+        )
+    return p
+
+
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, decoded line without its line ending), blank lines included.
+
+    Strips a UTF-8 BOM, accepts LF and CRLF and a missing final newline.
+    """
+    data = path.read_bytes()
+    data = data.removeprefix(_BOM)
+    raw_lines = data.split(b"\n")
+    if raw_lines[-1] == b"":
+        raw_lines.pop()
+    for number, raw_line in enumerate(raw_lines, start=1):
+        raw = raw_line.removesuffix(b"\r")
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = raw[exc.start : exc.start + 1].hex()
+            raise DataError(
+                f"not valid UTF-8 (byte 0x{bad} at byte {exc.start + 1} of the line)",
+                path=path,
+                line=number,
+                hint=_UTF8_HINT,
+            ) from None
+
+
+def _sample_lines(path: Path, limit: int = _SNIFF_LINES) -> list[str]:
+    """Return up to ``limit`` non-blank lines (lenient decoding, for format sniffing only)."""
+    sample: list[str] = []
+    with path.open("rb") as handle:
+        for raw in handle:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if not sample:
+                line = line.lstrip("\ufeff")
+            if line.strip():
+                sample.append(line)
+            if len(sample) >= limit:
+                break
+    return sample
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess the format of a data file; returns one of :data:`FORMATS`.
+
+    ``.csv`` is csv and ``.jsonl``/``.json``/``.ndjson`` is JSON lines. Otherwise the content
+    decides: a first line starting with ``__label__`` is fastText, a JSON object is JSON lines,
+    and anything else is TSV. For TSV the label column is the one whose values never contain
+    spaces and have far fewer distinct values than rows (sampled from up to 2000 lines); only
+    when that clearly points at the first column is ``"tsv-label-first"`` returned, otherwise
+    ``"tsv"`` (label last, the iclassifier default).
+    """
+    p = _check_file(path)
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in _JSONL_SUFFIXES:
+        return "jsonl"
+    sample = _sample_lines(p)
+    if not sample:
+        return "tsv"
+    first = sample[0].lstrip()
+    if first.startswith(_FASTTEXT_PREFIX):
+        return "fasttext"
+    if first.startswith("{") and _is_json_object(first):
+        return "jsonl"
+    return _sniff_tsv(sample)
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def _sniff_tsv(sample: list[str]) -> str:
+    rows = [[f.strip() for f in line.split("\t")] for line in sample]
+    rows = [r for r in rows if len(r) >= 2]
+    if not rows:
+        return "tsv"
+    first_is_label = _looks_like_labels([r[0] for r in rows])
+    last_is_label = _looks_like_labels([r[-1] for r in rows])
+    return "tsv-label-first" if first_is_label and not last_is_label else "tsv"
+
+
+def _looks_like_labels(values: list[str]) -> bool:
+    """Tell whether ``values`` look like a label column.
+
+    That is: no value contains whitespace, and there are at most half as many distinct values
+    as rows.
+    """
+    no_spaces = all(len(v.split()) <= 1 for v in values)
+    return no_spaces and 2 * len(set(values)) <= len(values)
+
+
+# --------------------------------------------------------------------------- public reader
+
+
+def read_examples(
+    path: str | Path,
+    format: str = "auto",
+    *,
+    text_columns: Columns = None,
+    label_column: str | None = None,
+    pair: bool = False,
+    require_labels: bool = True,
+) -> list[Example]:
+    """Read every example of a data file.
+
+    Args:
+        path: the file to read.
+        format: one of :data:`FORMATS`, or ``"auto"`` to use :func:`detect_format`.
+        text_columns: csv/jsonl only; the column(s) holding the text. Several columns are
+            joined with a space, unless ``pair`` is set, where exactly two give
+            ``text``/``text_pair``. Default: ``text`` or ``sentence``. Ignored for tsv/fasttext.
+        label_column: csv/jsonl only; default ``label`` (then ``labels``, ``category``,
+            ``intent``). Ignored for tsv/fasttext.
+        pair: sentence-pair input (``a<TAB>b<TAB>label`` for tsv). A tsv file whose every line
+            has three fields is read as pairs even without it.
+        require_labels: when False, unlabeled examples (label None) are allowed: a TSV line
+            with no label field, a fastText line without ``__label__``, a csv/jsonl file
+            without a label column, and empty labels.
+
+    Raises:
+        DataError: missing file, undecodable line, wrong field count, empty text or label,
+            bad JSON, missing column, multi-label line, or no examples at all.
+        ConfigError: unknown ``format``, or ``pair`` with a format or columns that cannot
+            give pairs.
+    """
+    p = _check_file(path)
+    fmt = detect_format(p) if format == "auto" else format
+    if fmt not in _READERS:
+        raise ConfigError(f"unknown data format {format!r}; choose auto or one of {FORMATS}")
+    options = _Options(_as_list(text_columns), label_column, pair, require_labels)
+    examples = _READERS[fmt](p, options)
+    if not examples:
+        raise DataError(
+            "no examples found: the file is empty or holds only blank lines",
+            path=p,
+            hint="check that this is the right file",
+        )
+    return examples
+
+
+@dataclass(frozen=True)
+class _Options:
+    text_columns: list[str] | None
+    label_column: str | None
+    pair: bool
+    require_labels: bool
+
+
+def _as_list(columns: Columns) -> list[str] | None:
+    if columns is None:
+        return None
+    return [columns] if isinstance(columns, str) else list(columns)
+
+
+def _make_example(
+    path: Path,
+    line: int,
+    text: str,
+    *,
+    text_pair: str | None,
+    label: str | None,
+    require_labels: bool,
+) -> Example:
+    """Build an Example from stripped fields, rejecting empty text and (if required) labels."""
+    if not text:
+        raise DataError("empty text", path=path, line=line, hint="remove the line or add text")
+    if text_pair is not None and not text_pair:
+        raise DataError(
+            "empty second text (text_pair)",
+            path=path,
+            line=line,
+            hint="a sentence pair needs two non-empty texts",
+        )
+    if not label:
+        if require_labels:
+            raise DataError("empty label", path=path, line=line, hint="give every example a label")
+        label = None
+    return Example(text=text, label=label, text_pair=text_pair, line=line)
+
+
+# --------------------------------------------------------------------------- TSV
+
+
+def _read_tsv(path: Path, options: _Options) -> list[Example]:
+    return _read_tab_separated(path, options, label_first=False)
+
+
+def _read_tsv_label_first(path: Path, options: _Options) -> list[Example]:
+    return _read_tab_separated(path, options, label_first=True)
+
+
+def _read_tab_separated(path: Path, options: _Options, label_first: bool) -> list[Example]:
+    rows = [(n, line.split("\t")) for n, line in _decoded_lines(path) if line.strip()]
+    pair = options.pair or (bool(rows) and all(len(fields) == 3 for _, fields in rows))
+    return [
+        _tsv_example(
+            path,
+            n,
+            fields,
+            pair=pair,
+            label_first=label_first,
+            require_labels=options.require_labels,
+        )
+        for n, fields in rows
+    ]
+
+
+def _tsv_example(
+    path: Path,
+    line: int,
+    fields: list[str],
+    *,
+    pair: bool,
+    label_first: bool,
+    require_labels: bool,
+) -> Example:
+    fields = [f.strip() for f in fields]
+    expected = 3 if pair else 2
+    if len(fields) == expected - 1 and not require_labels:
+        label, texts = None, fields
+    elif len(fields) != expected:
+        raise _field_count_error(path, line, len(fields), pair, label_first)
+    elif label_first:
+        label, texts = fields[0], fields[1:]
+    else:
+        label, texts = fields[-1], fields[:-1]
+    text_pair = texts[1] if pair else None
+    return _make_example(
+        path, line, texts[0], text_pair=text_pair, label=label, require_labels=require_labels
+    )
+
+
+def _field_count_error(
+    path: Path, line: int, found: int, pair: bool, label_first: bool
+) -> DataError:
+    texts = ["text", "text_pair"] if pair else ["text"]
+    layout = "<TAB>".join(["label", *texts] if label_first else [*texts, "label"])
+    expected = len(texts) + 1
+    if found < expected:
+        hint = f"write each line as {layout}"
+    elif found == 3 and not pair:
+        pair_layout = (
+            "label<TAB>text<TAB>text_pair" if label_first else "text<TAB>text_pair<TAB>label"
+        )
+        hint = (
+            "remove the TAB inside the text; or, for sentence pairs, give every line "
+            f"{pair_layout} and set pair=True"
+        )
+    else:
+        hint = "replace TABs inside the text with spaces"
+    return DataError(
+        f"expected {expected} TAB-separated fields ({layout}), found {found}",
+        path=path,
+        line=line,
+        hint=hint,
+    )
+
+
+# --------------------------------------------------------------------------- fastText
+
+
+def _read_fasttext(path: Path, options: _Options) -> list[Example]:
+    if options.pair:
+        raise ConfigError("sentence pairs (pair=True) are not supported for the fasttext format")
+    return [
+        _fasttext_example(path, n, line, options.require_labels)
+        for n, line in _decoded_lines(path)
+        if line.strip()
+    ]
+
+
+def _fasttext_example(path: Path, line: int, content: str, require_labels: bool) -> Example:
+    tokens = content.split()
+    labels = [t[len(_FASTTEXT_PREFIX) :] for t in tokens if t.startswith(_FASTTEXT_PREFIX)]
+    words = [t for t in tokens if not t.startswith(_FASTTEXT_PREFIX)]
+    if len(labels) > 1:
+        raise DataError(
+            f"{len(labels)} labels on one line ({', '.join(labels)}): "
+            "multi-label data is not supported yet",
+            path=path,
+            line=line,
+            hint="keep exactly one __label__ per line",
+        )
+    if not labels and require_labels:
+        raise DataError(
+            "no __label__ on this line",
+            path=path,
+            line=line,
+            hint="start the line with __label__<name>, a space, then the text",
+        )
+    label = labels[0] if labels else None
+    return _make_example(
+        path, line, " ".join(words), text_pair=None, label=label, require_labels=require_labels
+    )
+
+
+# --------------------------------------------------------------------------- CSV / JSON lines
+
+
+@dataclass(frozen=True)
+class _Columns:
+    text: list[str]
+    label: str | None
+
+
+def _read_csv(path: Path, options: _Options) -> list[Example]:
+    rows = _csv_rows(path)
+    if not rows:
+        return []
+    header_line, header = rows[0]
+    header = [name.strip() for name in header]
+    columns = _resolve_columns(path, header_line, header, options)
+    examples = []
+    for line, row in rows[1:]:
+        if len(row) != len(header):
+            raise DataError(
+                f"expected {len(header)} comma-separated fields (as in the header), "
+                f"found {len(row)}",
+                path=path,
+                line=line,
+                hint='put double quotes around fields that contain commas: "a, b"',
+            )
+        record = dict(zip(header, row, strict=True))
+        examples.append(_record_example(path, line, record, columns, options))
+    return examples
+
+
+def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """Return (first line of the record, fields) for every non-blank CSV record."""
+    text = "\n".join(line for _, line in _decoded_lines(path))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataError(
+            f"cannot parse CSV: {exc}", path=path, line=start, hint="check the quoting"
+        ) from None
+    return rows
+
+
+def _read_jsonl(path: Path, options: _Options) -> list[Example]:
+    examples: list[Example] = []
+    columns: _Columns | None = None
+    for line, content in _decoded_lines(path):
+        if not content.strip():
+            continue
+        record = _parse_json_line(path, line, content)
+        if columns is None:
+            columns = _resolve_columns(path, line, list(record), options)
+        examples.append(_record_example(path, line, record, columns, options))
+    return examples
+
+
+def _parse_json_line(path: Path, line: int, content: str) -> dict:
+    hint = 'write one JSON object per line, e.g. {"text": "...", "label": "..."}'
+    try:
+        record = json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=line, hint=hint
+        ) from None
+    if not isinstance(record, dict):
+        raise DataError(
+            f"expected a JSON object, found a JSON {_json_type(record)}",
+            path=path,
+            line=line,
+            hint=hint.replace("per line", "per line, not one JSON array"),
+        )
+    return record
+
+
+def _resolve_columns(path: Path, line: int, available: list[str], options: _Options) -> _Columns:
+    text = _resolve_text_columns(path, line, available, options)
+    label = _resolve_label_column(path, line, available, options)
+    return _Columns(text=text, label=label)
+
+
+def _resolve_text_columns(
+    path: Path, line: int, available: list[str], options: _Options
+) -> list[str]:
+    names = options.text_columns
+    if names is None:
+        defaults = _PAIR_DEFAULTS if options.pair else [(c,) for c in _TEXT_DEFAULTS]
+        names = next((list(d) for d in defaults if all(c in available for c in d)), None)
+        if names is None:
+            wanted = " / ".join("+".join(d) for d in defaults)
+            raise DataError(
+                f"no text column found (looked for {wanted}); "
+                f"available columns: {_names(available)}",
+                path=path,
+                line=line,
+                hint="name the text column(s) with the text_columns option",
+            )
+    missing = [c for c in names if c not in available]
+    if missing:
+        raise _missing_column_error(path, line, missing, available, "text_columns")
+    if options.pair and len(names) != 2:
+        raise ConfigError(f"pair=True needs exactly two text columns, got {len(names)}: {names}")
+    return names
+
+
+def _resolve_label_column(
+    path: Path, line: int, available: list[str], options: _Options
+) -> str | None:
+    name = options.label_column
+    if name is None:
+        name = next((c for c in _LABEL_DEFAULTS if c in available), None)
+        if name is None and options.require_labels:
+            raise DataError(
+                f"no label column found (looked for {', '.join(_LABEL_DEFAULTS)}); "
+                f"available columns: {_names(available)}",
+                path=path,
+                line=line,
+                hint="name the label column with the label_column option",
+            )
+        return name
+    if name in available:
+        return name
+    if not options.require_labels:
+        return None
+    raise _missing_column_error(path, line, [name], available, "label_column")
+
+
+def _missing_column_error(
+    path: Path, line: int, missing: list[str], available: list[str], option: str
+) -> DataError:
+    return DataError(
+        f"column(s) {_names(missing)} not found; available columns: {_names(available)}",
+        path=path,
+        line=line,
+        hint=f"fix the column name in {option} or in the file",
+    )
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names) if names else "(none)"
+
+
+def _record_example(
+    path: Path, line: int, record: dict, columns: _Columns, options: _Options
+) -> Example:
+    for name in columns.text + ([columns.label] if columns.label else []):
+        if name not in record and (name != columns.label or options.require_labels):
+            raise _missing_column_error(path, line, [name], list(record), "the data")
+    texts = [_cell_text(path, line, name, record[name]) for name in columns.text]
+    if options.pair:
+        text, text_pair = texts
+    else:
+        text, text_pair = " ".join(t for t in texts if t), None
+    raw_label = record.get(columns.label) if columns.label else None
+    label = _cell_label(path, line, columns.label, raw_label)
+    return _make_example(
+        path, line, text, text_pair=text_pair, label=label, require_labels=options.require_labels
+    )
+
+
+def _cell_text(path: Path, line: int, column: str, value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise DataError(
+        f"column {column!r} must hold a string, found a JSON {_json_type(value)}",
+        path=path,
+        line=line,
+        hint="store the text as a JSON string",
+    )
+
+
+def _cell_label(path: Path, line: int, column: str | None, value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else str(value)
+    if isinstance(value, list):
+        raise DataError(
+            f"column {column!r} holds a list: multi-label data is not supported yet",
+            path=path,
+            line=line,
+            hint="give exactly one label per example",
+        )
+    raise DataError(
+        f"column {column!r} must hold a string or a number, found a JSON {_json_type(value)}",
+        path=path,
+        line=line,
+        hint="store the label as a JSON string",
+    )
+
+
+def _json_type(value: object) -> str:
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
+_READERS: dict[str, Callable[[Path, _Options], list[Example]]] = {
+    "tsv": _read_tsv,
+    "tsv-label-first": _read_tsv_label_first,
+    "csv": _read_csv,
+    "jsonl": _read_jsonl,
+    "fasttext": _read_fasttext,
+}

@@ -1,0 +1,89 @@
+"""Word tokenization and vocabulary for the word-vector models."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from textcls.config import TokenizerConfig
+from textcls.errors import ModelLoadError
+
+PAD, UNK = "<pad>", "<unk>"
+
+
+class RegexTokenizer:
+    """A fast regular-expression tokenizer.
+
+    >>> RegexTokenizer(TokenizerConfig()).tokenize("Play Miles Davis' jazz, now!")
+    ['play', 'miles', 'davis', "'", 'jazz', ',', 'now', '!']
+    """
+
+    def __init__(self, config: TokenizerConfig) -> None:
+        self.config = config
+        self._findall = re.compile(config.pattern).findall
+
+    def tokenize(self, text: str) -> list[str]:
+        if self.config.lowercase:
+            text = text.lower()
+        return self._findall(text)
+
+
+class Vocab:
+    """Token ↔ id. Id 0 is padding, id 1 the unknown token."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        if list(tokens[:2]) != [PAD, UNK]:
+            tokens = [PAD, UNK, *[t for t in tokens if t not in (PAD, UNK)]]
+        self.tokens = list(tokens)
+        self.index = {token: i for i, token in enumerate(self.tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.index
+
+    def encode(self, tokens: Iterable[str], max_length: int) -> list[int]:
+        get = self.index.get
+        ids = [get(token, 1) for token in tokens][:max_length]
+        return ids or [1]  # an all-punctuation-free empty text still gets one (unknown) token
+
+    @classmethod
+    def build(
+        cls, token_lists: Iterable[Sequence[str]], min_count: int = 1, extra: Sequence[str] = ()
+    ) -> Vocab:
+        """Training tokens seen ``min_count`` times, by frequency, then ``extra`` words."""
+        counts = Counter(token for tokens in token_lists for token in tokens)
+        words = [w for w, c in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if c >= min_count]
+        seen = set(words)
+        words += [w for w in extra if w not in seen]
+        return cls([PAD, UNK, *words])
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text("\n".join(self.tokens) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocab:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"vocabulary file missing: {path}")
+        tokens = path.read_text(encoding="utf-8").split("\n")
+        if tokens and tokens[-1] == "":
+            tokens.pop()
+        return cls(tokens)
+
+
+def length_stats(lengths: Sequence[int], max_length: int) -> dict[str, float]:
+    """Token-length statistics of a data set, and how many texts ``max_length`` cuts."""
+    array = np.asarray(lengths)
+    return {
+        "mean": float(array.mean()),
+        "p50": float(np.percentile(array, 50)),
+        "p95": float(np.percentile(array, 95)),
+        "max": int(array.max()),
+        "truncated": int((array > max_length).sum()),
+    }

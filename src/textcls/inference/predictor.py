@@ -1,0 +1,108 @@
+"""The ``Predictor`` interface: raw texts in, label scores out, whatever runs underneath.
+
+evaluate, predict, bench and serve use only this interface. Tokenization belongs to the predictor,
+so a backend never needs the training code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textcls.errors import ConfigError
+
+Prediction = dict[str, Any]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class Predictor(ABC):
+    """Base class of every backend."""
+
+    backend: str = "?"
+    labels: list[str]
+
+    @abstractmethod
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Raw scores [len(texts), num_labels], in input order."""
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return softmax(self.logits(texts, batch_size))
+
+    def predict(
+        self, texts: Sequence[str], top_k: int = 1, batch_size: int = 64
+    ) -> list[Prediction] | list[list[Prediction]]:
+        """``top_k=1``: one ``{"label", "score"}`` per text; more: a ranked list per text."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a list of texts; wrap a single text in a list")
+        if top_k < 1:
+            raise ConfigError(f"top_k must be at least 1, got {top_k}")
+        probabilities = self.predict_proba(texts, batch_size)
+        k = min(top_k, len(self.labels))
+        ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        results = [
+            [{"label": self.labels[j], "score": float(row[j])} for j in order]
+            for row, order in zip(probabilities, ranked, strict=True)
+        ]
+        return [r[0] for r in results] if top_k == 1 else results
+
+    @property
+    def threads(self) -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+
+class TorchPredictor(Predictor):
+    """Eager PyTorch on CPU or GPU."""
+
+    backend = "torch"
+
+    def __init__(self, model: Any, featurizer: Any, labels: list[str], device: str = "cpu") -> None:
+        import torch
+
+        self.model = model.to(device).eval()
+        self.featurizer = featurizer
+        self.labels = labels
+        self.device = torch.device(device)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        from textcls.training.loop import predict_logits
+
+        if len(texts) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return predict_logits(self.model, self.featurizer.encode(texts), batch_size, self.device)
+
+
+def load_predictor(
+    directory: str | Path, backend: str = "torch", threads: int | None = None
+) -> Predictor:
+    """Open a model directory with the chosen backend.
+
+    >>> predictor = load_predictor("runs/snips-cnn")  # doctest: +SKIP
+    >>> predictor.predict(["play some jazz"])  # doctest: +SKIP
+    [{'label': 'PlayMusic', 'score': 0.99}]
+    """
+    from textcls.registry import BACKENDS
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return BACKENDS.get(backend)(directory)
+
+
+def torch_backend(directory: str | Path) -> TorchPredictor:
+    from textcls.data.batching import WordFeaturizer
+    from textcls.model import load_model
+
+    model, vocab, config = load_model(directory)
+    return TorchPredictor(model, WordFeaturizer(config.model.tokenizer, vocab), config.model.labels)

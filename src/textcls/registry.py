@@ -1,0 +1,83 @@
+"""The one place that maps config names to classes.
+
+Entries are ``"module:attribute"`` strings imported on first use, so ``import textcls`` stays light
+and a new component is one new file plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from textcls.errors import ConfigError
+
+
+class Registry:
+    """A name → lazily imported object table with helpful errors.
+
+    >>> ENCODERS.names()[:2]
+    ['cnn', 'densenet-cnn']
+    """
+
+    def __init__(self, kind: str, entries: dict[str, str]) -> None:
+        self.kind = kind
+        self._entries = dict(entries)
+        self._loaded: dict[str, Any] = {}
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def register(self, name: str, target: str) -> None:
+        """Add an entry (``"package.module:Class"``); plugins can call this."""
+        self._entries[name] = target
+        self._loaded.pop(name, None)
+
+    def get(self, name: str) -> Any:
+        if name not in self._entries:
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}"
+            )
+        if name not in self._loaded:
+            module_name, attribute = self._entries[name].split(":")
+            self._loaded[name] = getattr(importlib.import_module(module_name), attribute)
+        return self._loaded[name]
+
+
+ENCODERS = Registry(
+    "encoder",
+    {
+        "mean": "textcls.encoders.mean:MeanEncoder",
+        "gnb": "textcls.encoders.gnb:GaussianNBEncoder",
+        "cnn": "textcls.encoders.cnn:CNNEncoder",
+        "densenet-cnn": "textcls.encoders.densenet:DenseNetCNNEncoder",
+        "densenet-dsa": "textcls.encoders.densenet:DenseNetDSAEncoder",
+        "lstm": "textcls.encoders.lstm:BiLSTMEncoder",
+    },
+)
+
+# Word-vector sources: name -> loader class (see embeddings/vectors.py). Paths are handled there.
+VECTORS = Registry(
+    "vectors",
+    {
+        "glove-6b-50d": "textcls.embeddings.vectors:PackagedGloVe",
+        "spacy-md-300d": "textcls.embeddings.vectors:SpacyVectors",
+        "random": "textcls.embeddings.vectors:RandomVectors",
+    },
+)
+
+# Presets: what `--model NAME` means. Word-model presets are an encoder over the default vectors.
+DEFAULT_VECTORS = "glove-6b-50d"
+PRESETS: dict[str, dict[str, str]] = {
+    name: {"encoder": name, "vectors": DEFAULT_VECTORS} for name in ENCODERS.names()
+}
+
+# Inference backends: name -> factory(model_directory) -> Predictor.
+BACKENDS = Registry(
+    "backend",
+    {
+        "torch": "textcls.inference.predictor:torch_backend",
+    },
+)

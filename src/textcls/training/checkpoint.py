@@ -1,0 +1,93 @@
+"""Resumable training checkpoints without pickles: tensors in safetensors, the rest in JSON.
+
+A checkpoint is a directory written beside the final one and renamed into place, so a crash during
+writing leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
+
+
+def save_checkpoint(
+    directory: Path,
+    model: nn.Module,
+    optimizer: Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    best_state: dict[str, torch.Tensor],
+) -> None:
+    """Model, optimizer, schedule, RNG states, loop state and the best weights so far."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v.detach().contiguous().cpu() for k, v in best_state.items()})
+    optim_state = optimizer.state_dict()
+    for param_id, values in optim_state["state"].items():
+        for key, value in values.items():
+            tensors[f"optim.{param_id}.{key}"] = torch.as_tensor(value).contiguous().cpu()
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {
+        **state,
+        "param_groups": optim_state["param_groups"],
+        "scheduler": scheduler.state_dict(),
+        "rng_python": _jsonable(random.getstate()),
+        "rng_numpy": _jsonable(np.random.get_state()),
+    }
+    temporary = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    save_file(tensors, str(temporary / STATE_TENSORS))
+    (temporary / STATE_JSON).write_text(json.dumps(meta), encoding="utf-8")
+    backup = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        directory.replace(backup)
+    temporary.replace(directory)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def load_checkpoint(
+    directory: Path, model: nn.Module, optimizer: Optimizer, scheduler: Any
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Restore everything in place; return (loop state, best weights)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(directory / STATE_TENSORS))
+    meta = json.loads((directory / STATE_JSON).read_text(encoding="utf-8"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    optim_state: dict[str, Any] = {"state": {}, "param_groups": meta.pop("param_groups")}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, param_id, name = key.split(".", 2)
+            optim_state["state"].setdefault(int(param_id), {})[name] = value
+    optimizer.load_state_dict(optim_state)
+    scheduler.load_state_dict(meta.pop("scheduler"))
+    torch.set_rng_state(tensors["rng.torch"])
+    random.setstate(_tuples(meta.pop("rng_python")))
+    kind, keys, pos, has_gauss, cached = meta.pop("rng_numpy")
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    return meta, best
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

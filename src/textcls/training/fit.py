@@ -1,0 +1,131 @@
+"""From examples and a config to a trained predictor: labels, vocabulary, vectors, model, loop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from textcls.config import ClassifierConfig
+from textcls.data.batching import WordFeaturizer
+from textcls.data.formats import Example
+from textcls.data.tokenizer import RegexTokenizer, Vocab, length_stats
+from textcls.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _text(example: Example) -> str:
+    return example.text if example.text_pair is None else f"{example.text} {example.text_pair}"
+
+
+def build_vocab_and_vectors(
+    config: ClassifierConfig, token_lists: Sequence[Sequence[str]]
+) -> tuple[Vocab, Any, dict[str, Any]]:
+    """Vocabulary from training tokens (+ the most frequent pretrained words) and its matrix."""
+    from textcls.embeddings.vectors import build_matrix, open_vectors
+
+    embedding = config.model.embedding
+    train_vocab = Vocab.build(token_lists, embedding.min_count)
+    source = open_vectors(
+        embedding.vectors, embedding.dim, needed=set(train_vocab.tokens), keep_first=embedding.extra_vocab
+    )
+    extra = source.frequent_words(embedding.extra_vocab) if embedding.extra_vocab else []
+    vocab = Vocab.build(token_lists, embedding.min_count, extra=extra)
+    matrix, coverage = build_matrix(vocab.tokens, source, config.train.seed)
+    train_words = len(train_vocab) - 2
+    _, found_train = source.lookup(train_vocab.tokens[2:])
+    stats = {
+        "vocab_size": len(vocab),
+        "train_words": train_words,
+        "train_words_with_vector": int(found_train.sum()),
+        "vectors": embedding.vectors,
+        "dim": int(matrix.shape[1]),
+    }
+    log.info(
+        "vocabulary: %d words (%d from training, %.1f%% of them have a pretrained vector; "
+        "%d extra pretrained words), %d-d vectors",
+        len(vocab), train_words, 100 * found_train.mean() if train_words else 0.0,
+        len(vocab) - 2 - train_words, matrix.shape[1],
+    )
+    del coverage
+    return vocab, matrix, stats
+
+
+def fit(
+    config: ClassifierConfig,
+    train_examples: Sequence[Example],
+    valid_examples: Sequence[Example],
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    notes: list[str] | None = None,
+) -> tuple[Any, Any, ClassifierConfig]:
+    from textcls.inference.predictor import TorchPredictor
+    from textcls.model import CONFIG_FILE, VOCAB_FILE, TextClassificationModel, save_model
+    from textcls.training.loggers import make_logger
+    from textcls.training.loop import CHECKPOINT_DIR, set_seed, train
+
+    labels = sorted({str(e.label) for e in train_examples})
+    if len(labels) < 2:
+        raise ConfigError(f"training data has only {len(labels)} label(s) {labels}; need two or more")
+    config = config.model_copy(deep=True)
+    config.model.labels = labels
+    out_path = Path(out_dir) if out_dir is not None else None
+    set_seed(config.train.seed)
+
+    tokenizer = RegexTokenizer(config.model.tokenizer)
+    train_tokens = [tokenizer.tokenize(_text(e)) for e in train_examples]
+    max_length = config.model.tokenizer.max_length
+    stats = length_stats([len(t) for t in train_tokens], max_length)
+    log.info(
+        "training texts: %d, tokens mean %.1f / p95 %.0f / max %d; %d longer than max_length %d",
+        len(train_tokens), stats["mean"], stats["p95"], stats["max"], stats["truncated"], max_length,
+    )
+
+    resuming = bool(resume and out_path and (out_path / CHECKPOINT_DIR).exists())
+    if resuming:
+        from textcls.model import load_model
+
+        saved_config = ClassifierConfig.load(out_path / CONFIG_FILE)
+        if saved_config.model != config.model:
+            raise ConfigError(f"{out_path}: --resume with a different model config; use a new --out")
+        model, vocab, _ = load_model(out_path)
+        vocab_stats: dict[str, Any] = {"vocab_size": len(vocab), "resumed": True}
+        del VOCAB_FILE
+    else:
+        vocab, matrix, vocab_stats = build_vocab_and_vectors(config, train_tokens)
+        model = TextClassificationModel(config.model, len(vocab), matrix.shape[1], matrix)
+
+    featurizer = WordFeaturizer(config.model.tokenizer, vocab)
+    label_index = {label: i for i, label in enumerate(labels)}
+    train_data = (featurizer.encode([_text(e) for e in train_examples]),
+                  [label_index[str(e.label)] for e in train_examples])
+    valid_data = (featurizer.encode([_text(e) for e in valid_examples]),
+                  [label_index[str(e.label)] for e in valid_examples])
+
+    logger = make_logger("tensorboard" if config.train.tensorboard else None,
+                         out_path / "tensorboard" if out_path else None)
+    logger.log_params(config.model_dump())
+    on_best = (lambda m: save_model(out_path, m, vocab, config)) if out_path else None
+    try:
+        result = train(model, train_data, valid_data, config.train, out_dir=out_path, resume=resuming,
+                       logger=logger, on_best=on_best, progress=progress)
+    finally:
+        logger.close()
+    result.extra = {"length_stats": stats, "vocabulary": vocab_stats, "train_examples": len(train_examples),
+                    "valid_examples": len(valid_examples)}
+    predictor = TorchPredictor(model, featurizer, labels)
+    if out_path:
+        from textcls.api import _write_json
+
+        save_model(out_path, model, vocab, config)
+        _write_json(out_path / "train_result.json", {
+            "best_metric": result.best_metric, "metric": config.train.metric,
+            "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+            "seconds": round(result.seconds, 2), "history": result.history,
+            "notes": notes or [], **result.extra,
+        })
+    return predictor, result, config

@@ -1,0 +1,241 @@
+"""One plain training loop you can read top to bottom.
+
+Accelerate places the model and batches (CPU, one or several GPUs, mixed precision) without any
+change here. Each epoch ends with a validation pass; the best model is kept, the last state is
+checkpointed atomically, and ``resume=True`` continues from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from textcls.config import TrainConfig
+from textcls.data.batching import collate, length_grouped_batches, sorted_batches
+from textcls.training.checkpoint import load_checkpoint, save_checkpoint
+from textcls.training.loggers import MetricLogger
+from textcls.training.schedule import make_schedule
+
+log = logging.getLogger(__name__)
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass
+class TrainResult:
+    best_metric: float
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def set_seed(seed: int) -> None:
+    from accelerate.utils import set_seed as accelerate_set_seed
+
+    accelerate_set_seed(seed)
+
+
+def class_weights(label_ids: Sequence[int], num_labels: int) -> torch.Tensor:
+    """'balanced' weights: n_samples / (n_classes * count(c)); unseen classes get weight 1."""
+    counts = np.bincount(np.asarray(label_ids), minlength=num_labels).astype(np.float64)
+    weights = np.where(counts > 0, len(label_ids) / (num_labels * np.maximum(counts, 1)), 1.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases, norms and embeddings (unseen pretrained rows keep their values)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        skip = param.ndim < 2 or "embedding" in name
+        (no_decay if skip else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, sequences: Sequence[Sequence[int]], batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Logits in input order, computed over length-sorted batches."""
+    model.eval()
+    out = np.zeros((len(sequences), 0), np.float32)
+    for indices in sorted_batches([len(s) for s in sequences], batch_size):
+        batch = {k: v.to(device) for k, v in collate([sequences[i] for i in indices]).items()}
+        logits = model(batch)["logits"].float().cpu().numpy()
+        if out.shape[1] == 0:
+            out = np.zeros((len(sequences), logits.shape[1]), np.float32)
+        out[indices] = logits
+    return out
+
+
+def validation_metrics(logits: np.ndarray, gold: Sequence[int]) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    gold_array = np.asarray(gold)
+    log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1)
+    loss = float(-log_probs[torch.arange(len(gold_array)), torch.from_numpy(gold_array)].mean())
+    predicted = logits.argmax(-1)
+    return {
+        "loss": loss,
+        "accuracy": float((predicted == gold_array).mean()),
+        "macro_f1": float(f1_score(gold_array, predicted, average="macro", zero_division=0)),
+    }
+
+
+def _improved(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best if metric == "loss" else value > best
+
+
+def train(
+    model: nn.Module,
+    train_data: tuple[Sequence[Sequence[int]], Sequence[int]],
+    valid_data: tuple[Sequence[Sequence[int]], Sequence[int]],
+    config: TrainConfig,
+    *,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    logger: MetricLogger | None = None,
+    on_best: Callable[[nn.Module], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place; at the end it holds the weights of the best validation epoch."""
+    from accelerate import Accelerator
+
+    logger = logger or MetricLogger()
+    set_seed(config.seed)
+    accelerator = Accelerator(cpu=config.cpu)
+    device = accelerator.device
+    train_ids, train_labels = train_data
+    lengths = [len(s) for s in train_ids]
+    steps_per_epoch = -(-len(train_ids) // config.batch_size)
+    num_labels = int(model.head.linear.out_features) if hasattr(model.head, "linear") else None
+    num_labels = num_labels or int(model.encoder.num_labels)
+
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    scheduler = make_schedule(
+        optimizer, config.schedule, steps_per_epoch * config.epochs, config.warmup_ratio
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    weight = class_weights(train_labels, num_labels).to(device) if config.class_weight else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_epochs": 0,
+                             "history": []}
+    checkpoint = out_dir / CHECKPOINT_DIR if out_dir else None
+    best_state = copy.deepcopy(accelerator.unwrap_model(model).state_dict())
+    if resume and checkpoint and checkpoint.exists():
+        restored, best_state = load_checkpoint(
+            checkpoint, accelerator.unwrap_model(model), optimizer, scheduler
+        )
+        state.update(restored)
+        log.info("resumed from %s after epoch %d", checkpoint, state["epoch"])
+    started = time.perf_counter()
+    stopped_early = False
+
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        if config.patience and state["bad_epochs"] >= config.patience:
+            stopped_early = True
+            break
+        model.train()
+        batches = length_grouped_batches(lengths, config.batch_size, config.seed + epoch)
+        total_loss = 0.0
+        with _progress(progress, f"epoch {epoch}/{config.epochs}", len(batches)) as advance:
+            for indices in batches:
+                batch = {k: v.to(device) for k, v in collate([train_ids[i] for i in indices]).items()}
+                gold = torch.as_tensor([train_labels[i] for i in indices], device=device)
+                loss = loss_fn(model(batch)["logits"], gold)
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(loss)
+                if config.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                state["step"] += 1
+                total_loss += loss.item()
+                if state["step"] % 50 == 0:
+                    logger.log_metrics(
+                        {"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, state["step"]
+                    )
+                advance(loss.item())
+
+        valid_logits = predict_logits(model, valid_data[0], max(64, config.batch_size), device)
+        metrics = validation_metrics(valid_logits, valid_data[1])
+        metrics["train_loss"] = total_loss / max(1, len(batches))
+        logger.log_metrics({f"valid/{k}": v for k, v in metrics.items()}, state["step"])
+        record = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - started, 2)}
+        state["history"].append(record)
+        value = metrics[config.metric]
+        if _improved(config.metric, value, state["best"]):
+            state.update(best=value, best_epoch=epoch, bad_epochs=0)
+            best_state = copy.deepcopy(accelerator.unwrap_model(model).state_dict())
+            if on_best:
+                on_best(accelerator.unwrap_model(model))
+        else:
+            state["bad_epochs"] += 1
+        log.info(
+            "epoch %d: valid %s, best %s %.4f (epoch %d)",
+            epoch,
+            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+            config.metric,
+            state["best"],
+            state["best_epoch"],
+        )
+        state["epoch"] = epoch
+        if checkpoint:
+            save_checkpoint(
+                checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, state, best_state
+            )
+
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.load_state_dict(best_state)
+    unwrapped.eval()
+    return TrainResult(
+        best_metric=float(state["best"]) if state["best"] is not None else float("nan"),
+        best_epoch=int(state["best_epoch"]),
+        history=list(state["history"]),
+        stopped_early=stopped_early,
+        seconds=time.perf_counter() - started,
+    )
+
+
+class _progress:
+    """A rich progress bar for one epoch (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, description: str, total: int) -> None:
+        self.enabled, self.description, self.total = enabled, description, total
+
+    def __enter__(self) -> Callable[[float], None]:
+        if not self.enabled:
+            return lambda loss: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self.bar.start()
+        task = self.bar.add_task(self.description, total=self.total, loss=0.0)
+        return lambda loss: self.bar.update(task, advance=1, loss=loss)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()

@@ -1,0 +1,24 @@
+"""Learning-rate schedules: linear warm-up, then linear / cosine decay or constant."""
+
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def make_schedule(optimizer: Optimizer, kind: str, total_steps: int, warmup_ratio: float) -> LambdaLR:
+    warmup = int(total_steps * warmup_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if kind == "linear":
+            return max(0.0, 1.0 - progress)
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return LambdaLR(optimizer, factor)

@@ -1,0 +1,378 @@
+"""Tests for textcls.data: file formats, format detection, errors and splits."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from textcls.data import (
+    DataSplits,
+    Example,
+    check_known_labels,
+    detect_format,
+    find_split_files,
+    load_splits,
+    read_examples,
+    stratified_split,
+)
+from textcls.errors import DataError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} not present")
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    """Write bytes exactly (str is encoded as UTF-8, newlines untouched)."""
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+def labelled(n_per_class: dict[str, int]) -> list[Example]:
+    return [
+        Example(text=f"{label} text {i}", label=label, line=i + 1)
+        for label, n in n_per_class.items()
+        for i in range(n)
+    ]
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def test_tsv_label_last(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.txt", "play some jazz\tPlayMusic\nwill it rain\tGetWeather\n")
+    assert read_examples(path, "tsv") == [
+        Example("play some jazz", "PlayMusic", None, 1),
+        Example("will it rain", "GetWeather", None, 2),
+    ]
+
+
+def test_tsv_label_first(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.tsv", "earn\tprofit rose sharply\nacq\tcompany bought rival\n")
+    examples = read_examples(path, "tsv-label-first")
+    assert [(e.label, e.text) for e in examples] == [
+        ("earn", "profit rose sharply"),
+        ("acq", "company bought rival"),
+    ]
+
+
+def test_csv_named_columns_and_quoting(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "d.csv",
+        'id,sentence,label\n1,"hello, world",greet\n2,"two\nlines",other\n3,bye,greet\n',
+    )
+    examples = read_examples(path)
+    assert [(e.text, e.label, e.line) for e in examples] == [
+        ("hello, world", "greet", 2),
+        ("two\nlines", "other", 3),
+        ("bye", "greet", 5),  # the quoted newline makes record 3 start on line 5
+    ]
+
+
+def test_csv_several_text_columns_are_joined(tmp_path: Path) -> None:
+    path = write(tmp_path / "news.csv", "title,body,category\nOil up,Prices rose.,business\n")
+    (example,) = read_examples(path, text_columns=["title", "body"])
+    assert example.text == "Oil up Prices rose."
+    assert example.label == "business"  # found through the "category" fallback
+
+
+def test_jsonl_int_labels_and_custom_columns(tmp_path: Path) -> None:
+    rows = [{"review": "great film", "stars": 1}, {"review": "dull", "stars": 0}]
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    examples = read_examples(path, text_columns="review", label_column="stars")
+    assert [(e.text, e.label) for e in examples] == [("great film", "1"), ("dull", "0")]
+
+
+def test_fasttext(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.txt", "__label__pos a fine  day\n__label__neg awful\n")
+    examples = read_examples(path, "fasttext")
+    assert [(e.text, e.label) for e in examples] == [("a fine day", "pos"), ("awful", "neg")]
+
+
+def test_fasttext_multi_label_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.txt", "__label__a ok\n__label__a __label__b two labels\n")
+    with pytest.raises(DataError, match="multi-label") as info:
+        read_examples(path, "fasttext")
+    assert info.value.line == 2
+
+
+def test_unlabeled_tsv_for_prediction(tmp_path: Path) -> None:
+    path = write(tmp_path / "predict.txt", "just some text\nlabelled too\tpos\n")
+    examples = read_examples(path, "tsv", require_labels=False)
+    assert [(e.text, e.label) for e in examples] == [
+        ("just some text", None),
+        ("labelled too", "pos"),
+    ]
+
+
+def test_unlabeled_line_rejected_when_labels_required(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.txt", "a\tx\nno label here\n")
+    with pytest.raises(DataError, match=r"expected 2 TAB-separated fields.*found 1") as info:
+        read_examples(path, "tsv")
+    assert info.value.line == 2
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def test_three_fields_everywhere_is_a_pair_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "nli.txt", "a cat sits\ta cat is sitting\tentail\nx\ty\tcontra\n")
+    examples = read_examples(path)
+    assert examples[0] == Example("a cat sits", "entail", "a cat is sitting", 1)
+    assert examples[1].text_pair == "y"
+
+
+def test_pair_flag_reports_short_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "nli.txt", "a\tb\tyes\nonly\tno\n")
+    with pytest.raises(DataError, match="expected 3 TAB-separated fields") as info:
+        read_examples(path, pair=True)
+    assert info.value.line == 2
+
+
+def test_csv_pair_columns(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.csv", "sentence1,sentence2,label\nit rains,it is wet,yes\n")
+    (example,) = read_examples(path, pair=True)
+    assert (example.text, example.text_pair, example.label) == ("it rains", "it is wet", "yes")
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("a.csv", "text,label\nhi,x\n", "csv"),
+        ("a.jsonl", '{"text": "hi", "label": "x"}\n', "jsonl"),
+        ("a.txt", '{"text": "hi", "label": "x"}\n', "jsonl"),
+        ("a.txt", "__label__x hi there\n__label__y bye\n", "fasttext"),
+        ("a.txt", "good movie\tpos\nbad movie\tneg\nok film\tpos\nmeh\tneg\n", "tsv"),
+        ("a.tsv", "pos\tgood movie\nneg\tbad movie\npos\tok film\nneg\tmeh\n", "tsv-label-first"),
+        # both columns look like labels: ambiguous, so the iclassifier default wins
+        ("a.txt", "yes\tpos\nyes\tpos\nno\tneg\nno\tneg\n", "tsv"),
+        # neither column repeats: ambiguous as well
+        ("a.txt", "one\ttwo\nthree\tfour\n", "tsv"),
+    ],
+)
+def test_detect_format(tmp_path: Path, name: str, content: str, expected: str) -> None:
+    assert detect_format(write(tmp_path / name, content)) == expected
+
+
+def test_auto_reads_label_first(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.tsv", "earn\tnet profit up\nearn\tloss narrow\nacq\tbuy stake\n" * 2)
+    assert read_examples(path)[2] == Example("buy stake", "acq", None, 3)
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def test_crlf_bom_trailing_spaces_and_no_final_newline(tmp_path: Path) -> None:
+    content = b"\xef\xbb\xbfplay jazz  \tPlayMusic \r\n\r\n  \r\nrain today\tGetWeather"
+    examples = read_examples(write(tmp_path / "t.txt", content))
+    assert examples == [
+        Example("play jazz", "PlayMusic", None, 1),
+        Example("rain today", "GetWeather", None, 4),
+    ]
+
+
+def test_bom_in_csv_header(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", b"\xef\xbb\xbftext,label\r\nhi,x\r\n")
+    assert read_examples(path) == [Example("hi", "x", None, 2)]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_error_wrong_column_count(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.txt", "a\tx\nb\tinner\ttab\tx\n")
+    with pytest.raises(DataError, match=r"expected 2 TAB-separated fields .*found 4") as info:
+        read_examples(path, "tsv")
+    assert (info.value.path, info.value.line) == (str(path), 2)
+    assert "TAB" in (info.value.hint or "")
+    assert str(info.value).startswith(f"{path}:2: ")
+
+
+def test_error_empty_text(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.txt", "a\tx\n   \tx\n")
+    with pytest.raises(DataError, match="empty text") as info:
+        read_examples(path, "tsv")
+    assert info.value.line == 2
+
+
+def test_error_empty_label(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.txt", "a\tx\nb\tx\nc\t  \n")
+    with pytest.raises(DataError, match="empty label") as info:
+        read_examples(path, "tsv")
+    assert info.value.line == 3
+
+
+def test_error_undecodable_bytes(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.txt", b"ok\tx\n" + "caf\xe9\tx\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not valid UTF-8") as info:
+        read_examples(path, "tsv")
+    assert info.value.line == 2
+    assert "UTF-8" in (info.value.hint or "")
+
+
+def test_error_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="file not found") as info:
+        read_examples(tmp_path / "nope.txt")
+    assert info.value.hint
+
+
+def test_error_empty_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.txt", "\n  \r\n\n")
+    with pytest.raises(DataError, match="no examples found"):
+        read_examples(path)
+
+
+def test_error_bad_json(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n')
+    with pytest.raises(DataError, match="invalid JSON") as info:
+        read_examples(path)
+    assert info.value.line == 2
+
+
+def test_error_missing_csv_column_lists_available(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", "body,label\nhi,x\n")
+    with pytest.raises(DataError, match="available columns: 'body', 'label'"):
+        read_examples(path)
+    with pytest.raises(DataError, match=r"'tag'.*not found.*'body', 'label'"):
+        read_examples(path, text_columns=["body"], label_column="tag")
+
+
+def test_error_unknown_label_in_valid_named(tmp_path: Path) -> None:
+    write(tmp_path / "train.txt", "a\tcat\nb\tdog\nc\tcat\n")
+    valid = write(tmp_path / "valid.txt", "d\tcat\ne\tbird\nf\tfish\ng\tbird\n")
+    with pytest.raises(DataError) as info:
+        load_splits(tmp_path)
+    message = str(info.value)
+    assert info.value.path == str(valid)
+    assert "'bird' (2 examples, first on line 2), 'fish' (1 example, first on line 3)" in message
+
+
+def test_check_known_labels_passes_known_and_unlabeled() -> None:
+    examples = [Example("a", "x", line=1), Example("b", None, line=2)]
+    check_known_labels(examples, {"x"}, "valid.txt")  # must not raise
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def test_stratified_split_is_deterministic_and_covers_classes() -> None:
+    examples = labelled({"a": 50, "b": 20, "c": 2, "d": 1})
+    kept, held = stratified_split(examples, 0.1, seed=42)
+    assert stratified_split(examples, 0.1, seed=42) == (kept, held)
+    assert stratified_split(examples, 0.1, seed=7) != (kept, held)
+    assert Counter(e.label for e in held) == {"a": 5, "b": 2}
+    assert {e.label for e in kept} == {"a", "b", "c", "d"}
+    assert sorted(kept + held, key=examples.index) == examples
+    assert kept == sorted(kept, key=examples.index)  # input order kept
+
+
+def test_stratified_split_keeps_one_in_train_for_two_example_class() -> None:
+    kept, held = stratified_split(labelled({"x": 2}), 0.9, seed=0)
+    assert (len(kept), len(held)) == (1, 1)
+
+
+def test_load_splits_carves_valid_with_note(tmp_path: Path) -> None:
+    lines = [f"text {i}\t{'pos' if i % 3 else 'neg'}\n" for i in range(60)]
+    write(tmp_path / "train.txt", "".join(lines))
+    write(tmp_path / "test.txt", "new text\tpos\n")
+    splits = load_splits(tmp_path)
+    assert isinstance(splits, DataSplits)
+    assert (len(splits.train), len(splits.valid), len(splits.test or [])) == (54, 6, 1)
+    assert any("carved 10% stratified (seed 42)" in note for note in splits.notes)
+    assert set(splits.paths) == {"train", "test"}
+    assert splits.labels == ["neg", "pos"]  # order of first appearance in train
+    assert load_splits(tmp_path).valid == splits.valid
+
+
+def test_load_splits_single_file_with_explicit_valid(tmp_path: Path) -> None:
+    train = write(tmp_path / "mine.csv", "text,label\na,x\nb,y\n")
+    valid = write(tmp_path / "other.csv", "text,label\nc,y\n")
+    splits = load_splits(train, valid=valid)
+    assert splits.valid == [Example("c", "y", None, 2)]
+    assert splits.test is None
+    assert splits.paths == {"train": str(train), "valid": str(valid)}
+
+
+def test_load_splits_directory_without_train(tmp_path: Path) -> None:
+    write(tmp_path / "valid.txt", "a\tx\n")
+    write(tmp_path / "notes.md", "hello")
+    with pytest.raises(DataError, match=r"no training file found.*notes\.md, valid\.txt"):
+        load_splits(tmp_path)
+
+
+def test_find_split_files(tmp_path: Path) -> None:
+    for name in ("train.tsv", "dev.tsv", "test.tsv", "README.md", "train.py"):
+        write(tmp_path / name, "x")
+    found = find_split_files(tmp_path)
+    assert {k: p.name for k, p in found.items()} == {
+        "train": "train.tsv",
+        "valid": "dev.tsv",
+        "test": "test.tsv",
+    }
+
+
+def test_find_split_files_r52_style_names(tmp_path: Path) -> None:
+    write(tmp_path / "r52train.tsv", "x")
+    write(tmp_path / "r52test.tsv", "x")
+    found = find_split_files(tmp_path)
+    assert {k: p.name for k, p in found.items()} == {
+        "train": "r52train.tsv",
+        "test": "r52test.tsv",
+    }
+
+
+def test_valid_reuses_train_column_order(tmp_path: Path) -> None:
+    write(tmp_path / "train.tsv", "earn\tprofit up a lot\nearn\tloss\nacq\tbuys stake\n" * 3)
+    write(tmp_path / "valid.tsv", "acq\tsells unit\n")  # too small to detect on its own
+    splits = load_splits(tmp_path)
+    assert splits.valid == [Example("sells unit", "acq", None, 1)]
+
+
+# --------------------------------------------------------------------------- real files
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        ("r52/r52train.tsv", "tsv-label-first"),
+        ("r52/r52test.tsv", "tsv-label-first"),
+        ("snips/train.txt", "tsv"),
+        ("sst2/test.txt", "tsv"),
+        ("ag_news_5k/valid.txt", "tsv"),
+    ],
+)
+def test_real_detection(relative: str, expected: str) -> None:
+    assert detect_format(SHARED / relative) == expected
+
+
+@needs_shared
+def test_real_snips_crlf_and_trailing_spaces() -> None:
+    examples = read_examples(SHARED / "snips" / "test.txt")
+    assert len(examples) == 700
+    assert examples[1].text.endswith("churrascaria cuisine")
+    assert examples[1].label == "BookRestaurant"
+    assert Counter(e.label for e in examples)["AddToPlaylist"] == 124
+
+
+@needs_shared
+def test_real_sst2_test_without_final_newline() -> None:
+    examples = read_examples(SHARED / "sst2" / "test.txt")
+    assert len(examples) == 1821
+    assert examples[-1].label == "0"
+    assert examples[-1].line == 1821
+
+
+@needs_shared
+def test_real_r52_directory() -> None:
+    splits = load_splits(SHARED / "r52")
+    assert len(splits.train) + len(splits.valid) == 6532
+    assert len(splits.test or []) == 2568
+    assert len(set(splits.labels)) == 52
+    assert splits.test is not None
+    assert splits.test[0].label == "trade"
