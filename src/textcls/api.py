@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -215,28 +214,21 @@ class TextClassifier:
         predictor = self._require_predictor()
         save_model(directory, predictor.model, predictor.featurizer.vocab, self.config)
         if self.train_result is not None:
-            _write_json(Path(directory) / "train_result.json", self.train_summary())
+            from textcls.training.fit import write_train_summary
 
-    def train_summary(self) -> dict[str, Any]:
-        result = self.train_result
-        return {
-            "best_metric": result.best_metric,
-            "metric": self.config.train.metric,
-            "best_epoch": result.best_epoch,
-            "stopped_early": result.stopped_early,
-            "seconds": round(result.seconds, 2),
-            "history": result.history,
-            "notes": self.notes,
-            **getattr(result, "extra", {}),
-        }
+            write_train_summary(Path(directory), self.train_result, self.config)
 
     @classmethod
     def load(
         cls, directory: str | Path, backend: str = "torch", threads: int | None = None
     ) -> TextClassifier:
         from textcls.inference.predictor import load_predictor
+        from textcls.errors import ModelLoadError
         from textcls.model import CONFIG_FILE
 
+        if not (Path(directory) / CONFIG_FILE).is_file():
+            what = "is not a model directory (no config.json)" if Path(directory).is_dir() else "not found"
+            raise ModelLoadError(f"model directory {directory} {what}: train one with 'textcls train'")
         config = ClassifierConfig.load(Path(directory) / CONFIG_FILE)
         classifier = cls(model=None, config=config)
         classifier.predictor = load_predictor(directory, backend=backend, threads=threads)
@@ -274,7 +266,3 @@ def read_labelled(path: str | Path, config: ClassifierConfig) -> list[Example]:
         path, data.format, text_columns=data.text_columns, label_column=data.label_column,
         pair=data.pair,
     )
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")

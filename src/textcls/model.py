@@ -108,10 +108,13 @@ def load_model(directory: str | Path) -> tuple[TextClassificationModel, Vocab, C
     with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as handle:
         dim = int(handle.metadata()["dim"])
     model = TextClassificationModel(config.model, len(vocab), dim)
-    missing, unexpected = model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=False)
+    except RuntimeError as error:  # shapes differ from what config.json describes
+        raise ModelLoadError(f"{directory}: weights do not match config.json: {error}") from None
     if missing or unexpected:
         raise ModelLoadError(
-            f"{directory}: weights do not match the config (missing {missing}, unexpected {unexpected})"
+            f"{directory}: weights do not match config.json (missing {missing}, unexpected {unexpected})"
         )
     model.eval()
     return model, vocab, config

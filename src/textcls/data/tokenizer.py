@@ -59,9 +59,12 @@ class Vocab:
         """Training tokens seen ``min_count`` times, by frequency, then ``extra`` words."""
         counts = Counter(token for tokens in token_lists for token in tokens)
         words = [w for w, c in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if c >= min_count]
-        seen = set(words)
-        words += [w for w in extra if w not in seen]
-        return cls([PAD, UNK, *words])
+        seen = {PAD, UNK, *words}
+        for word in extra:
+            if word not in seen:
+                seen.add(word)
+                words.append(word)
+        return cls([PAD, UNK, *(w for w in words if w not in (PAD, UNK))])
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text("\n".join(self.tokens) + "\n", encoding="utf-8")

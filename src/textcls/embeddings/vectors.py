@@ -134,8 +134,8 @@ class FileVectors(_TableVectors):
             raise ConfigError(f"vectors file not found: {self.path}")
         self.words, rows = [], []
         self.dim = 0
-        for line_number, word, values in self._records():
-            if line_number > keep_first and word not in needed:
+        for record, (line_number, word, values) in enumerate(self._records()):
+            if record >= keep_first and word not in needed:
                 continue
             if self.dim == 0:
                 self.dim = len(values)
@@ -146,8 +146,14 @@ class FileVectors(_TableVectors):
                     line=line_number,
                     hint="every line must be 'word' followed by the same number of floats",
                 )
+            try:
+                rows.append(np.asarray(values, dtype=np.float32))
+            except ValueError:
+                raise DataError(
+                    "vector values are not all numbers", path=self.path, line=line_number,
+                    hint="every line must be 'word' followed by floats separated by single spaces",
+                ) from None
             self.words.append(word)
-            rows.append(np.asarray(values, dtype=np.float32))
         if not rows:
             raise DataError("no vectors read", path=self.path, hint="is this a vector file?")
         self.matrix = np.stack(rows)

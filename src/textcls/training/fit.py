@@ -33,7 +33,7 @@ def build_vocab_and_vectors(
     )
     extra = source.frequent_words(embedding.extra_vocab) if embedding.extra_vocab else []
     vocab = Vocab.build(token_lists, embedding.min_count, extra=extra)
-    matrix, coverage = build_matrix(vocab.tokens, source, config.train.seed)
+    matrix, _ = build_matrix(vocab.tokens, source, config.train.seed)
     train_words = len(train_vocab) - 2
     _, found_train = source.lookup(train_vocab.tokens[2:])
     stats = {
@@ -49,7 +49,6 @@ def build_vocab_and_vectors(
         len(vocab), train_words, 100 * found_train.mean() if train_words else 0.0,
         len(vocab) - 2 - train_words, matrix.shape[1],
     )
-    del coverage
     return vocab, matrix, stats
 
 
@@ -64,7 +63,7 @@ def fit(
     notes: list[str] | None = None,
 ) -> tuple[Any, Any, ClassifierConfig]:
     from textcls.inference.predictor import TorchPredictor
-    from textcls.model import CONFIG_FILE, VOCAB_FILE, TextClassificationModel, save_model
+    from textcls.model import CONFIG_FILE, TextClassificationModel, save_model
     from textcls.training.loggers import make_logger
     from textcls.training.loop import CHECKPOINT_DIR, set_seed, train
 
@@ -94,7 +93,6 @@ def fit(
             raise ConfigError(f"{out_path}: --resume with a different model config; use a new --out")
         model, vocab, _ = load_model(out_path)
         vocab_stats: dict[str, Any] = {"vocab_size": len(vocab), "resumed": True}
-        del VOCAB_FILE
     else:
         vocab, matrix, vocab_stats = build_vocab_and_vectors(config, train_tokens)
         model = TextClassificationModel(config.model, len(vocab), matrix.shape[1], matrix)
@@ -118,14 +116,24 @@ def fit(
     result.extra = {"length_stats": stats, "vocabulary": vocab_stats, "train_examples": len(train_examples),
                     "valid_examples": len(valid_examples)}
     predictor = TorchPredictor(model, featurizer, labels)
+    result.extra["notes"] = list(notes or [])
     if out_path:
-        from textcls.api import _write_json
-
         save_model(out_path, model, vocab, config)
-        _write_json(out_path / "train_result.json", {
-            "best_metric": result.best_metric, "metric": config.train.metric,
-            "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-            "seconds": round(result.seconds, 2), "history": result.history,
-            "notes": notes or [], **result.extra,
-        })
+        write_train_summary(out_path, result, config)
     return predictor, result, config
+
+
+def write_train_summary(directory: Path, result: Any, config: ClassifierConfig) -> None:
+    """``train_result.json``: validation history, best epoch, vocabulary and length statistics."""
+    import json
+
+    summary = {
+        "best_metric": result.best_metric,
+        "metric": config.train.metric,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "seconds": round(result.seconds, 2),
+        "history": result.history,
+        **result.extra,
+    }
+    (directory / "train_result.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,241 @@
+"""The command line end to end: train on a SNIPS subset, evaluate, predict, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from textcls import __version__
+from textcls.cli import main
+from textcls.registry import PRESETS
+
+SNIPS_TRAIN_LINES = 1500
+COMMON = ["--no-progress", "--no-tensorboard", "--cpu"]
+
+
+def labels_of(path: Path) -> list[str]:
+    return [line.rsplit("\t", 1)[1].strip() for line in path.read_text("utf-8").splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def snips_run(snips_dir: Path, tmp_path_factory) -> dict:
+    """Train a CNN with GloVe 50d on the first 1,500 SNIPS training lines (3 epochs) via the CLI."""
+    root = tmp_path_factory.mktemp("snips-cli")
+    data = root / "data"
+    data.mkdir()
+    lines = (snips_dir / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    (data / "train.txt").write_text("".join(lines[:SNIPS_TRAIN_LINES]), encoding="utf-8")
+    for split in ("valid", "test"):
+        (data / f"{split}.txt").write_bytes((snips_dir / f"{split}.txt").read_bytes())
+    model = root / "model"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["train", "--data", str(data), "--out", str(model), "--model", "cnn",
+                     "--vectors", "glove-6b-50d", "--epochs", "3", "--seed", "3", *COMMON])
+    assert code == 0, stderr.getvalue()
+    return {"data": data, "model": model, "stdout": stdout.getvalue(), "root": root}
+
+
+def test_train_beats_the_majority_baseline(snips_run) -> None:
+    model = snips_run["model"]
+    for name in ("config.json", "model.safetensors", "vocab.txt", "labels.json", "train_result.json"):
+        assert (model / name).is_file(), name
+    test_labels = labels_of(snips_run["data"] / "test.txt")
+    majority = Counter(test_labels).most_common(1)[0][1] / len(test_labels)
+    assert majority < 0.3
+    report = json.loads((model / "eval" / "test" / "report.json").read_text())
+    assert report["n"] == len(test_labels) == 700
+    assert report["accuracy"] >= 0.8
+    assert report["accuracy"] - majority >= 0.5
+    assert f"accuracy {report['accuracy'] * 100:.2f}" in snips_run["stdout"]
+    assert "trained cnn" in snips_run["stdout"]
+    labels = json.loads((model / "labels.json").read_text())["labels"]
+    assert labels == sorted(set(labels_of(snips_run["data"] / "train.txt")))
+    config = json.loads((model / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["train"]["seed"] == 3
+    assert config["model"]["embedding"]["vectors"] == "glove-6b-50d"
+
+
+def test_evaluate_writes_consistent_reports(snips_run, capsys) -> None:
+    out = snips_run["root"] / "eval-out"
+    test = snips_run["data"] / "test.txt"
+    assert main(["evaluate", str(snips_run["model"]), "--data", str(test), "--out", str(out),
+                 "--no-latency"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("report.json", "report.md", "predictions.tsv", "confusion.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    report = json.loads((out / "report.json").read_text())
+    rows = [line.split("\t") for line in (out / "predictions.tsv").read_text("utf-8").splitlines()]
+    assert rows[0] == ["text", "gold", "pred", "score"]
+    rows = rows[1:]
+    assert len(rows) == report["n"] == 700
+    assert [row[1] for row in rows] == labels_of(test)
+    recomputed = sum(row[1] == row[2] for row in rows) / len(rows)
+    assert report["accuracy"] == pytest.approx(recomputed)
+    assert all(0 < float(row[3]) <= 1 for row in rows)
+    assert sum(map(sum, report["confusion_matrix"])) == 700
+    assert f"accuracy: {report['accuracy'] * 100:.2f}" in printed
+    assert (out / "report.md").read_text() in printed + "\n"
+
+
+def test_evaluate_json_with_latency_default_out_dir(snips_run, capsys) -> None:
+    small = snips_run["root"] / "small.txt"
+    small.write_text("".join((snips_run["data"] / "test.txt").open().readlines()[:40]))
+    assert main(["evaluate", str(snips_run["model"]), "--data", str(small), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 40
+    assert report["latency"]["p50_ms"] > 0 and report["latency"]["throughput_per_s"] > 0
+    saved = json.loads((snips_run["model"] / "eval" / "small" / "report.json").read_text())
+    assert saved["accuracy"] == report["accuracy"]
+
+
+def test_predict_top_k(snips_run, capsys) -> None:
+    texts = ["play some jazz by miles davis", "will it rain tomorrow in paris"]
+    assert main(["predict", str(snips_run["model"]), *texts, "--top-k", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    known = json.loads((snips_run["model"] / "labels.json").read_text())["labels"]
+    top = []
+    for line, text in zip(lines, texts):
+        fields = line.split("\t")
+        assert len(fields) == 4 and fields[-1] == text
+        pairs = [field.rsplit(" ", 1) for field in fields[:3]]
+        assert all(label in known for label, _ in pairs)
+        assert len({label for label, _ in pairs}) == 3
+        scores = [float(score) for _, score in pairs]
+        assert scores == sorted(scores, reverse=True) and sum(scores) <= 1.0 + 1e-3
+        top.append(pairs[0][0])
+    assert top == ["PlayMusic", "GetWeather"]
+
+
+def test_predict_reads_stdin(snips_run, capsys, monkeypatch) -> None:
+    stdin = io.StringIO("add this song to my playlist\n\n  book a table for two \n")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert main(["predict", str(snips_run["model"]), "-"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    texts = [line.split("\t")[-1] for line in lines]
+    assert texts == ["add this song to my playlist", "book a table for two"]
+    assert all(len(line.split("\t")) == 2 for line in lines)  # top-1: one "label score" field
+    assert lines[1].split("\t")[0].split()[0] == "BookRestaurant"
+
+
+def test_predict_json_and_file(snips_run, capsys, tmp_path) -> None:
+    path = tmp_path / "texts.txt"
+    path.write_text("what is the forecast for boston\n\nrate this book five stars\n", encoding="utf-8")
+    assert main(["predict", str(snips_run["model"]), "--file", str(path), "--json", "--top-k", "2"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["text"] for r in records] == ["what is the forecast for boston", "rate this book five stars"]
+    for record in records:
+        assert len(record["predictions"]) == 2
+        assert set(record["predictions"][0]) == {"label", "score"}
+        assert record["predictions"][0]["score"] >= record["predictions"][1]["score"]
+    assert records[0]["predictions"][0]["label"] == "GetWeather"
+    assert records[1]["predictions"][0]["label"] == "RateBook"
+
+
+def test_predict_interactive(snips_run, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("play some rock music\nwill it snow today\n\nignored\n"))
+    assert main(["predict", str(snips_run["model"]), "--interactive"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("labels: ")
+    # input() prints its "> " prompt without a newline when stdin is not a terminal
+    predictions = [line.lstrip("> ").split("\t") for line in out.splitlines() if "\t" in line]
+    assert [p[-1] for p in predictions] == ["play some rock music", "will it snow today"]
+    assert [p[0].split()[0] for p in predictions] == ["PlayMusic", "GetWeather"]
+
+
+def test_predict_without_texts_is_an_error(snips_run, capsys) -> None:
+    assert main(["predict", str(snips_run["model"])]) == 2
+    assert "no texts" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- small models
+
+
+def test_train_with_a_config_file(synthetic_dir: Path, tmp_path: Path, capsys) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "model:\n  encoder: {name: mean}\n  embedding: {vectors: random, dim: 8, extra_vocab: 0}\n"
+        "train: {epochs: 5, batch_size: 16, lr: 0.05, patience: 0}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(synthetic_dir), "--out", str(out), "--config", str(config),
+                 "--epochs", "2", *COMMON]) == 0
+    printed = capsys.readouterr().out
+    assert "trained mean" in printed and f"saved to {out}" in printed
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"]["encoder"]["name"] == "mean"
+    assert saved["train"]["epochs"] == 2  # the flag beats the file
+    assert saved["train"]["lr"] == 0.05  # the file beats the defaults
+    assert len(json.loads((out / "train_result.json").read_text())["history"]) == 2
+    assert (out / "eval" / "test" / "report.json").is_file()
+    assert not (out / "tensorboard").exists()
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_missing_data_directory(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "no-such-data"
+    assert main(["train", "--data", str(missing), "--out", str(tmp_path / "m"), *COMMON]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "not found" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_training_file_names_file_and_line(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_text(
+        "play some jazz\tPlayMusic\nwill it rain\tGetWeather\tmore\tfields\nrain\tGetWeather\n",
+        encoding="utf-8",
+    )
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "m"), *COMMON]) == 2
+    err = capsys.readouterr().err
+    assert f"{data / 'train.txt'}:2" in err
+
+
+def test_unknown_model_lists_choices(synthetic_dir: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", "--data", str(synthetic_dir), "--out", str(tmp_path / "m"),
+                 "--model", "bert-huge", *COMMON]) == 2
+    err = capsys.readouterr().err
+    assert "bert-huge" in err
+    for name in PRESETS:
+        assert name in err
+
+
+def test_evaluate_missing_model_directory(tmp_path: Path, synthetic_dir: Path, capsys) -> None:
+    missing = tmp_path / "no-model"
+    assert main(["evaluate", str(missing), "--data", str(synthetic_dir / "test.txt")]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--out", "x"])  # --data missing
+    assert info.value.code == 2
+    assert "--data" in capsys.readouterr().err
+
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_help_in_a_subprocess() -> None:
+    script = Path(sys.executable).with_name("textcls")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "textcls"]
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for word in ("train", "evaluate", "predict"):
+        assert word in result.stdout
