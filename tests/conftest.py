@@ -63,9 +63,7 @@ def write_tsv(path: Path, examples: list[tuple[str, str]]) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_splits() -> dict[str, list[tuple[str, str]]]:
     """{"train", "valid", "test"} → (text, label) pairs (90 / 24 / 24 examples, 3 classes)."""
-    return {
-        split: make_examples(n, seed) for seed, (split, n) in enumerate(SPLIT_SIZES.items())
-    }
+    return {split: make_examples(n, seed) for seed, (split, n) in enumerate(SPLIT_SIZES.items())}
 
 
 @pytest.fixture(scope="session")

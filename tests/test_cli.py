@@ -37,8 +37,24 @@ def snips_run(snips_dir: Path, tmp_path_factory) -> dict:
     model = root / "model"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(["train", "--data", str(data), "--out", str(model), "--model", "cnn",
-                     "--vectors", "glove-6b-50d", "--epochs", "3", "--seed", "3", *COMMON])
+        code = main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(model),
+                "--model",
+                "cnn",
+                "--vectors",
+                "glove-6b-50d",
+                "--epochs",
+                "3",
+                "--seed",
+                "3",
+                *COMMON,
+            ]
+        )
     assert code == 0, stderr.getvalue()
     return {"data": data, "model": model, "stdout": stdout.getvalue(), "root": root}
 
@@ -66,8 +82,10 @@ def test_train_beats_the_majority_baseline(snips_run) -> None:
 def test_evaluate_writes_consistent_reports(snips_run, capsys) -> None:
     out = snips_run["root"] / "eval-out"
     test = snips_run["data"] / "test.txt"
-    assert main(["evaluate", str(snips_run["model"]), "--data", str(test), "--out", str(out),
-                 "--no-latency"]) == 0
+    assert (
+        main(["evaluate", str(snips_run["model"]), "--data", str(test), "--out", str(out), "--no-latency"])
+        == 0
+    )
     printed = capsys.readouterr().out
     for name in ("report.json", "report.md", "predictions.tsv", "confusion.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -167,8 +185,23 @@ def test_train_with_a_config_file(synthetic_dir: Path, tmp_path: Path, capsys) -
         encoding="utf-8",
     )
     out = tmp_path / "model"
-    assert main(["train", "--data", str(synthetic_dir), "--out", str(out), "--config", str(config),
-                 "--epochs", "2", *COMMON]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(synthetic_dir),
+                "--out",
+                str(out),
+                "--config",
+                str(config),
+                "--epochs",
+                "2",
+                *COMMON,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "trained mean" in printed and f"saved to {out}" in printed
     saved = json.loads((out / "config.json").read_text())
@@ -204,8 +237,21 @@ def test_bad_training_file_names_file_and_line(tmp_path: Path, capsys) -> None:
 
 
 def test_unknown_model_lists_choices(synthetic_dir: Path, tmp_path: Path, capsys) -> None:
-    assert main(["train", "--data", str(synthetic_dir), "--out", str(tmp_path / "m"),
-                 "--model", "bert-huge", *COMMON]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(synthetic_dir),
+                "--out",
+                str(tmp_path / "m"),
+                "--model",
+                "bert-huge",
+                *COMMON,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "bert-huge" in err
     for name in PRESETS:

@@ -104,8 +104,13 @@ def test_report_markdown() -> None:
 
 def test_report_markdown_with_latency() -> None:
     report = classification_report(GOLD, PRED, LABELS)
-    report["latency"] = {"p50_ms": 1.5, "p95_ms": 2.25, "throughput_per_s": 1234.0,
-                         "batch_size": 64, "threads": 2}
+    report["latency"] = {
+        "p50_ms": 1.5,
+        "p95_ms": 2.25,
+        "throughput_per_s": 1234.0,
+        "batch_size": 64,
+        "threads": 2,
+    }
     text = report_markdown(report)
     assert "p50 1.500 ms" in text and "p95 2.250 ms" in text and "1234 examples/s" in text
 
@@ -136,13 +141,15 @@ def examples(pairs: list[tuple[str, str]]) -> list[Example]:
 
 
 def test_evaluate_with_a_fake_predictor(tmp_path: Path) -> None:
-    data = examples([
-        ("set an alarm", "alarm"),
-        ("music please", "music"),
-        ("weather today", "weather"),
-        ("weather alarm", "alarm"),  # tie → first label wins: alarm
-        ("rain\ttomorrow", "weather"),  # no keyword: all equal → alarm (wrong)
-    ])
+    data = examples(
+        [
+            ("set an alarm", "alarm"),
+            ("music please", "music"),
+            ("weather today", "weather"),
+            ("weather alarm", "alarm"),  # tie → first label wins: alarm
+            ("rain\ttomorrow", "weather"),  # no keyword: all equal → alarm (wrong)
+        ]
+    )
     predictor = KeywordPredictor()
     report = evaluate(predictor, data, tmp_path / "out", latency=False, source="fake.txt")
     assert report["accuracy"] == pytest.approx(4 / 5)
@@ -178,8 +185,10 @@ def test_evaluate_with_a_label_unknown_to_the_model() -> None:
 
 
 def test_evaluate_pairs_join_both_texts() -> None:
-    data = [Example(text="please set", text_pair="an alarm", label="alarm", line=1),
-            Example(text="play", text_pair="music", label="music", line=2)]
+    data = [
+        Example(text="please set", text_pair="an alarm", label="alarm", line=1),
+        Example(text="play", text_pair="music", label="music", line=2),
+    ]
     predictor = KeywordPredictor()
     report = evaluate(predictor, data, latency=False)
     assert report["accuracy"] == 1.0

@@ -33,16 +33,18 @@ def texts_of(examples) -> list[str]:
 
 
 def test_config_json_round_trip(tmp_path: Path) -> None:
-    config = ClassifierConfig.from_dict({
-        "data": {"format": "tsv", "valid_fraction": 0.2},
-        "model": {
-            "tokenizer": {"lowercase": False, "max_length": 32},
-            "embedding": {"vectors": "random", "dim": 24, "extra_vocab": 0},
-            "encoder": {"name": "lstm", "params": {"hidden_size": 16, "pooling": "mean"}},
-            "labels": ["a", "b"],
-        },
-        "train": {"epochs": 2, "lr": 0.005, "class_weight": "balanced", "schedule": "cosine"},
-    })
+    config = ClassifierConfig.from_dict(
+        {
+            "data": {"format": "tsv", "valid_fraction": 0.2},
+            "model": {
+                "tokenizer": {"lowercase": False, "max_length": 32},
+                "embedding": {"vectors": "random", "dim": 24, "extra_vocab": 0},
+                "encoder": {"name": "lstm", "params": {"hidden_size": 16, "pooling": "mean"}},
+                "labels": ["a", "b"],
+            },
+            "train": {"epochs": 2, "lr": 0.005, "class_weight": "balanced", "schedule": "cosine"},
+        }
+    )
     config.save(tmp_path / "config.json")
     loaded = ClassifierConfig.load(tmp_path / "config.json")
     assert loaded == config
@@ -142,9 +144,19 @@ def test_classifier_config_file_decides_encoder_unless_model_given(tmp_path: Pat
 
 def test_overrides_land_in_the_right_place() -> None:
     config = build_config(
-        model="cnn", max_length=9, lowercase=False, min_count=2, trainable_vectors=False,
-        extra_vocab=5, vectors_dim=11, head_dropout=0.1, encoder_params={"num_filters": 3},
-        format="tsv", valid_fraction=0.25, seed=7, label_smoothing=0.2,
+        model="cnn",
+        max_length=9,
+        lowercase=False,
+        min_count=2,
+        trainable_vectors=False,
+        extra_vocab=5,
+        vectors_dim=11,
+        head_dropout=0.1,
+        encoder_params={"num_filters": 3},
+        format="tsv",
+        valid_fraction=0.25,
+        seed=7,
+        label_smoothing=0.2,
     )
     assert config.model.tokenizer.max_length == 9 and config.model.tokenizer.lowercase is False
     assert config.model.embedding.min_count == 2 and config.model.embedding.trainable is False
@@ -393,9 +405,7 @@ def test_resume_with_a_different_model_config_is_refused(synthetic_splits, tmp_p
     train, valid = synthetic_splits["train"], synthetic_splits["valid"]
     tiny(epochs=1).fit(train, valid, out_dir=tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match="resume"):
-        tiny(epochs=2, vectors_dim=8).fit(
-            train, valid, out_dir=tmp_path / "run", resume=True, progress=False
-        )
+        tiny(epochs=2, vectors_dim=8).fit(train, valid, out_dir=tmp_path / "run", resume=True, progress=False)
 
 
 # ---------------------------------------------------------------------------- loss options
@@ -502,8 +512,14 @@ def test_schedules(schedule: str) -> None:
 SMALL_ENCODER_PARAMS = {
     "cnn": {"num_filters": 8, "kernel_sizes": [2, 3]},
     "densenet-cnn": {"first_filters": 8, "growth": 4, "depth": 2, "last_filters": 8},
-    "densenet-dsa": {"first_filters": 8, "growth": 4, "depth": 2, "last_filters": 8,
-                     "num_heads": 2, "head_dim": 4},
+    "densenet-dsa": {
+        "first_filters": 8,
+        "growth": 4,
+        "depth": 2,
+        "last_filters": 8,
+        "num_heads": 2,
+        "head_dim": 4,
+    },
     "lstm": {"hidden_size": 8},
 }
 
@@ -545,8 +561,7 @@ def test_pretrained_vectors_file_feeds_the_embedding(synthetic_splits, tmp_path)
     table = {w: np.round(rng.normal(size=4), 3).astype(np.float32) for w in ["zebra", "yak", *words]}
     path = tmp_path / "tiny.vectors.txt"
     path.write_text("".join(f"{w} {' '.join(f'{v:.3f}' for v in vec)}\n" for w, vec in table.items()))
-    classifier = tiny(vectors=str(path), vectors_dim=None, trainable_vectors=False, extra_vocab=2,
-                      epochs=1)
+    classifier = tiny(vectors=str(path), vectors_dim=None, trainable_vectors=False, extra_vocab=2, epochs=1)
     classifier.fit(synthetic_splits["train"], synthetic_splits["valid"], progress=False)
     vocab = classifier.predictor.featurizer.vocab
     weights = classifier.predictor.model.embedder.embedding.weight.detach().numpy()

@@ -27,7 +27,14 @@ def test_tokenizer_keeps_case_when_lowercase_off() -> None:
 def test_tokenizer_splits_punctuation_into_tokens() -> None:
     tokenizer = RegexTokenizer(TokenizerConfig())
     assert tokenizer.tokenize("jazz, now!  (please)?") == [
-        "jazz", ",", "now", "!", "(", "please", ")", "?",
+        "jazz",
+        ",",
+        "now",
+        "!",
+        "(",
+        "please",
+        ")",
+        "?",
     ]
 
 
@@ -107,9 +114,7 @@ def test_vocab_encode_empty_gives_one_unknown_token() -> None:
 
 
 def test_vocab_save_load_round_trip(tmp_path: Path) -> None:
-    vocab = Vocab.build(
-        [["héllo", "wörld", "don't", ",", "e-mail"], ["héllo"]], extra=["the", "über"]
-    )
+    vocab = Vocab.build([["héllo", "wörld", "don't", ",", "e-mail"], ["héllo"]], extra=["the", "über"])
     path = tmp_path / "vocab.txt"
     vocab.save(path)
     loaded = Vocab.load(path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["TextClassifier", "load", "__version__"]
+__all__ = ["TextClassifier", "__version__", "load"]
 
 if TYPE_CHECKING:
     from textcls.api import TextClassifier, load

@@ -16,10 +16,25 @@ log = logging.getLogger(__name__)
 
 # Keyword overrides accepted by TextClassifier(...), mapped to their place in the config.
 _OVERRIDES = {
-    **{k: ("train", k) for k in (
-        "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "schedule", "grad_clip",
-        "metric", "patience", "seed", "class_weight", "label_smoothing", "tensorboard", "cpu",
-    )},
+    **{
+        k: ("train", k)
+        for k in (
+            "epochs",
+            "batch_size",
+            "lr",
+            "weight_decay",
+            "warmup_ratio",
+            "schedule",
+            "grad_clip",
+            "metric",
+            "patience",
+            "seed",
+            "class_weight",
+            "label_smoothing",
+            "tensorboard",
+            "cpu",
+        )
+    },
     "max_length": ("model", "tokenizer", "max_length"),
     "lowercase": ("model", "tokenizer", "lowercase"),
     "min_count": ("model", "embedding", "min_count"),
@@ -59,8 +74,10 @@ def build_config(
         if model not in PRESETS:
             raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(sorted(PRESETS))}")
         preset = PRESETS[model]
-        data = deep_update(data, {"model": {"encoder": {"name": preset["encoder"]},
-                                             "embedding": {"vectors": preset["vectors"]}}})
+        data = deep_update(
+            data,
+            {"model": {"encoder": {"name": preset["encoder"]}, "embedding": {"vectors": preset["vectors"]}}},
+        )
     if encoder is not None:
         data = deep_update(data, {"model": {"encoder": {"name": encoder}}})
     if vectors is not None:
@@ -124,8 +141,13 @@ class TextClassifier:
 
         train_examples, valid_examples = self._resolve_splits(train, valid)
         self.predictor, self.train_result, self.config = fitting.fit(
-            self.config, train_examples, valid_examples, out_dir=out_dir, resume=resume,
-            progress=progress, notes=self.notes,
+            self.config,
+            train_examples,
+            valid_examples,
+            out_dir=out_dir,
+            resume=resume,
+            progress=progress,
+            notes=self.notes,
         )
         return self
 
@@ -137,9 +159,14 @@ class TextClassifier:
         data = self.config.data
         if isinstance(train, str | Path):
             splits = load_splits(
-                train, valid=valid if isinstance(valid, str | Path) else None, format=data.format,
-                text_columns=data.text_columns, label_column=data.label_column, pair=data.pair,
-                valid_fraction=data.valid_fraction, seed=self.config.train.seed,
+                train,
+                valid=valid if isinstance(valid, str | Path) else None,
+                format=data.format,
+                text_columns=data.text_columns,
+                label_column=data.label_column,
+                pair=data.pair,
+                valid_fraction=data.valid_fraction,
+                seed=self.config.train.seed,
             )
             self.notes += splits.notes
             for note in splits.notes:
@@ -159,9 +186,7 @@ class TextClassifier:
                 )
             else:
                 valid_examples = (
-                    read_labelled(valid, self.config)
-                    if isinstance(valid, str | Path)
-                    else as_examples(valid)
+                    read_labelled(valid, self.config) if isinstance(valid, str | Path) else as_examples(valid)
                 )
         labels = sorted({str(e.label) for e in train_examples})
         check_known_labels(valid_examples, labels, "validation data")
@@ -202,7 +227,11 @@ class TextClassifier:
         else:
             examples, source = as_examples(data), "examples"
         return evaluation.evaluate(
-            self._require_predictor(), examples, out_dir, latency=latency, batch_size=batch_size,
+            self._require_predictor(),
+            examples,
+            out_dir,
+            latency=latency,
+            batch_size=batch_size,
             source=source,
         )
 
@@ -222,8 +251,8 @@ class TextClassifier:
     def load(
         cls, directory: str | Path, backend: str = "torch", threads: int | None = None
     ) -> TextClassifier:
-        from textcls.inference.predictor import load_predictor
         from textcls.errors import ModelLoadError
+        from textcls.inference.predictor import load_predictor
         from textcls.model import CONFIG_FILE
 
         if not (Path(directory) / CONFIG_FILE).is_file():
@@ -263,6 +292,9 @@ def read_labelled(path: str | Path, config: ClassifierConfig) -> list[Example]:
 
     data = config.data
     return read_examples(
-        path, data.format, text_columns=data.text_columns, label_column=data.label_column,
+        path,
+        data.format,
+        text_columns=data.text_columns,
+        label_column=data.label_column,
         pair=data.pair,
     )

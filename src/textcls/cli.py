@@ -17,24 +17,40 @@ log = logging.getLogger("textcls")
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data format")
-    group.add_argument("--format", choices=["auto", "tsv", "tsv-label-first", "csv", "jsonl", "fasttext"],
-                       default=None, help="input format (default: detected)")
-    group.add_argument("--text-column", action="append", dest="text_columns", default=None,
-                       help="CSV/JSONL text column; repeat to join several (title + body)")
+    group.add_argument(
+        "--format",
+        choices=["auto", "tsv", "tsv-label-first", "csv", "jsonl", "fasttext"],
+        default=None,
+        help="input format (default: detected)",
+    )
+    group.add_argument(
+        "--text-column",
+        action="append",
+        dest="text_columns",
+        default=None,
+        help="CSV/JSONL text column; repeat to join several (title + body)",
+    )
     group.add_argument("--label-column", default=None, help="CSV/JSONL label column (default: label)")
-    group.add_argument("--pair", action="store_true", default=None,
-                       help="two text fields form a sentence pair")
+    group.add_argument(
+        "--pair", action="store_true", default=None, help="two text fields form a sentence pair"
+    )
 
 
 def _train_parser(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a model on a data directory or file",
-                       description="Train a classifier; writes the model directory to --out.")
+    p = sub.add_parser(
+        "train",
+        help="train a model on a data directory or file",
+        description="Train a classifier; writes the model directory to --out.",
+    )
     p.add_argument("--data", required=True, help="directory with train.* [valid.* test.*] or a train file")
     p.add_argument("--valid", help="validation file (default: valid.* in --data, else a 10%% carve)")
     p.add_argument("--test", help="test file evaluated after training (default: test.* in --data)")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--model", default=None,
-                   help="preset: cnn, densenet-cnn, densenet-dsa, gnb, lstm, mean (default: cnn)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="preset: cnn, densenet-cnn, densenet-dsa, gnb, lstm, mean (default: cnn)",
+    )
     p.add_argument("--encoder", help="override the preset's encoder")
     p.add_argument("--vectors", help="glove-6b-50d (default), spacy-md-300d, random, or a vectors file")
     p.add_argument("--config", help="YAML/JSON config file; flags override it")
@@ -61,9 +77,12 @@ def _train_parser(sub: Any) -> None:
 
 
 def _evaluate_parser(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a model directory on a labelled file",
-                       description="Metrics, per-class report, confusion matrix, predictions and latency; "
-                       "written to MODEL/eval/<file stem>/ unless --out is given.")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a model directory on a labelled file",
+        description="Metrics, per-class report, confusion matrix, predictions and latency; "
+        "written to MODEL/eval/<file stem>/ unless --out is given.",
+    )
     p.add_argument("model_dir")
     p.add_argument("--data", required=True, help="labelled file")
     p.add_argument("--out", help="report directory (default: MODEL/eval/<file stem>)")
@@ -76,9 +95,11 @@ def _evaluate_parser(sub: Any) -> None:
 
 
 def _predict_parser(sub: Any) -> None:
-    p = sub.add_parser("predict", help="predict labels for texts",
-                       description="Texts as arguments, '-' for one text per line on stdin, --file, "
-                       "or --interactive.")
+    p = sub.add_parser(
+        "predict",
+        help="predict labels for texts",
+        description="Texts as arguments, '-' for one text per line on stdin, --file, or --interactive.",
+    )
     p.add_argument("model_dir")
     p.add_argument("texts", nargs="*", help="texts to classify; '-' reads lines from stdin")
     p.add_argument("--file", help="file with one text per line")
@@ -109,27 +130,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         encoder=args.encoder,
         vectors=args.vectors,
         config=args.config,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        max_length=args.max_length, metric=args.metric, patience=args.patience,
-        schedule=args.schedule, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip, class_weight=args.class_weight,
-        label_smoothing=args.label_smoothing, min_count=args.min_count,
-        trainable_vectors=False if args.freeze_vectors else None, cpu=args.cpu,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        max_length=args.max_length,
+        metric=args.metric,
+        patience=args.patience,
+        schedule=args.schedule,
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        class_weight=args.class_weight,
+        label_smoothing=args.label_smoothing,
+        min_count=args.min_count,
+        trainable_vectors=False if args.freeze_vectors else None,
+        cpu=args.cpu,
         tensorboard=False if args.no_tensorboard else None,
-        format=args.format, text_columns=args.text_columns, label_column=args.label_column,
+        format=args.format,
+        text_columns=args.text_columns,
+        label_column=args.label_column,
         pair=args.pair,
     )
-    classifier.fit(args.data, args.valid, out_dir=args.out, resume=args.resume,
-                   progress=not args.no_progress)
+    classifier.fit(args.data, args.valid, out_dir=args.out, resume=args.resume, progress=not args.no_progress)
     result = classifier.train_result
-    print(f"trained {classifier.config.model.encoder.name} in {result.seconds:.1f}s: best valid "
-          f"{classifier.config.train.metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
-          f"{' (stopped early)' if result.stopped_early else ''}; saved to {args.out}")
+    print(
+        f"trained {classifier.config.model.encoder.name} in {result.seconds:.1f}s: best valid "
+        f"{classifier.config.train.metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
+        f"{' (stopped early)' if result.stopped_early else ''}; saved to {args.out}"
+    )
     test = args.test or _find_test(args.data)
     if test:
         report = classifier.evaluate(test, Path(args.out) / "eval" / Path(test).stem, latency=False)
-        print(f"test ({test}): accuracy {report['accuracy'] * 100:.2f}, "
-              f"macro F1 {report['macro_f1'] * 100:.2f}")
+        print(
+            f"test ({test}): accuracy {report['accuracy'] * 100:.2f}, macro F1 {report['macro_f1'] * 100:.2f}"
+        )
     return 0
 
 
@@ -184,8 +219,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if texts == ["-"]:
         texts = [line.strip() for line in sys.stdin if line.strip()]
     if args.file:
-        texts += [line.strip() for line in Path(args.file).read_text(encoding="utf-8").splitlines()
-                  if line.strip()]
+        texts += [
+            line.strip() for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
     if not texts:
         raise TextClsError("no texts: give texts as arguments, '-' for stdin, --file or --interactive")
     predictions = classifier.predict(texts, top_k=args.top_k, batch_size=args.batch_size)

@@ -50,6 +50,4 @@ class MissingDependencyError(TextClsError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
     def __init__(self, package: str, extra: str, feature: str) -> None:
-        super().__init__(
-            f"{feature} needs the '{package}' package: pip install 'textcls[{extra}]'"
-        )
+        super().__init__(f"{feature} needs the '{package}' package: pip install 'textcls[{extra}]'")

@@ -28,9 +28,7 @@ def classification_report(gold: Sequence[str], predicted: Sequence[str], labels:
         "accuracy": float(accuracy_score(gold, predicted)),
         "macro_f1": float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0)),
         "micro_f1": float(f1_score(gold, predicted, labels=labels, average="micro", zero_division=0)),
-        "weighted_f1": float(
-            f1_score(gold, predicted, labels=labels, average="weighted", zero_division=0)
-        ),
+        "weighted_f1": float(f1_score(gold, predicted, labels=labels, average="weighted", zero_division=0)),
         "per_class": {
             label: {
                 "precision": float(precision[i]),
@@ -127,7 +125,9 @@ def _clean(text: str) -> str:
 
 def report_markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"# Evaluation on {report.get('source', 'data')} ({report['n']} examples, backend {report.get('backend')})",
+        f"# Evaluation on {report.get('source', 'data')}",
+        "",
+        f"{report['n']} examples, backend {report.get('backend')}",
         "",
         f"- accuracy: {report['accuracy'] * 100:.2f}",
         f"- macro F1: {report['macro_f1'] * 100:.2f}",

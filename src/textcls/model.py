@@ -85,8 +85,7 @@ def save_model(
     vocab.save(directory / VOCAB_FILE)
     labels = config.model.labels
     (directory / LABELS_FILE).write_text(
-        json.dumps({"labels": labels, "label2id": {l: i for i, l in enumerate(labels)}}, indent=2)
-        + "\n",
+        json.dumps({"labels": labels, "label2id": {l: i for i, l in enumerate(labels)}}, indent=2) + "\n",
         encoding="utf-8",
     )
 

@@ -37,9 +37,7 @@ class Registry:
 
     def get(self, name: str) -> Any:
         if name not in self._entries:
-            raise ConfigError(
-                f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}"
-            )
+            raise ConfigError(f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}")
         if name not in self._loaded:
             module_name, attribute = self._entries[name].split(":")
             self._loaded[name] = getattr(importlib.import_module(module_name), attribute)

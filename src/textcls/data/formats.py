@@ -302,18 +302,14 @@ def _tsv_example(
     )
 
 
-def _field_count_error(
-    path: Path, line: int, found: int, pair: bool, label_first: bool
-) -> DataError:
+def _field_count_error(path: Path, line: int, found: int, pair: bool, label_first: bool) -> DataError:
     texts = ["text", "text_pair"] if pair else ["text"]
     layout = "<TAB>".join(["label", *texts] if label_first else [*texts, "label"])
     expected = len(texts) + 1
     if found < expected:
         hint = f"write each line as {layout}"
     elif found == 3 and not pair:
-        pair_layout = (
-            "label<TAB>text<TAB>text_pair" if label_first else "text<TAB>text_pair<TAB>label"
-        )
+        pair_layout = "label<TAB>text<TAB>text_pair" if label_first else "text<TAB>text_pair<TAB>label"
         hint = (
             "remove the TAB inside the text; or, for sentence pairs, give every line "
             f"{pair_layout} and set pair=True"
@@ -347,8 +343,7 @@ def _fasttext_example(path: Path, line: int, content: str, require_labels: bool)
     words = [t for t in tokens if not t.startswith(_FASTTEXT_PREFIX)]
     if len(labels) > 1:
         raise DataError(
-            f"{len(labels)} labels on one line ({', '.join(labels)}): "
-            "multi-label data is not supported yet",
+            f"{len(labels)} labels on one line ({', '.join(labels)}): multi-label data is not supported yet",
             path=path,
             line=line,
             hint="keep exactly one __label__ per line",
@@ -386,8 +381,7 @@ def _read_csv(path: Path, options: _Options) -> list[Example]:
     for line, row in rows[1:]:
         if len(row) != len(header):
             raise DataError(
-                f"expected {len(header)} comma-separated fields (as in the header), "
-                f"found {len(row)}",
+                f"expected {len(header)} comma-separated fields (as in the header), found {len(row)}",
                 path=path,
                 line=line,
                 hint='put double quotes around fields that contain commas: "a, b"',
@@ -409,9 +403,7 @@ def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
                 rows.append((start, row))
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise DataError(
-            f"cannot parse CSV: {exc}", path=path, line=start, hint="check the quoting"
-        ) from None
+        raise DataError(f"cannot parse CSV: {exc}", path=path, line=start, hint="check the quoting") from None
     return rows
 
 
@@ -452,9 +444,7 @@ def _resolve_columns(path: Path, line: int, available: list[str], options: _Opti
     return _Columns(text=text, label=label)
 
 
-def _resolve_text_columns(
-    path: Path, line: int, available: list[str], options: _Options
-) -> list[str]:
+def _resolve_text_columns(path: Path, line: int, available: list[str], options: _Options) -> list[str]:
     names = options.text_columns
     if names is None:
         defaults = _PAIR_DEFAULTS if options.pair else [(c,) for c in _TEXT_DEFAULTS]
@@ -462,8 +452,7 @@ def _resolve_text_columns(
         if names is None:
             wanted = " / ".join("+".join(d) for d in defaults)
             raise DataError(
-                f"no text column found (looked for {wanted}); "
-                f"available columns: {_names(available)}",
+                f"no text column found (looked for {wanted}); available columns: {_names(available)}",
                 path=path,
                 line=line,
                 hint="name the text column(s) with the text_columns option",
@@ -476,9 +465,7 @@ def _resolve_text_columns(
     return names
 
 
-def _resolve_label_column(
-    path: Path, line: int, available: list[str], options: _Options
-) -> str | None:
+def _resolve_label_column(path: Path, line: int, available: list[str], options: _Options) -> str | None:
     name = options.label_column
     if name is None:
         name = next((c for c in _LABEL_DEFAULTS if c in available), None)
@@ -513,9 +500,7 @@ def _names(names: Sequence[str]) -> str:
     return ", ".join(repr(n) for n in names) if names else "(none)"
 
 
-def _record_example(
-    path: Path, line: int, record: dict, columns: _Columns, options: _Options
-) -> Example:
+def _record_example(path: Path, line: int, record: dict, columns: _Columns, options: _Options) -> Example:
     for name in columns.text + ([columns.label] if columns.label else []):
         if name not in record and (name != columns.label or options.require_labels):
             raise _missing_column_error(path, line, [name], list(record), "the data")

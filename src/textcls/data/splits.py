@@ -127,9 +127,7 @@ def load_splits(
     return result
 
 
-def _split_paths(
-    data: str | Path, valid: str | Path | None, test: str | Path | None
-) -> dict[str, Path]:
+def _split_paths(data: str | Path, valid: str | Path | None, test: str | Path | None) -> dict[str, Path]:
     root = Path(data)
     if not root.exists():
         raise DataError(
@@ -164,9 +162,7 @@ def _listing(root: Path) -> str:
 class _SplitReader:
     """Reads split files with shared options, keeping TSV column order consistent."""
 
-    def __init__(
-        self, format: str, text_columns: Columns, label_column: str | None, pair: bool
-    ) -> None:
+    def __init__(self, format: str, text_columns: Columns, label_column: str | None, pair: bool) -> None:
         self.format = format
         self.options = {"text_columns": text_columns, "label_column": label_column, "pair": pair}
         self.train_format: str | None = None

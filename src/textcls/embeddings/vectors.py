@@ -150,7 +150,9 @@ class FileVectors(_TableVectors):
                 rows.append(np.asarray(values, dtype=np.float32))
             except ValueError:
                 raise DataError(
-                    "vector values are not all numbers", path=self.path, line=line_number,
+                    "vector values are not all numbers",
+                    path=self.path,
+                    line=line_number,
                     hint="every line must be 'word' followed by floats separated by single spaces",
                 ) from None
             self.words.append(word)

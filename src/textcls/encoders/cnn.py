@@ -44,7 +44,5 @@ class CNNEncoder(Encoder):
         self.output_dim = self.conv.output_dim
 
     def forward(self, features: Features) -> Features:
-        features["sentence_embedding"] = self.conv(
-            features["token_embeddings"], features["attention_mask"]
-        )
+        features["sentence_embedding"] = self.conv(features["token_embeddings"], features["attention_mask"])
         return features

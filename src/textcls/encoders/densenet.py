@@ -28,8 +28,7 @@ class DenseNet1d(nn.Module):
         padding = kernel_size // 2
         self.first = nn.Conv1d(input_dim, first_filters, kernel_size, padding=padding)
         self.layers = nn.ModuleList(
-            nn.Conv1d(first_filters + i * growth, growth, kernel_size, padding=padding)
-            for i in range(depth)
+            nn.Conv1d(first_filters + i * growth, growth, kernel_size, padding=padding) for i in range(depth)
         )
         self.transition = nn.Conv1d(first_filters + depth * growth, last_filters, 1)
         self.dropout = nn.Dropout(dropout)
@@ -98,9 +97,7 @@ class DenseNetDSAEncoder(Encoder):
     ) -> None:
         super().__init__(input_dim, num_labels)
         self.densenet = DenseNet1d(input_dim, **densenet)
-        self.attention = DynamicSelfAttention(
-            self.densenet.output_dim, num_heads, head_dim, iterations
-        )
+        self.attention = DynamicSelfAttention(self.densenet.output_dim, num_heads, head_dim, iterations)
         self.output_dim = self.attention.output_dim
 
     def forward(self, features: Features) -> Features:

@@ -30,7 +30,9 @@ class GaussianNBEncoder(Encoder):
         variances = self.log_variances.exp() + self.min_variance  # [C, D]
         diff = x.unsqueeze(1) - self.means.unsqueeze(0)  # [B, C, D]
         log_likelihood = -0.5 * (
-            (diff.pow(2) / variances).sum(-1) + variances.log().sum(-1) + self.input_dim * math.log(2 * math.pi)
+            (diff.pow(2) / variances).sum(-1)
+            + variances.log().sum(-1)
+            + self.input_dim * math.log(2 * math.pi)
         )
         log_prior = torch.log_softmax(self.prior_logits, dim=0)
         features["logits"] = log_likelihood + log_prior

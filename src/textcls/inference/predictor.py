@@ -82,9 +82,7 @@ class TorchPredictor(Predictor):
         return predict_logits(self.model, self.featurizer.encode(texts), batch_size, self.device)
 
 
-def load_predictor(
-    directory: str | Path, backend: str = "torch", threads: int | None = None
-) -> Predictor:
+def load_predictor(directory: str | Path, backend: str = "torch", threads: int | None = None) -> Predictor:
     """Open a model directory with the chosen backend.
 
     >>> predictor = load_predictor("runs/snips-cnn")  # doctest: +SKIP

@@ -46,8 +46,11 @@ def build_vocab_and_vectors(
     log.info(
         "vocabulary: %d words (%d from training, %.1f%% of them have a pretrained vector; "
         "%d extra pretrained words), %d-d vectors",
-        len(vocab), train_words, 100 * found_train.mean() if train_words else 0.0,
-        len(vocab) - 2 - train_words, matrix.shape[1],
+        len(vocab),
+        train_words,
+        100 * found_train.mean() if train_words else 0.0,
+        len(vocab) - 2 - train_words,
+        matrix.shape[1],
     )
     return vocab, matrix, stats
 
@@ -81,7 +84,12 @@ def fit(
     stats = length_stats([len(t) for t in train_tokens], max_length)
     log.info(
         "training texts: %d, tokens mean %.1f / p95 %.0f / max %d; %d longer than max_length %d",
-        len(train_tokens), stats["mean"], stats["p95"], stats["max"], stats["truncated"], max_length,
+        len(train_tokens),
+        stats["mean"],
+        stats["p95"],
+        stats["max"],
+        stats["truncated"],
+        max_length,
     )
 
     resuming = bool(resume and out_path and (out_path / CHECKPOINT_DIR).exists())
@@ -99,22 +107,40 @@ def fit(
 
     featurizer = WordFeaturizer(config.model.tokenizer, vocab)
     label_index = {label: i for i, label in enumerate(labels)}
-    train_data = (featurizer.encode([_text(e) for e in train_examples]),
-                  [label_index[str(e.label)] for e in train_examples])
-    valid_data = (featurizer.encode([_text(e) for e in valid_examples]),
-                  [label_index[str(e.label)] for e in valid_examples])
+    train_data = (
+        featurizer.encode([_text(e) for e in train_examples]),
+        [label_index[str(e.label)] for e in train_examples],
+    )
+    valid_data = (
+        featurizer.encode([_text(e) for e in valid_examples]),
+        [label_index[str(e.label)] for e in valid_examples],
+    )
 
-    logger = make_logger("tensorboard" if config.train.tensorboard else None,
-                         out_path / "tensorboard" if out_path else None)
+    logger = make_logger(
+        "tensorboard" if config.train.tensorboard else None, out_path / "tensorboard" if out_path else None
+    )
     logger.log_params(config.model_dump())
     on_best = (lambda m: save_model(out_path, m, vocab, config)) if out_path else None
     try:
-        result = train(model, train_data, valid_data, config.train, out_dir=out_path, resume=resuming,
-                       logger=logger, on_best=on_best, progress=progress)
+        result = train(
+            model,
+            train_data,
+            valid_data,
+            config.train,
+            out_dir=out_path,
+            resume=resuming,
+            logger=logger,
+            on_best=on_best,
+            progress=progress,
+        )
     finally:
         logger.close()
-    result.extra = {"length_stats": stats, "vocabulary": vocab_stats, "train_examples": len(train_examples),
-                    "valid_examples": len(valid_examples)}
+    result.extra = {
+        "length_stats": stats,
+        "vocabulary": vocab_stats,
+        "train_examples": len(train_examples),
+        "valid_examples": len(valid_examples),
+    }
     predictor = TorchPredictor(model, featurizer, labels)
     result.extra["notes"] = list(notes or [])
     if out_path:

@@ -135,8 +135,14 @@ def train(
     weight = class_weights(train_labels, num_labels).to(device) if config.class_weight else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_epochs": 0,
-                             "history": []}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "best": None,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "history": [],
+    }
     checkpoint = out_dir / CHECKPOINT_DIR if out_dir else None
     best_state = copy.deepcopy(accelerator.unwrap_model(model).state_dict())
     if resume and checkpoint and checkpoint.exists():
