@@ -33,7 +33,7 @@ from common import (
 
 ENCODERS = ["mean", "gnb", "cnn", "densenet-cnn", "densenet-dsa", "lstm"]
 VECTORS = ["glove-6b-50d", "spacy-md-300d"]
-RESULTS = Path(__file__).resolve().parent / "results" / "word.json"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Per-data-set training settings (the same for every encoder, so the comparison is fair).
 SETTINGS = {
     "snips": {"epochs": 10, "patience": 3, "batch_size": 64, "lr": 1e-3},
@@ -72,6 +72,7 @@ def run_textcls(dataset: str, encoder: str, vectors: str, data, workdir: Path) -
         "throughput": report["latency"]["throughput_per_s"],
         "size_mb": (out / "model.safetensors").stat().st_size / 1e6,
         "settings": settings,
+        "threads": report["latency"]["threads"],
     }
 
 
@@ -96,6 +97,15 @@ def run_peer(dataset: str, peer, data, workdir: Path) -> dict:
         "size_mb": (peer.size or 0) / 1e6,
         "peer": True,
     }
+
+
+def merged_results() -> list[dict]:
+    """Rows of every results file (the benchmark may run as several processes), last one wins."""
+    merged: dict[tuple[str, str], dict] = {}
+    for path in sorted(RESULTS_DIR.glob("word*.json")):
+        for row in json.loads(path.read_text()):
+            merged[(row["dataset"], row["model"])] = row
+    return list(merged.values())
 
 
 def table(rows: list[dict], dataset: str) -> str:
@@ -131,17 +141,26 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="Markdown file to (re)write the section in")
     parser.add_argument("--render-only", action="store_true", help="rebuild the Markdown from the JSON")
     parser.add_argument("--fresh", action="store_true", help="discard earlier results in the JSON")
+    parser.add_argument(
+        "--results", default="word.json", help="results file under benchmarks/results (one per process)"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        import torch
 
-    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.fresh else []
+        torch.set_num_threads(args.threads)
+
+    results = RESULTS_DIR / args.results
+    rows = json.loads(results.read_text()) if results.exists() and not args.fresh else []
     datasets = args.datasets.split(",")
     if not args.render_only:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             for dataset in datasets:
                 data = load(dataset)
-                jobs = [] if args.no_peers else [("peer", FastTextPeer()), ("peer", TfidfSvmPeer())]
+                jobs: list = [] if args.no_peers else [("peer", FastTextPeer()), ("peer", TfidfSvmPeer())]
                 jobs += [(e, v) for v in args.vectors.split(",") for e in args.encoders.split(",")]
                 for first, second in jobs:
                     if first == "peer":
@@ -150,13 +169,14 @@ def main() -> int:
                         row = run_textcls(dataset, first, second, data, workdir)
                     rows = [r for r in rows if (r["dataset"], r["model"]) != (row["dataset"], row["model"])]
                     rows.append(row)
-                    save_json(RESULTS, rows)
+                    save_json(results, rows)
                     print(
                         f"{dataset:6} {row['model']:32} acc {row['accuracy']:6.2f} "
                         f"f1 {row['macro_f1']:6.2f} train {row['train_s']:7.1f}s "
                         f"p50 {row['p50_ms']:.3f}ms {row['throughput']:8.0f}/s",
                         flush=True,
                     )
+    rows = merged_results()
     command = "make bench-word  (= .venv/bin/python benchmarks/bench_word.py --out BENCHMARKS.md)"
     body = "\n\n".join(
         [

@@ -256,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        hint = ""
+        if args.command == "train":
+            hint = f"; the last finished epoch is checkpointed: add --resume to continue into {args.out}"
+        print(f"interrupted{hint}", file=sys.stderr)
         return 130
 
 
