@@ -527,7 +527,11 @@ SMALL_ENCODER_PARAMS = {
 @pytest.mark.parametrize("encoder", ENCODERS.names())
 def test_every_encoder_trains_saves_and_loads(encoder, synthetic_splits, tmp_path) -> None:
     classifier = tiny(
-        model=encoder, vectors="random", epochs=2, encoder_params=SMALL_ENCODER_PARAMS.get(encoder, {})
+        model="cnn",
+        encoder=encoder,
+        vectors="random",
+        epochs=2,
+        encoder_params=SMALL_ENCODER_PARAMS.get(encoder, {}),
     )
     classifier.fit(synthetic_splits["train"], synthetic_splits["valid"], progress=False)
     assert classifier.config.model.encoder.name == encoder

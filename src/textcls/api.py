@@ -49,6 +49,15 @@ _OVERRIDES = {
     "label_column": ("data", "label_column"),
     "pair": ("data", "pair"),
     "valid_fraction": ("data", "valid_fraction"),
+    "backbone_lr": ("train", "backbone_lr"),
+    "grad_accum": ("train", "grad_accum"),
+    "mixed_precision": ("train", "mixed_precision"),
+    "remove_layers": ("model", "backbone", "remove_layers"),
+    "freeze": ("model", "backbone", "freeze"),
+    "long_docs": ("model", "backbone", "long_docs"),
+    "aggregate": ("model", "backbone", "aggregate"),
+    "stride": ("model", "backbone", "stride"),
+    "max_chunks": ("model", "backbone", "max_chunks"),
 }
 
 TrainData = str | Path | Sequence[Example] | Sequence[tuple[str, str]]
@@ -71,13 +80,17 @@ def build_config(
     else:
         data = {}
     if model is not None:
-        if model not in PRESETS:
-            raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(sorted(PRESETS))}")
-        preset = PRESETS[model]
-        data = deep_update(
-            data,
-            {"model": {"encoder": {"name": preset["encoder"]}, "embedding": {"vectors": preset["vectors"]}}},
-        )
+        preset = resolve_preset(model)
+        data = deep_update({"train": preset.get("train", {})}, data)  # a preset's defaults yield to the file
+        part: dict[str, Any] = {"encoder": {"name": preset["encoder"]}, "backbone": None}
+        if "vectors" in preset:
+            part["embedding"] = {"vectors": preset["vectors"]}
+        if "backbone" in preset:
+            part["backbone"] = {
+                **(data.get("model", {}).get("backbone") or {}),
+                "name_or_path": preset["backbone"],
+            }
+        data = deep_update(data, {"model": part})
     if encoder is not None:
         data = deep_update(data, {"model": {"encoder": {"name": encoder}}})
     if vectors is not None:
@@ -92,11 +105,31 @@ def build_config(
         for parent in reversed(parents):
             update = {parent: update}
         data = deep_update(data, update)
+    backbone = data.get("model", {}).get("backbone")
+    if isinstance(backbone, dict) and "name_or_path" not in backbone:
+        options = ", ".join(sorted(backbone))
+        raise ConfigError(
+            f"{options} apply to transformer models only: choose one with --model minilm-l6 or a path"
+        )
     result = ClassifierConfig.from_dict(data)
     from textcls.registry import ENCODERS
 
     ENCODERS.get(result.model.encoder.name)  # fail early on unknown encoder names
     return result
+
+
+def resolve_preset(model: str) -> dict[str, Any]:
+    """A registered preset, or a local Hugging Face model directory (a transformer with ``cls``)."""
+    from textcls.registry import TRANSFORMER_TRAIN_DEFAULTS
+
+    if model in PRESETS:
+        return PRESETS[model]
+    if (Path(model).expanduser() / "config.json").is_file():
+        return {"encoder": "cls", "backbone": model, "train": TRANSFORMER_TRAIN_DEFAULTS}
+    raise ConfigError(
+        f"unknown model '{model}'; choose one of: {', '.join(sorted(PRESETS))}, "
+        "or give a local Hugging Face model directory"
+    )
 
 
 class TextClassifier:
@@ -241,7 +274,7 @@ class TextClassifier:
         from textcls.model import save_model
 
         predictor = self._require_predictor()
-        save_model(directory, predictor.model, predictor.featurizer.vocab, self.config)
+        save_model(directory, predictor.model, predictor.featurizer, self.config)
         if self.train_result is not None:
             from textcls.training.fit import write_train_summary
 
@@ -251,14 +284,10 @@ class TextClassifier:
     def load(
         cls, directory: str | Path, backend: str = "torch", threads: int | None = None
     ) -> TextClassifier:
-        from textcls.errors import ModelLoadError
         from textcls.inference.predictor import load_predictor
-        from textcls.model import CONFIG_FILE
+        from textcls.model import read_model_config
 
-        if not (Path(directory) / CONFIG_FILE).is_file():
-            what = "is not a model directory (no config.json)" if Path(directory).is_dir() else "not found"
-            raise ModelLoadError(f"model directory {directory} {what}: train one with 'textcls train'")
-        config = ClassifierConfig.load(Path(directory) / CONFIG_FILE)
+        config = read_model_config(directory)
         classifier = cls(model=None, config=config)
         classifier.predictor = load_predictor(directory, backend=backend, threads=threads)
         return classifier

@@ -49,9 +49,12 @@ def _train_parser(sub: Any) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="preset: cnn, densenet-cnn, densenet-dsa, gnb, lstm, mean (default: cnn)",
+        help="preset: cnn (default), densenet-cnn, densenet-dsa, gnb, lstm, mean, minilm-l6, "
+        "or a local Hugging Face model directory",
     )
-    p.add_argument("--encoder", help="override the preset's encoder")
+    p.add_argument(
+        "--encoder", help="override the preset's encoder (transformers: cls, mean, cnn, densenet-cnn)"
+    )
     p.add_argument("--vectors", help="glove-6b-50d (default), spacy-md-300d, random, or a vectors file")
     p.add_argument("--config", help="YAML/JSON config file; flags override it")
     p.add_argument("--epochs", type=int)
@@ -69,11 +72,29 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--min-count", type=int, help="minimum training count for a word to enter the vocabulary")
     p.add_argument("--freeze-vectors", action="store_true", default=None, help="keep word vectors fixed")
+    t = p.add_argument_group("transformers (--model minilm-l6 or a local Hugging Face model directory)")
+    t.add_argument("--remove-layers", type=_int_list, help="encoder layers to drop, e.g. 8,9,10,11")
+    t.add_argument("--freeze", help="none | embeddings | all-but-last-N | feature-based")
+    t.add_argument(
+        "--backbone-lr", type=float, help="learning rate of the pretrained weights (default: --lr)"
+    )
+    t.add_argument("--grad-accum", type=int, help="batches per optimizer step")
+    t.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="on GPU")
+    t.add_argument("--long-docs", choices=["truncate", "head-tail", "chunk"], help="texts over --max-length")
+    t.add_argument("--aggregate", choices=["mean", "max"], help="how chunk logits combine (chunk mode)")
+    t.add_argument("--stride", type=int, help="tokens shared by neighbouring chunks (default 64)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--cpu", action="store_true", default=None, help="train on CPU even if a GPU is present")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard scalars")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_data_flags(p)
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{value}'") from None
 
 
 def _evaluate_parser(sub: Any) -> None:
@@ -151,6 +172,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         text_columns=args.text_columns,
         label_column=args.label_column,
         pair=args.pair,
+        remove_layers=args.remove_layers,
+        freeze=args.freeze,
+        backbone_lr=args.backbone_lr,
+        grad_accum=args.grad_accum,
+        mixed_precision=args.mixed_precision,
+        long_docs=args.long_docs,
+        aggregate=args.aggregate,
+        stride=args.stride,
     )
     classifier.fit(args.data, args.valid, out_dir=args.out, resume=args.resume, progress=not args.no_progress)
     result = classifier.train_result

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from textcls.errors import ConfigError
 
@@ -55,11 +56,33 @@ class EncoderConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class BackboneConfig(_Strict):
+    """A Hugging Face encoder (a registered name such as ``minilm-l6`` or a local directory)."""
+
+    name_or_path: str
+    remove_layers: list[int] = Field(default_factory=list, description="encoder layers dropped at load")
+    freeze: str = Field("none", description="none | embeddings | all-but-last-N | feature-based")
+    long_docs: Literal["truncate", "head-tail", "chunk"] = "truncate"
+    aggregate: Literal["mean", "max"] = "mean"
+    stride: int = Field(64, ge=0, description="tokens shared by neighbouring chunks")
+    max_chunks: int = Field(16, ge=1, description="chunks kept per document")
+
+    @field_validator("freeze")
+    @classmethod
+    def _check_freeze(cls, value: str) -> str:
+        if value in ("none", "embeddings", "feature-based") or re.fullmatch(r"all-but-last-\d+", value):
+            return value
+        raise ValueError("freeze must be none, embeddings, all-but-last-N or feature-based")
+
+
 class ModelConfig(_Strict):
-    """Everything needed to rebuild the network (labels included)."""
+    """Everything needed to rebuild the network (labels included).
+
+    With ``backbone`` set, a transformer embeds the tokens and ``embedding`` is unused."""
 
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    backbone: BackboneConfig | None = None
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     head_dropout: float = Field(0.3, ge=0.0, lt=1.0)
     labels: list[str] = Field(default_factory=list)
@@ -71,6 +94,9 @@ class TrainConfig(_Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
+    backbone_lr: float | None = Field(None, gt=0, description="transformer weights' LR (default: lr)")
+    grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="used on GPU only")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     schedule: Literal["linear", "cosine", "constant"] = "linear"

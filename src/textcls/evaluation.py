@@ -82,23 +82,21 @@ def evaluate(
     """Score ``predictor`` on labelled ``examples``; write report.json / report.md /
     predictions.tsv / confusion.png into ``out_dir`` when given. Returns the report."""
     check_known_labels(examples, predictor.labels, source)
-    texts = [joined_text(e) for e in examples]
+    texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in examples]
     gold = [str(e.label) for e in examples]
     probabilities = predictor.predict_proba(texts, batch_size)
     predicted_ids = probabilities.argmax(1)
     predicted = [predictor.labels[i] for i in predicted_ids]
     report = classification_report(gold, predicted, predictor.labels)
-    report.update(source=source, backend=predictor.backend)
+    report.update(
+        source=source, backend=predictor.backend, longer_than_max_length=predictor.count_long(texts)
+    )
     if latency:
         report["latency"] = measure_latency(predictor, texts)
     if out_dir is not None:
         scores = probabilities[np.arange(len(texts)), predicted_ids]
         write_report(Path(out_dir), report, texts, gold, predicted, scores)
     return report
-
-
-def joined_text(example: Example) -> str:
-    return example.text if example.text_pair is None else f"{example.text} {example.text_pair}"
 
 
 def write_report(
@@ -115,7 +113,8 @@ def write_report(
     with open(out_dir / "predictions.tsv", "w", encoding="utf-8") as handle:
         handle.write("text\tgold\tpred\tscore\n")
         for text, g, p, s in zip(texts, gold, predicted, scores, strict=True):
-            handle.write(f"{_clean(text)}\t{g}\t{p}\t{s:.4f}\n")
+            shown = text if isinstance(text, str) else " ||| ".join(text)
+            handle.write(f"{_clean(shown)}\t{g}\t{p}\t{s:.4f}\n")
     plot_confusion(report, out_dir / "confusion.png")
 
 
@@ -134,6 +133,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- micro F1: {report['micro_f1'] * 100:.2f}",
         f"- weighted F1: {report['weighted_f1'] * 100:.2f}",
     ]
+    if report.get("longer_than_max_length") is not None:
+        lines.append(f"- inputs longer than max_length: {report['longer_than_max_length']}")
     if "latency" in report:
         lat = report["latency"]
         lines += [

@@ -1,17 +1,22 @@
-"""The network: embedder → encoder → head, built from a ``ModelConfig`` alone."""
+"""The network: embedder → encoder → head, built from a ``ModelConfig`` alone.
+
+Word models and transformers share this class: the embedder is word vectors or a Hugging Face
+backbone, and an encoder with ``native_head`` (``cls`` over a transformer) hands the whole job to
+the backbone's own sequence-classification head so the saved directory is a standard
+``AutoModelForSequenceClassification`` one.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from textcls.config import ClassifierConfig, ModelConfig
-from textcls.data.tokenizer import Vocab
-from textcls.embeddings.word import WordEmbedder
 from textcls.errors import ConfigError, ModelLoadError
 from textcls.registry import ENCODERS
 
@@ -21,6 +26,7 @@ CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, LABELS_FILE = (
     "vocab.txt",
     "labels.json",
 )
+BACKBONE_DIR = "backbone"  # HF config + tokenizer of a transformer under a non-native head
 
 
 class ClassificationHead(nn.Module):
@@ -36,23 +42,50 @@ class ClassificationHead(nn.Module):
         return features
 
 
+def uses_native_head(config: ModelConfig) -> bool:
+    return config.backbone is not None and getattr(ENCODERS.get(config.encoder.name), "native_head", False)
+
+
 class TextClassificationModel(nn.Module):
-    """Passes one dict of named tensors through its components; returns it with ``logits``."""
+    """Passes one dict of named tensors through its components; returns it with ``logits``.
+
+    Word models need ``vocab_size`` and ``dim`` (and initial ``weights``); transformer models
+    need the loaded ``backbone`` module.
+    """
 
     def __init__(
-        self, config: ModelConfig, vocab_size: int, dim: int, weights: np.ndarray | None = None
+        self,
+        config: ModelConfig,
+        vocab_size: int = 0,
+        dim: int = 0,
+        weights: np.ndarray | None = None,
+        backbone: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if len(config.labels) < 2:
             raise ConfigError(f"need at least two labels to classify, got {config.labels}")
         self.config = config
         num_labels = len(config.labels)
-        self.embedder = WordEmbedder(
-            vocab_size, dim, config.embedding.trainable, config.embedding.dropout, weights
-        )
+        if config.backbone is not None and backbone is None:
+            raise ConfigError("a transformer model needs its backbone module")
+        if uses_native_head(config):
+            from textcls.embeddings.transformer import NativeClassifier
+
+            self.embedder, self.encoder, self.head = NativeClassifier(backbone), nn.Identity(), nn.Identity()
+            return
+        if backbone is not None:
+            from textcls.embeddings.transformer import TransformerEmbedder
+
+            self.embedder = TransformerEmbedder(backbone)
+        else:
+            from textcls.embeddings.word import WordEmbedder
+
+            self.embedder = WordEmbedder(
+                vocab_size, dim, config.embedding.trainable, config.embedding.dropout, weights
+            )
         encoder_class = ENCODERS.get(config.encoder.name)
         try:
-            self.encoder = encoder_class(dim, num_labels, **config.encoder.params)
+            self.encoder = encoder_class(self.embedder.output_dim, num_labels, **config.encoder.params)
         except TypeError as error:
             raise ConfigError(f"encoder '{config.encoder.name}': bad parameters: {error}") from None
         self.head = (
@@ -62,27 +95,59 @@ class TextClassificationModel(nn.Module):
         )
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        features = dict(features)
-        return self.head(self.encoder(self.embedder(features)))
+        features = self.head(self.encoder(self.embedder(dict(features))))
+        if "doc_index" in features:  # long documents split into windows: one row per document
+            from textcls.embeddings.transformer import aggregate_windows
+
+            how = self.config.backbone.aggregate if self.config.backbone else "mean"
+            features["logits"] = aggregate_windows(features["logits"], features["doc_index"], how)
+        return features
 
     @property
     def dim(self) -> int:
-        return self.embedder.output_dim
+        return int(getattr(self.embedder, "output_dim", 0))
+
+    def backbone_parameter_names(self) -> set[str]:
+        """Names of the pretrained transformer's parameters (they get ``backbone_lr``)."""
+        if self.config.backbone is None:
+            return set()
+        from textcls.embeddings.transformer import NativeClassifier
+
+        prefix = "embedder.backbone."
+        if isinstance(self.embedder, NativeClassifier):
+            prefix = f"embedder.model.{self.embedder.model.base_model_prefix}."
+        return {name for name, _ in self.named_parameters() if name.startswith(prefix)}
 
 
 def save_model(
-    directory: str | Path, model: TextClassificationModel, vocab: Vocab, config: ClassifierConfig
+    directory: str | Path, model: TextClassificationModel, featurizer: Any, config: ClassifierConfig
 ) -> None:
-    """Write config.json, model.safetensors, vocab.txt and labels.json (no pickles)."""
-    from safetensors.torch import save_file
+    """Write the model directory (no pickles).
 
+    Word models: config.json, model.safetensors, vocab.txt, labels.json. Transformer + ``cls``: a
+    standard Hugging Face directory (our config under the ``textcls`` key of its config.json).
+    Other transformer heads: our files plus ``backbone/`` (HF config and tokenizer).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config.save(directory / CONFIG_FILE)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    metadata = {"vocab_size": str(len(vocab)), "dim": str(model.dim), "format": "textcls"}
-    _atomic(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata=metadata))
-    vocab.save(directory / VOCAB_FILE)
+    if uses_native_head(config.model):
+        hf_model = model.embedder.model
+        hf_model.config.textcls = json.loads(config.model_dump_json())
+        hf_model.save_pretrained(directory)
+        featurizer.tokenizer.save_pretrained(directory)
+    else:
+        from safetensors.torch import save_file
+
+        config.save(directory / CONFIG_FILE)
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        metadata = {"dim": str(model.dim), "format": "textcls"}
+        if config.model.backbone is not None:
+            model.embedder.backbone.config.save_pretrained(directory / BACKBONE_DIR)
+            featurizer.tokenizer.save_pretrained(directory / BACKBONE_DIR)
+        else:
+            metadata["vocab_size"] = str(len(featurizer.vocab))
+            featurizer.vocab.save(directory / VOCAB_FILE)
+        _atomic(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata=metadata))
     labels = config.model.labels
     (directory / LABELS_FILE).write_text(
         json.dumps({"labels": labels, "label2id": {l: i for i, l in enumerate(labels)}}, indent=2) + "\n",
@@ -90,23 +155,74 @@ def save_model(
     )
 
 
-def load_model(directory: str | Path) -> tuple[TextClassificationModel, Vocab, ClassifierConfig]:
-    """Rebuild a model from its directory: config + safetensors weights + vocabulary."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+def read_model_config(directory: str | Path) -> ClassifierConfig:
+    """Our config from a model directory (plain, or inside a Hugging Face config.json)."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        what = "is not a model directory (no config.json)" if Path(directory).is_dir() else "not found"
+        raise ModelLoadError(f"model directory {directory} {what}: train one with 'textcls train'")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if "textcls" in data:
+        return ClassifierConfig.from_dict(data["textcls"], source=str(path))
+    return ClassifierConfig.from_dict(data, source=str(path))
 
+
+def load_model(directory: str | Path) -> tuple[TextClassificationModel, Any, ClassifierConfig]:
+    """Rebuild (model, featurizer, config) from a model directory; weights never unpickled."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise ModelLoadError(f"model directory not found: {directory}")
-    for name in (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE):
-        if not (directory / name).is_file():
-            hint = " (pickled .bin/.pt weights are never loaded)" if name == WEIGHTS_FILE else ""
-            raise ModelLoadError(f"{directory}: missing {name}{hint}")
-    config = ClassifierConfig.load(directory / CONFIG_FILE)
+    config = read_model_config(directory)
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise ModelLoadError(
+            f"{directory}: missing {WEIGHTS_FILE} (pickled .bin/.pt weights are never loaded)"
+        )
+    if config.model.backbone is not None:
+        model, featurizer = _load_transformer(directory, config)
+    else:
+        model, featurizer = _load_word_model(directory, config)
+    model.eval()
+    return model, featurizer, config
+
+
+def _load_word_model(directory: Path, config: ClassifierConfig) -> tuple[TextClassificationModel, Any]:
+    from safetensors import safe_open
+
+    from textcls.data.batching import WordFeaturizer
+    from textcls.data.tokenizer import Vocab
+
+    if not (directory / VOCAB_FILE).is_file():
+        raise ModelLoadError(f"{directory}: missing {VOCAB_FILE}")
     vocab = Vocab.load(directory / VOCAB_FILE)
     with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as handle:
         dim = int(handle.metadata()["dim"])
     model = TextClassificationModel(config.model, len(vocab), dim)
+    _load_weights(model, directory)
+    return model, WordFeaturizer(config.model.tokenizer, vocab)
+
+
+def _load_transformer(directory: Path, config: ClassifierConfig) -> tuple[TextClassificationModel, Any]:
+    from textcls.embeddings.transformer import (
+        TransformerFeaturizer,
+        build_backbone_from_config,
+        import_transformers,
+    )
+
+    transformers = import_transformers()
+    native = uses_native_head(config.model)
+    source = directory if native else directory / BACKBONE_DIR
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    featurizer = TransformerFeaturizer(tokenizer, config.model.tokenizer.max_length, config.model.backbone)
+    if native:
+        hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(directory)
+        return TextClassificationModel(config.model, backbone=hf_model), featurizer
+    hf_config = transformers.AutoConfig.from_pretrained(source)
+    model = TextClassificationModel(config.model, backbone=build_backbone_from_config(hf_config, False))
+    _load_weights(model, directory)
+    return model, featurizer
+
+
+def _load_weights(model: nn.Module, directory: Path) -> None:
+    from safetensors.torch import load_file
+
     try:
         missing, unexpected = model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=False)
     except RuntimeError as error:  # shapes differ from what config.json describes
@@ -115,8 +231,6 @@ def load_model(directory: str | Path) -> tuple[TextClassificationModel, Vocab, C
         raise ModelLoadError(
             f"{directory}: weights do not match config.json (missing {missing}, unexpected {unexpected})"
         )
-    model.eval()
-    return model, vocab, config
 
 
 def _atomic(path: Path, write) -> None:

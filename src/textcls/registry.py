@@ -53,6 +53,7 @@ ENCODERS = Registry(
         "densenet-cnn": "textcls.encoders.densenet:DenseNetCNNEncoder",
         "densenet-dsa": "textcls.encoders.densenet:DenseNetDSAEncoder",
         "lstm": "textcls.encoders.lstm:BiLSTMEncoder",
+        "cls": "textcls.encoders.cls:CLSEncoder",
     },
 )
 
@@ -66,10 +67,20 @@ VECTORS = Registry(
     },
 )
 
-# Presets: what `--model NAME` means. Word-model presets are an encoder over the default vectors.
+# Transformer backbones shipped as Python packages: name -> function returning the directory.
+BACKBONES = Registry("backbone", {"minilm-l6": "textcls.embeddings.transformer:minilm_l6"})
+
+# Presets: what `--model NAME` means. Word-model presets are an encoder over the default vectors;
+# a transformer preset is a backbone with the `cls` head and fine-tuning defaults (which a config
+# file or explicit options override).
 DEFAULT_VECTORS = "glove-6b-50d"
-PRESETS: dict[str, dict[str, str]] = {
-    name: {"encoder": name, "vectors": DEFAULT_VECTORS} for name in ENCODERS.names()
+TRANSFORMER_TRAIN_DEFAULTS = {"lr": 5e-5, "batch_size": 32, "epochs": 3, "patience": 2, "warmup_ratio": 0.1}
+PRESETS: dict[str, dict] = {
+    **{name: {"encoder": name, "vectors": DEFAULT_VECTORS} for name in ENCODERS.names() if name != "cls"},
+    **{
+        name: {"encoder": "cls", "backbone": name, "train": TRANSFORMER_TRAIN_DEFAULTS}
+        for name in BACKBONES.names()
+    },
 }
 
 # Inference backends: name -> factory(model_directory) -> Predictor.

@@ -19,9 +19,26 @@ class WordFeaturizer:
         self.tokenizer = RegexTokenizer(config)
         self.vocab = vocab
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+    def encode(self, texts: Sequence[str | tuple[str, str]]) -> list[list[int]]:
         tokenize, encode, limit = self.tokenizer.tokenize, self.vocab.encode, self.config.max_length
-        return [encode(tokenize(text), limit) for text in texts]
+        return [encode(tokenize(join_pair(text)), limit) for text in texts]
+
+    def count_long(self, texts: Sequence[str | tuple[str, str]]) -> int:
+        limit = self.config.max_length
+        return sum(len(self.tokenizer.tokenize(join_pair(text))) > limit for text in texts)
+
+    @staticmethod
+    def length(item: Sequence[int]) -> int:
+        return len(item)
+
+    @staticmethod
+    def collate(items: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        return collate(items)
+
+
+def join_pair(text: str | tuple[str, str]) -> str:
+    """Word models read a sentence pair as one text."""
+    return text if isinstance(text, str) else " ".join(text)
 
 
 def collate(sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:

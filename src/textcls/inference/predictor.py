@@ -16,6 +16,7 @@ import numpy as np
 from textcls.errors import ConfigError
 
 Prediction = dict[str, Any]
+TextInput = str | tuple[str, str]  # a text, or a sentence pair
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -31,14 +32,18 @@ class Predictor(ABC):
     labels: list[str]
 
     @abstractmethod
-    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def logits(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
         """Raw scores [len(texts), num_labels], in input order."""
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def count_long(self, texts: Sequence[TextInput]) -> int | None:
+        """How many texts exceed the model's max_length (None when a backend cannot tell)."""
+        return None
+
+    def predict_proba(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
         return softmax(self.logits(texts, batch_size))
 
     def predict(
-        self, texts: Sequence[str], top_k: int = 1, batch_size: int = 64
+        self, texts: Sequence[TextInput], top_k: int = 1, batch_size: int = 64
     ) -> list[Prediction] | list[list[Prediction]]:
         """``top_k=1``: one ``{"label", "score"}`` per text; more: a ranked list per text."""
         if isinstance(texts, str):
@@ -74,12 +79,18 @@ class TorchPredictor(Predictor):
         self.labels = labels
         self.device = torch.device(device)
 
-    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def logits(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
         from textcls.training.loop import predict_logits
 
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        return predict_logits(self.model, self.featurizer.encode(texts), batch_size, self.device)
+        return predict_logits(
+            self.model, self.featurizer, self.featurizer.encode(texts), batch_size, self.device
+        )
+
+    def count_long(self, texts: Sequence[TextInput]) -> int:
+        """How many texts are longer than the model's max_length (truncated, split or cut)."""
+        return self.featurizer.count_long(texts)
 
 
 def load_predictor(directory: str | Path, backend: str = "torch", threads: int | None = None) -> Predictor:
@@ -99,8 +110,7 @@ def load_predictor(directory: str | Path, backend: str = "torch", threads: int |
 
 
 def torch_backend(directory: str | Path) -> TorchPredictor:
-    from textcls.data.batching import WordFeaturizer
     from textcls.model import load_model
 
-    model, vocab, config = load_model(directory)
-    return TorchPredictor(model, WordFeaturizer(config.model.tokenizer, vocab), config.model.labels)
+    model, featurizer, config = load_model(directory)
+    return TorchPredictor(model, featurizer, config.model.labels)

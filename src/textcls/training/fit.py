@@ -55,28 +55,15 @@ def build_vocab_and_vectors(
     return vocab, matrix, stats
 
 
-def fit(
-    config: ClassifierConfig,
-    train_examples: Sequence[Example],
-    valid_examples: Sequence[Example],
-    *,
-    out_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    notes: list[str] | None = None,
-) -> tuple[Any, Any, ClassifierConfig]:
-    from textcls.inference.predictor import TorchPredictor
-    from textcls.model import CONFIG_FILE, TextClassificationModel, save_model
-    from textcls.training.loggers import make_logger
-    from textcls.training.loop import CHECKPOINT_DIR, set_seed, train
+def model_input(example: Example) -> str | tuple[str, str]:
+    """What a featurizer reads: the text, or the (text, text_pair) sentence pair."""
+    return example.text if example.text_pair is None else (example.text, example.text_pair)
 
-    labels = sorted({str(e.label) for e in train_examples})
-    if len(labels) < 2:
-        raise ConfigError(f"training data has only {len(labels)} label(s) {labels}; need two or more")
-    config = config.model_copy(deep=True)
-    config.model.labels = labels
-    out_path = Path(out_dir) if out_dir is not None else None
-    set_seed(config.train.seed)
+
+def _build_word_model(
+    config: ClassifierConfig, train_examples: Sequence[Example]
+) -> tuple[Any, Any, dict[str, Any]]:
+    from textcls.model import TextClassificationModel
 
     tokenizer = RegexTokenizer(config.model.tokenizer)
     train_tokens = [tokenizer.tokenize(_text(e)) for e in train_examples]
@@ -91,28 +78,93 @@ def fit(
         stats["truncated"],
         max_length,
     )
+    vocab, matrix, vocab_stats = build_vocab_and_vectors(config, train_tokens)
+    model = TextClassificationModel(config.model, len(vocab), matrix.shape[1], matrix)
+    return (
+        model,
+        WordFeaturizer(config.model.tokenizer, vocab),
+        {"length_stats": stats, "vocabulary": vocab_stats},
+    )
+
+
+def _build_transformer(
+    config: ClassifierConfig, train_examples: Sequence[Example]
+) -> tuple[Any, Any, dict[str, Any]]:
+    from textcls.embeddings.transformer import (
+        TransformerFeaturizer,
+        import_transformers,
+        load_backbone,
+        resolve_backbone,
+    )
+    from textcls.model import TextClassificationModel, uses_native_head
+
+    backbone_config = config.model.backbone
+    tokenizer = import_transformers().AutoTokenizer.from_pretrained(
+        resolve_backbone(backbone_config.name_or_path)
+    )
+    featurizer = TransformerFeaturizer(tokenizer, config.model.tokenizer.max_length, backbone_config)
+    backbone = load_backbone(backbone_config, config.model.labels, uses_native_head(config.model))
+    model = TextClassificationModel(config.model, backbone=backbone)
+    long_count = featurizer.count_long([model_input(e) for e in train_examples])
+    log.info(
+        "training texts: %d, %d longer than max_length %d (long documents: %s)",
+        len(train_examples),
+        long_count,
+        featurizer.max_length,
+        backbone_config.long_docs,
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info("backbone %s: %d / %d parameters trainable", backbone_config.name_or_path, trainable, total)
+    return (
+        model,
+        featurizer,
+        {"longer_than_max_length": long_count, "parameters": total, "trainable": trainable},
+    )
+
+
+def fit(
+    config: ClassifierConfig,
+    train_examples: Sequence[Example],
+    valid_examples: Sequence[Example],
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    notes: list[str] | None = None,
+) -> tuple[Any, Any, ClassifierConfig]:
+    """Build the model a config describes (or reload it to resume), train it, save it."""
+    from textcls.inference.predictor import TorchPredictor
+    from textcls.model import load_model, read_model_config, save_model
+    from textcls.training.loggers import make_logger
+    from textcls.training.loop import CHECKPOINT_DIR, set_seed, train
+
+    labels = sorted({str(e.label) for e in train_examples})
+    if len(labels) < 2:
+        raise ConfigError(f"training data has only {len(labels)} label(s) {labels}; need two or more")
+    config = config.model_copy(deep=True)
+    config.model.labels = labels
+    out_path = Path(out_dir) if out_dir is not None else None
+    set_seed(config.train.seed)
 
     resuming = bool(resume and out_path and (out_path / CHECKPOINT_DIR).exists())
     if resuming:
-        from textcls.model import load_model
-
-        saved_config = ClassifierConfig.load(out_path / CONFIG_FILE)
-        if saved_config.model != config.model:
+        if read_model_config(out_path).model != config.model:
             raise ConfigError(f"{out_path}: --resume with a different model config; use a new --out")
-        model, vocab, _ = load_model(out_path)
-        vocab_stats: dict[str, Any] = {"vocab_size": len(vocab), "resumed": True}
+        model, featurizer, _ = load_model(out_path)
+        extra: dict[str, Any] = {"resumed": True}
+    elif config.model.backbone is not None:
+        model, featurizer, extra = _build_transformer(config, train_examples)
     else:
-        vocab, matrix, vocab_stats = build_vocab_and_vectors(config, train_tokens)
-        model = TextClassificationModel(config.model, len(vocab), matrix.shape[1], matrix)
+        model, featurizer, extra = _build_word_model(config, train_examples)
 
-    featurizer = WordFeaturizer(config.model.tokenizer, vocab)
     label_index = {label: i for i, label in enumerate(labels)}
     train_data = (
-        featurizer.encode([_text(e) for e in train_examples]),
+        featurizer.encode([model_input(e) for e in train_examples]),
         [label_index[str(e.label)] for e in train_examples],
     )
     valid_data = (
-        featurizer.encode([_text(e) for e in valid_examples]),
+        featurizer.encode([model_input(e) for e in valid_examples]),
         [label_index[str(e.label)] for e in valid_examples],
     )
 
@@ -120,10 +172,11 @@ def fit(
         "tensorboard" if config.train.tensorboard else None, out_path / "tensorboard" if out_path else None
     )
     logger.log_params(config.model_dump())
-    on_best = (lambda m: save_model(out_path, m, vocab, config)) if out_path else None
+    on_best = (lambda m: save_model(out_path, m, featurizer, config)) if out_path else None
     try:
         result = train(
             model,
+            featurizer,
             train_data,
             valid_data,
             config.train,
@@ -136,15 +189,14 @@ def fit(
     finally:
         logger.close()
     result.extra = {
-        "length_stats": stats,
-        "vocabulary": vocab_stats,
+        **extra,
         "train_examples": len(train_examples),
         "valid_examples": len(valid_examples),
+        "notes": list(notes or []),
     }
     predictor = TorchPredictor(model, featurizer, labels)
-    result.extra["notes"] = list(notes or [])
     if out_path:
-        save_model(out_path, model, vocab, config)
+        save_model(out_path, model, featurizer, config)
         write_train_summary(out_path, result, config)
     return predictor, result, config
 

