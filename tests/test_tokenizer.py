@@ -38,9 +38,12 @@ def test_tokenizer_splits_punctuation_into_tokens() -> None:
     ]
 
 
-def test_tokenizer_keeps_inner_hyphens_and_apostrophes() -> None:
+def test_tokenizer_keeps_inner_hyphens_and_splits_clitics() -> None:
     tokenizer = RegexTokenizer(TokenizerConfig())
-    assert tokenizer.tokenize("don't re-book it") == ["don't", "re-book", "it"]
+    assert tokenizer.tokenize("don't re-book it") == ["do", "n't", "re-book", "it"]
+    # clitics split the Penn Treebank way (as GloVe's vocabulary has them), pre-split text agrees
+    assert tokenizer.tokenize("It's fine, they're here") == ["it", "'s", "fine", ",", "they", "'re", "here"]
+    assert tokenizer.tokenize("it does n't work") == tokenizer.tokenize("it doesn't work")
     # an apostrophe not between word characters is its own token
     assert tokenizer.tokenize("Davis' song") == ["davis", "'", "song"]
 

@@ -32,7 +32,9 @@ class TokenizerConfig(_Strict):
     """The word tokenizer: a regular expression over (optionally lower-cased) text."""
 
     lowercase: bool = True
-    pattern: str = r"\w+(?:[-']\w+)*|[^\w\s]"
+    # Words (inner hyphens kept), English clitics split as in the Penn Treebank and in GloVe's
+    # vocabulary ("doesn't" -> "does" "n't", "it's" -> "it" "'s"), and single punctuation marks.
+    pattern: str = r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?:-\w+)*|[^\w\s]"
     max_length: int = Field(128, ge=1)
 
 
