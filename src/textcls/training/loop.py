@@ -181,8 +181,9 @@ def train(
                 gold = torch.as_tensor([train_labels[i] for i in indices], device=device)
                 loss = loss_fn(model(batch)["logits"], gold)
                 accelerator.backward(loss / config.grad_accum)
-                total_loss += loss.item()
-                advance(loss.item())
+                loss_value = loss.item()
+                total_loss += loss_value
+                advance(loss_value)
                 if number % config.grad_accum and number != len(batches):
                     continue  # accumulate gradients over grad_accum batches
                 if config.grad_clip > 0:
@@ -193,7 +194,7 @@ def train(
                 state["step"] += 1
                 if state["step"] % 50 == 0:
                     logger.log_metrics(
-                        {"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, state["step"]
+                        {"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, state["step"]
                     )
 
         train_seconds = time.perf_counter() - epoch_started
