@@ -471,7 +471,9 @@ def test_interrupted_run_resumes_to_the_same_result(synthetic_splits, tmp_path, 
     resumed = tiny(**options).fit(train, valid, out_dir=tmp_path / "run", resume=True, progress=False)
 
     def without_time(history: list[dict]) -> list[dict]:
-        return [{k: v for k, v in record.items() if k not in ("seconds", "train_seconds")} for record in history]
+        return [
+            {k: v for k, v in record.items() if k not in ("seconds", "train_seconds")} for record in history
+        ]
 
     assert without_time(resumed.train_result.history) == without_time(straight.train_result.history)
     np.testing.assert_array_equal(resumed.predict_proba(texts), straight.predict_proba(texts))

@@ -261,3 +261,31 @@ def test_minilm_l6_fine_tunes_on_a_snips_subset(snips_dir, tmp_path) -> None:
         textcls.load(tmp_path / "minilm").predict_proba(["play jazz"]),
         classifier.predict_proba(["play jazz"]),
     )
+
+
+def test_bert_checkpoint_without_pooler_weights_trains_with_cls(backbones, tmp_path) -> None:
+    """SpanBERT-style checkpoints ship no pooler: the head still trains, saves and reloads."""
+    from safetensors import safe_open
+    from transformers import AutoTokenizer, BertModel
+
+    source = tmp_path / "no-pooler"
+    BertModel.from_pretrained(backbones["bert"], add_pooling_layer=False).save_pretrained(source)
+    AutoTokenizer.from_pretrained(backbones["bert"]).save_pretrained(source)
+    with safe_open(str(source / "model.safetensors"), framework="pt") as handle:
+        assert not any("pooler" in key for key in handle.keys())  # noqa: SIM118 (not a dict)
+    classifier = textcls.TextClassifier(model=str(source), encoder="cls", **FAST)
+    classifier.fit(TRAIN, VALID, progress=False)
+    classifier.save(tmp_path / "model")
+    np.testing.assert_array_equal(
+        textcls.load(tmp_path / "model").predict_proba(TEXTS), classifier.predict_proba(TEXTS)
+    )
+
+
+@pytest.mark.parametrize("grad_accum", [1, 3])
+def test_gradient_accumulation_takes_fewer_optimizer_steps(backbones, grad_accum) -> None:
+    classifier = textcls.TextClassifier(
+        model=str(backbones["distilbert"]), encoder="mean", grad_accum=grad_accum, **FAST
+    )
+    classifier.fit(TRAIN, VALID, progress=False)
+    batches = -(-len(TRAIN) // FAST["batch_size"])  # 60 examples, batch 16: 4 batches
+    assert classifier.train_result.steps == -(-batches // grad_accum)

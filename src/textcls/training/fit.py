@@ -211,6 +211,7 @@ def write_train_summary(directory: Path, result: Any, config: ClassifierConfig) 
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "seconds": round(result.seconds, 2),
+        "optimizer_steps": result.steps,
         "history": result.history,
         **result.extra,
     }

@@ -36,6 +36,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
     seconds: float = 0.0
+    steps: int = 0  # optimizer steps (batches / grad_accum)
+    extra: dict[str, Any] = field(default_factory=dict)  # statistics the caller adds
 
 
 def set_seed(seed: int) -> None:
@@ -240,6 +242,7 @@ def train(
         history=list(state["history"]),
         stopped_early=stopped_early,
         seconds=time.perf_counter() - started,
+        steps=int(state["step"]),
     )
 
 
