@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED_DATA, header, latency_ms, save_json, throughput, write_section
+from common import SHARED_DATA, header, latency_ms, merged_results, record, throughput, write_section
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MAX_LENGTH = {"snips": 64, "sst2": 64, "r52": 256}
@@ -195,15 +195,9 @@ def main() -> int:
                         row = run_textcls(
                             dataset, encoder, data, args.epochs, mode, Path(tmp), args.batch_size
                         )
-                    rows = [r for r in rows if (r["dataset"], r["model"]) != (row["dataset"], row["model"])]
-                    rows.append(row)
-                    save_json(results, rows)
+                    rows = record(results, rows, row)
                     print(json.dumps(row), flush=True)
-    merged: dict = {}
-    for path in sorted(RESULTS_DIR.glob("transformer*.json")):
-        for row in json.loads(path.read_text()):
-            merged[(row["dataset"], row["model"])] = row
-    rows = list(merged.values())
+    rows = merged_results(RESULTS_DIR, "transformer*.json")
     command = (
         "make bench-transformer  (= .venv/bin/python benchmarks/bench_transformer.py --out BENCHMARKS.md)"
     )

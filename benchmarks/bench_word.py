@@ -26,7 +26,8 @@ from common import (
     TfidfSvmPeer,
     header,
     latency_ms,
-    save_json,
+    merged_results,
+    record,
     throughput,
     write_section,
 )
@@ -99,15 +100,6 @@ def run_peer(dataset: str, peer, data, workdir: Path) -> dict:
     }
 
 
-def merged_results() -> list[dict]:
-    """Rows of every results file (the benchmark may run as several processes), last one wins."""
-    merged: dict[tuple[str, str], dict] = {}
-    for path in sorted(RESULTS_DIR.glob("word*.json")):
-        for row in json.loads(path.read_text()):
-            merged[(row["dataset"], row["model"])] = row
-    return list(merged.values())
-
-
 def table(rows: list[dict], dataset: str) -> str:
     rows = [r for r in rows if r["dataset"] == dataset]
     fasttext = next((r for r in rows if r["model"].startswith("fastText")), None)
@@ -167,16 +159,14 @@ def main() -> int:
                         row = run_peer(dataset, second, data, workdir)
                     else:
                         row = run_textcls(dataset, first, second, data, workdir)
-                    rows = [r for r in rows if (r["dataset"], r["model"]) != (row["dataset"], row["model"])]
-                    rows.append(row)
-                    save_json(results, rows)
+                    rows = record(results, rows, row)
                     print(
                         f"{dataset:6} {row['model']:32} acc {row['accuracy']:6.2f} "
                         f"f1 {row['macro_f1']:6.2f} train {row['train_s']:7.1f}s "
                         f"p50 {row['p50_ms']:.3f}ms {row['throughput']:8.0f}/s",
                         flush=True,
                     )
-    rows = merged_results()
+    rows = merged_results(RESULTS_DIR, "word*.json")
     command = "make bench-word  (= .venv/bin/python benchmarks/bench_word.py --out BENCHMARKS.md)"
     body = "\n\n".join(
         [

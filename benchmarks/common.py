@@ -91,6 +91,24 @@ def save_json(path: Path, rows: list[dict]) -> None:
     path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
 
+def record(path: Path, rows: list[dict], row: dict) -> list[dict]:
+    """Replace the row of the same (dataset, model) and save at once: a crash loses nothing."""
+    rows = [r for r in rows if (r["dataset"], r["model"]) != (row["dataset"], row["model"])]
+    rows.append(row)
+    save_json(path, rows)
+    return rows
+
+
+def merged_results(directory: Path, pattern: str) -> list[dict]:
+    """Rows of every results file matching ``pattern`` (a benchmark may run as several
+    processes); for the same (dataset, model) the file sorted last wins."""
+    merged: dict[tuple[str, str], dict] = {}
+    for path in sorted(directory.glob(pattern)):
+        for row in json.loads(path.read_text()):
+            merged[(row["dataset"], row["model"])] = row
+    return list(merged.values())
+
+
 class FastTextPeer:
     """fastText supervised (word bigrams), trained from a temporary file in fastText's format."""
 
