@@ -289,3 +289,12 @@ def test_gradient_accumulation_takes_fewer_optimizer_steps(backbones, grad_accum
     classifier.fit(TRAIN, VALID, progress=False)
     batches = -(-len(TRAIN) // FAST["batch_size"])  # 60 examples, batch 16: 4 batches
     assert classifier.train_result.steps == -(-batches // grad_accum)
+
+
+def test_sentence_pairs_are_truncated_and_counted_and_never_mixed(backbones) -> None:
+    f = featurizer(backbones, "chunk")
+    encoded = f.encode([(LONG, "short"), ("a b", "c d")])
+    assert [len(windows) for windows in encoded] == [1, 1]
+    assert len(encoded[0][0]["input_ids"]) == 12 and f.last_long_count == 1
+    with pytest.raises(ConfigError, match="mixes"):
+        f.encode([("a", "b"), "c"])

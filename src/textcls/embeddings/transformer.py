@@ -200,35 +200,49 @@ class TransformerFeaturizer:
         self.last_long_count = 0
 
     def encode(self, texts: Sequence[TextInput]) -> list[list[dict[str, list[int]]]]:
-        """One list of windows per text; each window holds ``input_ids`` (and ``token_type_ids``)."""
+        """One list of windows per text; each window holds ``input_ids`` (and ``token_type_ids``).
+
+        Sentence pairs are always truncated (longest segment first); the long-document policy
+        applies to single texts.
+        """
+        pairs = sum(isinstance(t, tuple) for t in texts)
+        if pairs and pairs != len(texts):
+            raise ConfigError("a batch mixes sentence pairs and single texts; give one kind only")
+        if pairs:
+            return self._encode_pairs(texts)
         mode = self.config.long_docs
-        pairs = [t for t in texts if isinstance(t, tuple)]
-        stride = self.config.stride if mode == "chunk" and not pairs else 0
+        stride = self.config.stride if mode == "chunk" else 0
         if stride >= self.max_length - len(self.prefix) - len(self.suffix):
             raise ConfigError(f"stride {stride} must be smaller than max_length minus special tokens")
-        first = [t[0] if isinstance(t, tuple) else t for t in texts]
-        second = [t[1] for t in texts] if pairs and len(pairs) == len(texts) else None
         encoded = self.tokenizer(
-            first,
-            second,
-            truncation="longest_first" if second else True,
+            list(texts),
+            truncation=True,
             max_length=self.max_length,
-            return_overflowing_tokens=second is None,
+            return_overflowing_tokens=True,
             stride=stride,
         )
-        mapping = encoded.get("overflow_to_sample_mapping", list(range(len(texts))))
         grouped: list[list[dict[str, list[int]]]] = [[] for _ in texts]
-        for row, sample in enumerate(mapping):
-            window = {"input_ids": encoded["input_ids"][row]}
-            if self.use_token_types and "token_type_ids" in encoded:
-                window["token_type_ids"] = encoded["token_type_ids"][row]
-            grouped[sample].append(window)
+        for row, sample in enumerate(encoded["overflow_to_sample_mapping"]):
+            grouped[sample].append(self._window(encoded, row))
         self.last_long_count = sum(len(windows) > 1 for windows in grouped)
         if mode == "chunk":
             return [windows[: self.config.max_chunks] for windows in grouped]
         if mode == "head-tail":
             return [self._head_tail(w) if len(w) > 1 else w for w in grouped]
         return [windows[:1] for windows in grouped]
+
+    def _encode_pairs(self, texts: Sequence[TextInput]) -> list[list[dict[str, list[int]]]]:
+        first, second = [t[0] for t in texts], [t[1] for t in texts]
+        full = self.tokenizer(first, second, truncation=False)
+        self.last_long_count = sum(len(ids) > self.max_length for ids in full["input_ids"])
+        encoded = self.tokenizer(first, second, truncation="longest_first", max_length=self.max_length)
+        return [[self._window(encoded, row)] for row in range(len(texts))]
+
+    def _window(self, encoded: Any, row: int) -> dict[str, list[int]]:
+        window = {"input_ids": encoded["input_ids"][row]}
+        if self.use_token_types and "token_type_ids" in encoded:
+            window["token_type_ids"] = encoded["token_type_ids"][row]
+        return window
 
     def _head_tail(self, windows: list[dict[str, list[int]]]) -> list[dict[str, list[int]]]:
         start, end = len(self.prefix), len(self.suffix)
