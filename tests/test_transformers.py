@@ -298,3 +298,17 @@ def test_sentence_pairs_are_truncated_and_counted_and_never_mixed(backbones) -> 
     assert len(encoded[0][0]["input_ids"]) == 12 and f.last_long_count == 1
     with pytest.raises(ConfigError, match="mixes"):
         f.encode([("a", "b"), "c"])
+
+
+def test_resumed_transformer_run_keeps_the_frozen_layers_frozen(backbones, tmp_path) -> None:
+    options = {**FAST, "epochs": 1, "freeze": "all-but-last-1"}
+    textcls.TextClassifier(model=str(backbones["bert"]), encoder="cls", **options).fit(
+        TRAIN, VALID, out_dir=tmp_path / "run", progress=False
+    )
+    resumed = textcls.TextClassifier(model=str(backbones["bert"]), encoder="cls", **{**options, "epochs": 2})
+    resumed.fit(TRAIN, VALID, out_dir=tmp_path / "run", resume=True, progress=False)
+    assert [r["epoch"] for r in resumed.train_result.history] == [1, 2]
+    model = resumed.predictor.model
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert any("layer.0." in n for n in frozen) and not any("layer.3." in n for n in frozen)
+    assert not any("classifier" in n for n in frozen)

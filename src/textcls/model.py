@@ -202,6 +202,7 @@ def _load_word_model(directory: Path, config: ClassifierConfig) -> tuple[TextCla
 def _load_transformer(directory: Path, config: ClassifierConfig) -> tuple[TextClassificationModel, Any]:
     from textcls.embeddings.transformer import (
         TransformerFeaturizer,
+        apply_freeze,
         build_backbone_from_config,
         import_transformers,
     )
@@ -213,10 +214,13 @@ def _load_transformer(directory: Path, config: ClassifierConfig) -> tuple[TextCl
     featurizer = TransformerFeaturizer(tokenizer, config.model.tokenizer.max_length, config.model.backbone)
     if native:
         hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(directory)
-        return TextClassificationModel(config.model, backbone=hf_model), featurizer
-    hf_config = transformers.AutoConfig.from_pretrained(source)
-    model = TextClassificationModel(config.model, backbone=build_backbone_from_config(hf_config, False))
-    _load_weights(model, directory)
+        base = getattr(hf_model, hf_model.base_model_prefix)
+        model = TextClassificationModel(config.model, backbone=hf_model)
+    else:
+        base = build_backbone_from_config(transformers.AutoConfig.from_pretrained(source), False)
+        model = TextClassificationModel(config.model, backbone=base)
+        _load_weights(model, directory)
+    apply_freeze(base, config.model.backbone.freeze)  # so a resumed run trains what the first one did
     return model, featurizer
 
 
