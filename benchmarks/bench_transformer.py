@@ -64,7 +64,9 @@ def run_textcls(dataset, encoder, data, epochs, long_docs, workdir, batch_size) 
     size = sum(p.stat().st_size for p in out.rglob("*.safetensors"))
     return {
         "dataset": dataset,
-        "model": f"textcls minilm-l6 + {encoder}" + (f" ({long_docs})" if dataset == "r52" else ""),
+        "model": f"textcls minilm-l6 + {encoder}"
+        + (f" ({long_docs})" if dataset == "r52" else "")
+        + (f", {epochs} epochs" if epochs != 2 else ""),
         "accuracy": report["accuracy"] * 100,
         "macro_f1": report["macro_f1"] * 100,
         "train_s": seconds,
