@@ -30,12 +30,12 @@ MAX_LENGTH = {"snips": 64, "sst2": 64, "r52": 256}
 
 
 def load(dataset: str, train_limit: int | None, seed: int = 42):
-    from textcls.data import load_splits
+    from textcls.data import load_splits, stratified_split
 
     splits = load_splits(SHARED_DATA / dataset, seed=seed)
     train = splits.train
-    if train_limit and len(train) > train_limit:
-        train = random.Random(seed).sample(train, train_limit)
+    if train_limit and len(train) > train_limit:  # stratified, so every class keeps an example
+        train, _ = stratified_split(train, 1 - train_limit / len(train), seed)
     return train, splits.valid, splits.test
 
 
