@@ -43,6 +43,10 @@ class Example:
     text_pair: str | None = None  # second segment for sentence-pair inputs
     line: int = 0  # 1-based source line (0 if constructed in memory)
 
+    def as_input(self) -> str | tuple[str, str]:
+        """What a model reads: the text, or the ``(text, text_pair)`` sentence pair."""
+        return self.text if self.text_pair is None else (self.text, self.text_pair)
+
 
 # --------------------------------------------------------------------------- file access
 

@@ -8,16 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from textcls.config import ClassifierConfig
-from textcls.data.batching import WordFeaturizer
+from textcls.data.batching import WordFeaturizer, join_pair
 from textcls.data.formats import Example
 from textcls.data.tokenizer import RegexTokenizer, Vocab, length_stats
 from textcls.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def _text(example: Example) -> str:
-    return example.text if example.text_pair is None else f"{example.text} {example.text_pair}"
 
 
 def build_vocab_and_vectors(
@@ -55,18 +51,13 @@ def build_vocab_and_vectors(
     return vocab, matrix, stats
 
 
-def model_input(example: Example) -> str | tuple[str, str]:
-    """What a featurizer reads: the text, or the (text, text_pair) sentence pair."""
-    return example.text if example.text_pair is None else (example.text, example.text_pair)
-
-
 def _build_word_model(
     config: ClassifierConfig, train_examples: Sequence[Example]
 ) -> tuple[Any, Any, dict[str, Any]]:
     from textcls.model import TextClassificationModel
 
     tokenizer = RegexTokenizer(config.model.tokenizer)
-    train_tokens = [tokenizer.tokenize(_text(e)) for e in train_examples]
+    train_tokens = [tokenizer.tokenize(join_pair(e.as_input())) for e in train_examples]
     max_length = config.model.tokenizer.max_length
     stats = length_stats([len(t) for t in train_tokens], max_length)
     log.info(
@@ -105,7 +96,7 @@ def _build_transformer(
     featurizer = TransformerFeaturizer(tokenizer, config.model.tokenizer.max_length, backbone_config)
     backbone = load_backbone(backbone_config, config.model.labels, uses_native_head(config.model))
     model = TextClassificationModel(config.model, backbone=backbone)
-    long_count = featurizer.count_long([model_input(e) for e in train_examples])
+    long_count = featurizer.count_long([e.as_input() for e in train_examples])
     log.info(
         "training texts: %d, %d longer than max_length %d (long documents: %s)",
         len(train_examples),
@@ -160,11 +151,11 @@ def fit(
 
     label_index = {label: i for i, label in enumerate(labels)}
     train_data = (
-        featurizer.encode([model_input(e) for e in train_examples]),
+        featurizer.encode([e.as_input() for e in train_examples]),
         [label_index[str(e.label)] for e in train_examples],
     )
     valid_data = (
-        featurizer.encode([model_input(e) for e in valid_examples]),
+        featurizer.encode([e.as_input() for e in valid_examples]),
         [label_index[str(e.label)] for e in valid_examples],
     )
 
