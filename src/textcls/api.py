@@ -10,7 +10,7 @@ from typing import Any
 from textcls.config import ClassifierConfig, deep_update, read_config_file
 from textcls.data.formats import Example
 from textcls.errors import ConfigError, DataError
-from textcls.registry import PRESETS
+from textcls.registry import DEFAULT_MODEL, PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,11 @@ def build_config(
     config: ClassifierConfig | dict | str | Path | None = None,
     **overrides: Any,
 ) -> ClassifierConfig:
-    """Merge, lowest to highest priority: defaults, a config file/dict, the preset, explicit args."""
+    """Merge, lowest to highest priority: defaults, a config file/dict, the preset, explicit args.
+
+    Without a model and without a config, the model is the ``cnn`` preset."""
+    if model is None and config is None:
+        model = DEFAULT_MODEL
     if isinstance(config, ClassifierConfig):
         data = config.model_dump()
     elif isinstance(config, dict):
@@ -143,15 +147,13 @@ class TextClassifier:
 
     def __init__(
         self,
-        model: str | None = "cnn",
+        model: str | None = None,
         *,
         encoder: str | None = None,
         vectors: str | None = None,
         config: ClassifierConfig | dict | str | Path | None = None,
         **overrides: Any,
     ) -> None:
-        if config is not None and model == "cnn" and encoder is None:
-            model = None  # a config file decides the encoder unless a model is named explicitly
         self.config = build_config(model, encoder, vectors, config, **overrides)
         self.predictor: Any = None
         self.train_result: Any = None

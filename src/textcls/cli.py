@@ -147,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from textcls.api import TextClassifier
 
     classifier = TextClassifier(
-        model=args.model or (None if args.config else "cnn"),
+        model=args.model,
         encoder=args.encoder,
         vectors=args.vectors,
         config=args.config,

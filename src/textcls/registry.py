@@ -74,6 +74,7 @@ BACKBONES = Registry("backbone", {"minilm-l6": "textcls.embeddings.transformer:m
 # a transformer preset is a backbone with the `cls` head and fine-tuning defaults (which a config
 # file or explicit options override).
 DEFAULT_VECTORS = "glove-6b-50d"
+DEFAULT_MODEL = "cnn"
 TRANSFORMER_TRAIN_DEFAULTS = {"lr": 5e-5, "batch_size": 32, "epochs": 3, "patience": 2, "warmup_ratio": 0.1}
 PRESETS: dict[str, dict] = {
     **{name: {"encoder": name, "vectors": DEFAULT_VECTORS} for name in ENCODERS.names() if name != "cls"},
