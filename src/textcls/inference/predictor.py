@@ -66,6 +66,26 @@ class Predictor(ABC):
         return torch.get_num_threads()
 
 
+def predict_logits(
+    model: Any, featurizer: Any, encoded: Sequence[Any], batch_size: int, device: Any
+) -> np.ndarray:
+    """Logits in input order, computed over length-sorted batches (little padding)."""
+    import torch
+
+    from textcls.data.batching import sorted_batches
+
+    model.eval()
+    out: np.ndarray | None = None
+    with torch.inference_mode():
+        for indices in sorted_batches([featurizer.length(item) for item in encoded], batch_size):
+            batch = {k: v.to(device) for k, v in featurizer.collate([encoded[i] for i in indices]).items()}
+            logits = model(batch)["logits"].float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(encoded), logits.shape[1]), np.float32)
+            out[indices] = logits
+    return out if out is not None else np.zeros((0, 0), np.float32)
+
+
 class TorchPredictor(Predictor):
     """Eager PyTorch on CPU or GPU."""
 
@@ -80,8 +100,6 @@ class TorchPredictor(Predictor):
         self.device = torch.device(device)
 
     def logits(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
-        from textcls.training.loop import predict_logits
-
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         return predict_logits(

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from textcls.config import TrainConfig
-from textcls.data.batching import length_grouped_batches, sorted_batches
+from textcls.data.batching import length_grouped_batches
+from textcls.inference.predictor import predict_logits
 from textcls.training.checkpoint import load_checkpoint, save_checkpoint
 from textcls.training.loggers import MetricLogger
 from textcls.training.schedule import make_schedule
@@ -73,22 +74,6 @@ def _param_groups(
         }
         for (in_backbone, decay), params in sorted(groups.items())
     ]
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module, featurizer: Any, encoded: Sequence[Any], batch_size: int, device: torch.device
-) -> np.ndarray:
-    """Logits in input order, computed over length-sorted batches (little padding)."""
-    model.eval()
-    out: np.ndarray | None = None
-    for indices in sorted_batches([featurizer.length(item) for item in encoded], batch_size):
-        batch = {k: v.to(device) for k, v in featurizer.collate([encoded[i] for i in indices]).items()}
-        logits = model(batch)["logits"].float().cpu().numpy()
-        if out is None:
-            out = np.zeros((len(encoded), logits.shape[1]), np.float32)
-        out[indices] = logits
-    return out if out is not None else np.zeros((0, 0), np.float32)
 
 
 def validation_metrics(logits: np.ndarray, gold: Sequence[int]) -> dict[str, float]:
