@@ -82,7 +82,7 @@ def evaluate(
     """Score ``predictor`` on labelled ``examples``; write report.json / report.md /
     predictions.tsv / confusion.png into ``out_dir`` when given. Returns the report."""
     check_known_labels(examples, predictor.labels, source)
-    texts = [e.text if e.text_pair is None else (e.text, e.text_pair) for e in examples]
+    texts = [e.as_input() for e in examples]
     gold = [str(e.label) for e in examples]
     probabilities = predictor.predict_proba(texts, batch_size)
     predicted_ids = probabilities.argmax(1)
