@@ -312,3 +312,22 @@ def test_resumed_transformer_run_keeps_the_frozen_layers_frozen(backbones, tmp_p
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert any("layer.0." in n for n in frozen) and not any("layer.3." in n for n in frozen)
     assert not any("classifier" in n for n in frozen)
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "densenet-cnn"])
+def test_word_encoders_run_over_hidden_states(backbones, encoder, tmp_path) -> None:
+    classifier = textcls.TextClassifier(
+        model=str(backbones["electra"]),
+        encoder=encoder,
+        encoder_params={"cnn": {"num_filters": 8}, "densenet-cnn": {"first_filters": 8, "growth": 4}}[
+            encoder
+        ],
+        **FAST,
+    )
+    classifier.fit(TRAIN, VALID, progress=False)
+    encoder_module = classifier.predictor.model.encoder
+    assert encoder_module.input_dim == 32  # the backbone's hidden size, not a word-vector size
+    classifier.save(tmp_path / "model")
+    np.testing.assert_array_equal(
+        textcls.load(tmp_path / "model").predict_proba(TEXTS), classifier.predict_proba(TEXTS)
+    )
