@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 RUNS ?= runs
 
-.PHONY: demo test bench bench-word bench-transformer lint format clean
+.PHONY: demo test bench bench-word bench-transformer bench-inference lint format clean
 
 # torch goes first, pinned: the CPU build on local disk (an unpinned torch pulls a CUDA build).
 $(STAMP): pyproject.toml
@@ -24,13 +24,16 @@ demo: $(STAMP)  ## train, evaluate and predict on the shipped SNIPS data (a few 
 test: $(STAMP)  ## the full test suite
 	$(PY) -m pytest
 
-bench: bench-word bench-transformer  ## all benchmarks
+bench: bench-word bench-transformer bench-inference  ## all benchmarks
 
 bench-word: $(STAMP)  ## word models vs fastText and TF-IDF + LinearSVC on SNIPS and SST-2
 	$(PY) benchmarks/bench_word.py --out BENCHMARKS.md
 
 bench-transformer: $(STAMP)  ## MiniLM-L6 (cls, cnn) vs a plain transformers loop; SNIPS by default
 	$(PY) benchmarks/bench_transformer.py --datasets snips --out BENCHMARKS.md
+
+bench-inference: $(STAMP)  ## every backend × threads 1,2 on SNIPS test vs fastText, TF-IDF+SVM, pipeline
+	$(PY) benchmarks/bench_inference.py --out BENCHMARKS.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

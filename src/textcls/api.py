@@ -175,6 +175,13 @@ class TextClassifier:
         from textcls.training import fit as fitting
 
         train_examples, valid_examples = self._resolve_splits(train, valid)
+        data_source = None
+        if isinstance(train, str | Path):
+            data_source = {
+                "data": str(Path(train).resolve()),
+                "valid": str(Path(valid).resolve()) if isinstance(valid, str | Path) else None,
+                "seed": self.config.train.seed,
+            }
         self.predictor, self.train_result, self.config = fitting.fit(
             self.config,
             train_examples,
@@ -183,6 +190,7 @@ class TextClassifier:
             resume=resume,
             progress=progress,
             notes=self.notes,
+            data_source=data_source,
         )
         return self
 

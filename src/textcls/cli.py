@@ -13,6 +13,7 @@ from textcls import __version__
 from textcls.errors import TextClsError
 
 log = logging.getLogger("textcls")
+BACKEND_HELP = "torch (default), torch-int8, onnx, onnx-int8 (the ONNX ones after 'textcls export')"
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +110,7 @@ def _evaluate_parser(sub: Any) -> None:
     p.add_argument("--out", help="report directory (default: MODEL/eval/<file stem>)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, help="intra-op threads")
-    p.add_argument("--backend", default="torch", help="inference backend (default: torch)")
+    p.add_argument("--backend", default="torch", help=BACKEND_HELP)
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_data_flags(p)
@@ -127,9 +128,59 @@ def _predict_parser(sub: Any) -> None:
     p.add_argument("--interactive", "-i", action="store_true", help="read texts at a prompt")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--backend", default="torch")
+    p.add_argument("--threads", type=int, help="intra-op threads")
+    p.add_argument("--backend", default="torch", help=BACKEND_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _export_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a model directory to ONNX (optionally int8), checked against PyTorch",
+        description="Writes model.onnx (and with --quantize int8 model.int8.onnx) into the model "
+        "directory, plus export.json. The ONNX graph is checked against PyTorch on real inputs "
+        "(validation texts); the int8 model must keep its validation accuracy within --max-drop points.",
+    )
+    p.add_argument("model_dir")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default: onnx)")
+    p.add_argument("--quantize", choices=["int8"], help="also write a dynamically quantized int8 model")
+    p.add_argument(
+        "--valid", help="validation file for the check and the gate (default: the split used in training)"
+    )
+    p.add_argument(
+        "--max-drop", type=float, default=1.0, help="accuracy points int8 may lose on valid (default 1.0)"
+    )
+    p.add_argument("--force", action="store_true", help="keep an int8 model that fails the gate")
+    p.add_argument("--no-optimize", action="store_true", help="skip the transformer graph fusion")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-3, help="max abs logit difference vs PyTorch (default 1e-3)"
+    )
+    p.add_argument("--threads", type=int, help="intra-op threads")
+    p.add_argument("--json", action="store_true", help="print export.json")
+
+
+def _bench_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="accuracy, latency, throughput and size of models × backends on a data file",
+        description="For each model directory × backend × thread count: accuracy, macro-F1, p50/p95 ms "
+        "at batch 1, examples/s at batch 64, load time, size. Writes --out (Markdown), the same "
+        "name with .json, and a .png of accuracy vs latency with the Pareto front.",
+    )
+    p.add_argument("model_dirs", nargs="+")
+    p.add_argument("--data", required=True, help="labelled file")
+    p.add_argument(
+        "--backends",
+        default="torch,torch-int8,onnx,onnx-int8",
+        help="comma list (default: torch,torch-int8,onnx,onnx-int8)",
+    )
+    p.add_argument(
+        "--threads", default=None, help="comma list of thread counts, e.g. 1,2 (default: all cores)"
+    )
+    p.add_argument("--out", default="bench.md", help="Markdown report (default: bench.md)")
+    p.add_argument(
+        "--export", action="store_true", help="export models that lack an ONNX file first (int8 gated)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _evaluate_parser(sub)
     _predict_parser(sub)
+    _export_parser(sub)
+    _bench_parser(sub)
     return parser
 
 
@@ -273,7 +326,66 @@ def _interactive(classifier: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+def cmd_export(args: argparse.Namespace) -> int:
+    from textcls.inference.export import export_model
+
+    record = export_model(
+        args.model_dir,
+        quantize=args.quantize,
+        valid=args.valid,
+        max_drop=args.max_drop,
+        force=args.force,
+        optimize=not args.no_optimize,
+        tolerance=args.tolerance,
+        threads=args.threads,
+    )
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    onnx = record["onnx"]
+    fused = onnx.get("fused")
+    fusion = f", fused {fused}" if isinstance(fused, dict) else (f", fusion {fused}" if fused else "")
+    print(
+        f"{args.model_dir}/{onnx['file']}: {onnx['size_mb']:.2f} MB, max abs diff vs PyTorch "
+        f"{onnx['max_abs_diff']:.2e}{fusion}"
+    )
+    if args.quantize:
+        int8 = record["onnx-int8"]
+        gate = int8["gate"]
+        verdict = "passed" if gate["passed"] else "FAILED (kept: --force)"
+        print(
+            f"{args.model_dir}/{int8['file']}: {int8['size_mb']:.2f} MB, validation accuracy "
+            f"{gate['int8_accuracy']:.2f} vs {gate['torch_accuracy']:.2f} PyTorch "
+            f"(drop {gate['drop']:.2f}, max {gate['max_drop']:g}): gate {verdict}"
+        )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from textcls.inference.bench import markdown_table, run_bench
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    from textcls.registry import BACKENDS
+
+    for backend in backends:
+        BACKENDS.get(backend)  # unknown names fail before any work
+    threads = _int_list(args.threads) if args.threads else [None]
+    rows = run_bench(
+        args.model_dirs, args.data, backends=backends, threads=threads, out=args.out, export=args.export
+    )
+    print(markdown_table(rows))
+    out = Path(args.out)
+    print(f"written: {out}, {out.with_suffix('.json')}, {out.with_suffix('.png')}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "export": cmd_export,
+    "bench": cmd_bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,3 +51,11 @@ class MissingDependencyError(TextClsError, ImportError):
 
     def __init__(self, package: str, extra: str, feature: str) -> None:
         super().__init__(f"{feature} needs the '{package}' package: pip install 'textcls[{extra}]'")
+
+
+class ExportError(TextClsError):
+    """An export that failed its check: the exported graph disagrees with PyTorch."""
+
+
+class AccuracyGateError(TextClsError):
+    """A quantized model lost more accuracy on the validation split than ``--max-drop`` allows."""

@@ -183,41 +183,49 @@ def load_model(directory: str | Path) -> tuple[TextClassificationModel, Any, Cla
     return model, featurizer, config
 
 
+def load_featurizer(directory: str | Path, config: ClassifierConfig | None = None) -> Any:
+    """The part of a model that reads raw text (word tokenizer + vocabulary, or the Hugging Face
+    tokenizer with the long-document policy); enough for any backend, no weights loaded."""
+    directory = Path(directory)
+    config = config or read_model_config(directory)
+    if config.model.backbone is None:
+        from textcls.data.batching import WordFeaturizer
+        from textcls.data.tokenizer import Vocab
+
+        if not (directory / VOCAB_FILE).is_file():
+            raise ModelLoadError(f"{directory}: missing {VOCAB_FILE}")
+        return WordFeaturizer(config.model.tokenizer, Vocab.load(directory / VOCAB_FILE))
+    from textcls.embeddings.transformer import TransformerFeaturizer, import_transformers
+
+    source = directory if uses_native_head(config.model) else directory / BACKBONE_DIR
+    tokenizer = import_transformers().AutoTokenizer.from_pretrained(source)
+    return TransformerFeaturizer(tokenizer, config.model.tokenizer.max_length, config.model.backbone)
+
+
 def _load_word_model(directory: Path, config: ClassifierConfig) -> tuple[TextClassificationModel, Any]:
     from safetensors import safe_open
 
-    from textcls.data.batching import WordFeaturizer
-    from textcls.data.tokenizer import Vocab
-
-    if not (directory / VOCAB_FILE).is_file():
-        raise ModelLoadError(f"{directory}: missing {VOCAB_FILE}")
-    vocab = Vocab.load(directory / VOCAB_FILE)
+    featurizer = load_featurizer(directory, config)
     with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as handle:
         dim = int(handle.metadata()["dim"])
-    model = TextClassificationModel(config.model, len(vocab), dim)
+    model = TextClassificationModel(config.model, len(featurizer.vocab), dim)
     _load_weights(model, directory)
-    return model, WordFeaturizer(config.model.tokenizer, vocab)
+    return model, featurizer
 
 
 def _load_transformer(directory: Path, config: ClassifierConfig) -> tuple[TextClassificationModel, Any]:
-    from textcls.embeddings.transformer import (
-        TransformerFeaturizer,
-        apply_freeze,
-        build_backbone_from_config,
-        import_transformers,
-    )
+    from textcls.embeddings.transformer import apply_freeze, build_backbone_from_config, import_transformers
 
     transformers = import_transformers()
-    native = uses_native_head(config.model)
-    source = directory if native else directory / BACKBONE_DIR
-    tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-    featurizer = TransformerFeaturizer(tokenizer, config.model.tokenizer.max_length, config.model.backbone)
-    if native:
+    featurizer = load_featurizer(directory, config)
+    if uses_native_head(config.model):
         hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(directory)
         base = getattr(hf_model, hf_model.base_model_prefix)
         model = TextClassificationModel(config.model, backbone=hf_model)
     else:
-        base = build_backbone_from_config(transformers.AutoConfig.from_pretrained(source), False)
+        base = build_backbone_from_config(
+            transformers.AutoConfig.from_pretrained(directory / BACKBONE_DIR), False
+        )
         model = TextClassificationModel(config.model, backbone=base)
         _load_weights(model, directory)
     apply_freeze(base, config.model.backbone.freeze)  # so a resumed run trains what the first one did

@@ -84,10 +84,13 @@ PRESETS: dict[str, dict] = {
     },
 }
 
-# Inference backends: name -> factory(model_directory) -> Predictor.
+# Inference backends: name -> factory(model_directory, threads=None) -> Predictor.
 BACKENDS = Registry(
     "backend",
     {
         "torch": "textcls.inference.predictor:torch_backend",
+        "torch-int8": "textcls.inference.predictor:torch_int8_backend",
+        "onnx": "textcls.inference.onnx:onnx_backend",
+        "onnx-int8": "textcls.inference.onnx:onnx_int8_backend",
     },
 )

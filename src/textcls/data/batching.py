@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from textcls.config import TokenizerConfig
@@ -35,19 +36,28 @@ class WordFeaturizer:
     def collate(items: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         return collate(items)
 
+    @staticmethod
+    def collate_numpy(items: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        return collate_numpy(items)
+
 
 def join_pair(text: str | tuple[str, str]) -> str:
     """Word models read a sentence pair as one text."""
     return text if isinstance(text, str) else " ".join(text)
 
 
-def collate(sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-    """Pad id lists to the longest one: ``input_ids`` and ``attention_mask`` [B, T]."""
+def collate_numpy(sequences: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+    """Pad id lists to the longest one: ``input_ids`` (int64) and ``attention_mask`` (bool) [B, T]."""
     length = max(len(s) for s in sequences)
-    input_ids = torch.zeros(len(sequences), length, dtype=torch.long)
+    input_ids = np.zeros((len(sequences), length), dtype=np.int64)
     for row, ids in enumerate(sequences):
-        input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        input_ids[row, : len(ids)] = ids
     return {"input_ids": input_ids, "attention_mask": input_ids != 0}
+
+
+def collate(sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """:func:`collate_numpy` as torch tensors."""
+    return {name: torch.from_numpy(array) for name, array in collate_numpy(sequences).items()}
 
 
 def length_grouped_batches(

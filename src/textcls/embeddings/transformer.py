@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -264,26 +265,32 @@ class TransformerFeaturizer:
     def length(item: list[dict[str, list[int]]]) -> int:
         return sum(len(w["input_ids"]) for w in item)
 
-    def collate(self, items: Sequence[list[dict[str, list[int]]]]) -> dict[str, torch.Tensor]:
+    def collate_numpy(self, items: Sequence[list[dict[str, list[int]]]]) -> dict[str, np.ndarray]:
+        """Pad every window of every item: ``input_ids``, ``attention_mask`` (and ``token_type_ids``)
+        [windows, T] int64, plus ``doc_index`` [windows] when some item has several windows."""
         windows = [w for item in items for w in item]
         length = max(len(w["input_ids"]) for w in windows)
-        input_ids = torch.full((len(windows), length), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(windows), length), dtype=torch.long)
+        input_ids = np.full((len(windows), length), self.pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(windows), length), dtype=np.int64)
         for row, window in enumerate(windows):
             n = len(window["input_ids"])
-            input_ids[row, :n] = torch.as_tensor(window["input_ids"])
+            input_ids[row, :n] = window["input_ids"]
             attention_mask[row, :n] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if windows and "token_type_ids" in windows[0]:
-            token_types = torch.zeros((len(windows), length), dtype=torch.long)
+            token_types = np.zeros((len(windows), length), dtype=np.int64)
             for row, window in enumerate(windows):
-                token_types[row, : len(window["token_type_ids"])] = torch.as_tensor(window["token_type_ids"])
+                token_types[row, : len(window["token_type_ids"])] = window["token_type_ids"]
             batch["token_type_ids"] = token_types
         if any(len(item) > 1 for item in items):
-            batch["doc_index"] = torch.as_tensor(
-                [doc for doc, item in enumerate(items) for _ in item], dtype=torch.long
+            batch["doc_index"] = np.asarray(
+                [doc for doc, item in enumerate(items) for _ in item], dtype=np.int64
             )
         return batch
+
+    def collate(self, items: Sequence[list[dict[str, list[int]]]]) -> dict[str, torch.Tensor]:
+        """:meth:`collate_numpy` as torch tensors."""
+        return {name: torch.from_numpy(array) for name, array in self.collate_numpy(items).items()}
 
 
 def _model_max_length(tokenizer: Any) -> int:

@@ -6,6 +6,7 @@ so a backend never needs the training code.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,38 +67,51 @@ class Predictor(ABC):
         return torch.get_num_threads()
 
 
-def predict_logits(
-    model: Any, featurizer: Any, encoded: Sequence[Any], batch_size: int, device: Any
-) -> np.ndarray:
-    """Logits in input order, computed over length-sorted batches (little padding)."""
-    import torch
-
+def sorted_logits(encoded: Sequence[Any], length: Any, batch_size: int, run_batch: Any) -> np.ndarray:
+    """Run ``run_batch(items) -> logits`` over length-sorted batches (little padding); the rows
+    come back in input order."""
     from textcls.data.batching import sorted_batches
 
-    model.eval()
     out: np.ndarray | None = None
-    with torch.inference_mode():
-        for indices in sorted_batches([featurizer.length(item) for item in encoded], batch_size):
-            batch = {k: v.to(device) for k, v in featurizer.collate([encoded[i] for i in indices]).items()}
-            logits = model(batch)["logits"].float().cpu().numpy()
-            if out is None:
-                out = np.zeros((len(encoded), logits.shape[1]), np.float32)
-            out[indices] = logits
+    for indices in sorted_batches([length(item) for item in encoded], batch_size):
+        logits = run_batch([encoded[i] for i in indices])
+        if out is None:
+            out = np.zeros((len(encoded), logits.shape[1]), np.float32)
+        out[indices] = logits
     return out if out is not None else np.zeros((0, 0), np.float32)
 
 
+def predict_logits(
+    model: Any, featurizer: Any, encoded: Sequence[Any], batch_size: int, device: Any
+) -> np.ndarray:
+    """Logits in input order, computed over length-sorted batches."""
+    import torch
+
+    model.eval()
+
+    def run(items: list[Any]) -> np.ndarray:
+        batch = {k: v.to(device) for k, v in featurizer.collate(items).items()}
+        return model(batch)["logits"].float().cpu().numpy()
+
+    with torch.inference_mode():
+        return sorted_logits(encoded, featurizer.length, batch_size, run)
+
+
 class TorchPredictor(Predictor):
-    """Eager PyTorch on CPU or GPU."""
+    """Eager PyTorch on CPU or GPU (``torch-int8``: the same with dynamically quantized layers)."""
 
     backend = "torch"
 
-    def __init__(self, model: Any, featurizer: Any, labels: list[str], device: str = "cpu") -> None:
+    def __init__(
+        self, model: Any, featurizer: Any, labels: list[str], device: str = "cpu", backend: str = "torch"
+    ) -> None:
         import torch
 
         self.model = model.to(device).eval()
         self.featurizer = featurizer
         self.labels = labels
         self.device = torch.device(device)
+        self.backend = backend
 
     def logits(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
         if len(texts) == 0:
@@ -112,23 +126,45 @@ class TorchPredictor(Predictor):
 
 
 def load_predictor(directory: str | Path, backend: str = "torch", threads: int | None = None) -> Predictor:
-    """Open a model directory with the chosen backend.
+    """Open a model directory with the chosen backend (see ``BACKENDS`` in the registry).
 
-    >>> predictor = load_predictor("runs/snips-cnn")  # doctest: +SKIP
+    ``threads`` sets the intra-op threads of torch and of ONNX Runtime.
+
+    >>> predictor = load_predictor("runs/snips-cnn", backend="onnx-int8", threads=2)  # doctest: +SKIP
     >>> predictor.predict(["play some jazz"])  # doctest: +SKIP
     [{'label': 'PlayMusic', 'score': 0.99}]
     """
     from textcls.registry import BACKENDS
 
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    return BACKENDS.get(backend)(directory)
+    return BACKENDS.get(backend)(directory, threads=threads)
 
 
-def torch_backend(directory: str | Path) -> TorchPredictor:
+def torch_backend(directory: str | Path, threads: int | None = None) -> TorchPredictor:
     from textcls.model import load_model
 
     model, featurizer, config = load_model(directory)
     return TorchPredictor(model, featurizer, config.model.labels)
+
+
+def quantize_torch(model: Any) -> Any:
+    """Dynamic int8 quantization of every Linear and LSTM layer (weights int8, activations
+    quantized on the fly); embeddings and convolutions stay fp32."""
+    import torch
+    from torch import nn
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear, nn.LSTM}, dtype=torch.qint8)
+
+
+def torch_int8_backend(directory: str | Path, threads: int | None = None) -> TorchPredictor:
+    from textcls.model import load_model
+
+    model, featurizer, config = load_model(directory)
+    return TorchPredictor(quantize_torch(model.cpu()), featurizer, config.model.labels, backend="torch-int8")

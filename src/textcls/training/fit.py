@@ -123,8 +123,12 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     notes: list[str] | None = None,
+    data_source: dict[str, Any] | None = None,
 ) -> tuple[Any, Any, ClassifierConfig]:
-    """Build the model a config describes (or reload it to resume), train it, save it."""
+    """Build the model a config describes (or reload it to resume), train it, save it.
+
+    ``data_source`` (where the data files were) is kept in ``train_result.json`` so later
+    commands (the quantization accuracy gate) can find the validation split again."""
     from textcls.inference.predictor import TorchPredictor
     from textcls.model import load_model, read_model_config, save_model
     from textcls.training.loggers import make_logger
@@ -185,6 +189,8 @@ def fit(
         "valid_examples": len(valid_examples),
         "notes": list(notes or []),
     }
+    if data_source:
+        result.extra["data"] = data_source
     predictor = TorchPredictor(model, featurizer, labels)
     if out_path:
         save_model(out_path, model, featurizer, config)

@@ -1,0 +1,271 @@
+"""``textcls export``: write ONNX graphs next to the PyTorch weights, check them, gate int8.
+
+    export_model("runs/snips-minilm", quantize="int8")
+
+1. ``model.onnx``: traced from the PyTorch model (dynamic batch and sequence axes), fused by ONNX
+   Runtime's transformer optimizer for transformers (kept only if it still matches PyTorch), then
+   checked against PyTorch on real inputs: the max abs logit difference is reported and the export
+   fails beyond ``tolerance``.
+2. ``model.int8.onnx`` (``quantize="int8"``): dynamic int8 quantization, evaluated on the
+   validation split; more than ``max_drop`` accuracy points lost against PyTorch fails the
+   export (the file is removed) unless ``force``.
+3. ``export.json``: what was written, sizes, differences, fusions, the gate's figures.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textcls.data.formats import Example
+from textcls.errors import AccuracyGateError, ConfigError, ExportError
+from textcls.inference.onnx import INT8_FILE, ONNX_FILE, OnnxPredictor
+
+log = logging.getLogger(__name__)
+EXPORT_FILE = "export.json"
+CHECK_TEXTS = 256
+
+
+def resolve_validation(directory: str | Path, valid: str | Path | None = None) -> list[Example] | None:
+    """The validation examples of a model: ``valid`` if given, else the split recorded at training
+    time in ``train_result.json`` (re-carved with the same seed when it was carved). None if unknown."""
+    from textcls.data.formats import read_examples
+    from textcls.data.splits import load_splits
+    from textcls.model import read_model_config
+
+    data = read_model_config(directory).data
+    options = {
+        "text_columns": data.text_columns,
+        "label_column": data.label_column,
+        "pair": data.pair,
+    }
+    if valid is not None:
+        return read_examples(valid, data.format, **options)
+    summary = Path(directory) / "train_result.json"
+    if not summary.is_file():
+        return None
+    source = json.loads(summary.read_text(encoding="utf-8")).get("data") or {}
+    if not source.get("data") or not Path(source["data"]).exists():
+        return None
+    if source.get("valid") and not Path(source["valid"]).exists():
+        return None
+    splits = load_splits(
+        source["data"],
+        valid=source.get("valid"),
+        format=data.format,
+        valid_fraction=data.valid_fraction,
+        seed=source.get("seed", 42),
+        **options,
+    )
+    return splits.valid
+
+
+def check_texts(examples: Sequence[Example] | None, featurizer: Any) -> list[Any]:
+    """Real inputs for the export check: validation texts, plus one long text made of several
+    so that long-document windows are exercised."""
+    texts = [e.as_input() for e in (examples or [])][:CHECK_TEXTS]
+    if not texts:
+        texts = [
+            "play some jazz by miles davis",
+            "will it rain in paris tomorrow",
+            "book a table for two at an italian restaurant tonight",
+            "add this song to my workout playlist",
+            "rate this novel four out of six stars",
+            "what time is the new star wars film showing",
+        ]
+    if all(isinstance(t, str) for t in texts):
+        texts.append(" ".join(texts[:40] * (1 + 40 // len(texts))))
+    return texts
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
+
+
+def accuracy(logits: np.ndarray, labels: list[str], examples: Sequence[Example]) -> float:
+    gold = np.asarray([labels.index(str(e.label)) if str(e.label) in labels else -1 for e in examples])
+    return float((logits.argmax(1) == gold).mean() * 100)
+
+
+def export_model(
+    directory: str | Path,
+    *,
+    quantize: str | None = None,
+    valid: str | Path | None = None,
+    max_drop: float = 1.0,
+    force: bool = False,
+    optimize: bool = True,
+    tolerance: float = 1e-3,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Export ``directory`` to ONNX (and int8 with ``quantize="int8"``); returns the export record
+    (also written to ``export.json``). Raises ExportError / AccuracyGateError on a failed check."""
+    import torch
+
+    from textcls.inference.onnx import export_graph, optimize_transformer, quantize_int8
+    from textcls.inference.predictor import predict_logits
+    from textcls.model import WEIGHTS_FILE, load_model
+
+    if quantize not in (None, "int8"):
+        raise ConfigError(f"--quantize {quantize}: only int8 is supported")
+    directory = Path(directory)
+    model, featurizer, config = load_model(directory)
+    labels = config.model.labels
+    examples = resolve_validation(directory, valid)
+    if quantize and examples is None:
+        raise ConfigError(
+            f"{directory}: the int8 accuracy gate needs the validation split, and none is recorded "
+            "for this model: give --valid FILE"
+        )
+    texts = check_texts(examples, featurizer)
+    if threads:
+        torch.set_num_threads(threads)
+    reference = predict_logits(model, featurizer, featurizer.encode(texts), 64, "cpu")
+    record: dict[str, Any] = _read_record(directory)
+    record.update(
+        torch_version=torch.__version__,
+        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        check_texts=len(texts),
+        pytorch_size_mb=_size_mb(directory / WEIGHTS_FILE),
+    )
+
+    def compare(path: Path, backend: str) -> tuple[OnnxPredictor, np.ndarray, float, float]:
+        predictor = OnnxPredictor(path, featurizer, labels, _aggregate(config), backend, threads)
+        logits = predictor.logits(texts)
+        agree = float((logits.argmax(1) == reference.argmax(1)).mean() * 100)
+        return predictor, logits, max_abs_diff(logits, reference), agree
+
+    with tempfile.TemporaryDirectory(prefix="textcls-export-") as scratch:
+        traced = Path(scratch) / ONNX_FILE
+        log.info("exporting %s to ONNX", directory)
+        export_graph(model, featurizer, texts, traced)
+        _, _, diff, agree = compare(traced, "onnx")
+        entry: dict[str, Any] = {"file": ONNX_FILE, "max_abs_diff": diff, "label_agreement": agree}
+        chosen = traced
+        if optimize and config.model.backbone is not None:
+            fused_path = Path(scratch) / "fused.onnx"
+            try:
+                fused = optimize_transformer(traced, fused_path, _hf_config(model))
+                _, _, fused_diff, fused_agree = compare(fused_path, "onnx")
+            except Exception as error:  # an architecture the optimizer does not know: keep the trace
+                log.warning("transformer optimizer failed (%s); keeping the unfused graph", error)
+                fused, fused_diff = {}, float("inf")
+            if fused and fused_diff <= tolerance:
+                chosen = fused_path
+                entry.update(
+                    max_abs_diff=fused_diff,
+                    label_agreement=fused_agree,
+                    fused=fused,
+                    unfused_max_abs_diff=diff,
+                )
+            else:
+                entry["fused"] = "rejected: outputs differ from PyTorch" if fused else "nothing fused"
+        if entry["max_abs_diff"] > tolerance:
+            raise ExportError(
+                f"ONNX export of {directory} disagrees with PyTorch: max abs logit difference "
+                f"{entry['max_abs_diff']:.2e} > tolerance {tolerance:g} on {len(texts)} inputs "
+                "(nothing written; please report this model's architecture)"
+            )
+        _install(chosen, directory / ONNX_FILE)
+        entry["size_mb"] = _size_mb(directory / ONNX_FILE)
+        record["onnx"] = entry
+        log.info("wrote %s (max abs diff vs PyTorch %.2e)", directory / ONNX_FILE, entry["max_abs_diff"])
+
+        if quantize:
+            quantized = Path(scratch) / INT8_FILE
+            quantize_int8(directory / ONNX_FILE, quantized)
+            _, _, q_diff, q_agree = compare(quantized, "onnx-int8")
+            assert examples is not None
+            gate = _gate(model, featurizer, labels, examples, quantized, config, threads)
+            passed = gate["drop"] <= max_drop
+            gate.update(max_drop=max_drop, passed=passed, forced=bool(force and not passed))
+            record["onnx-int8"] = {
+                "file": INT8_FILE,
+                "max_abs_diff": q_diff,
+                "label_agreement": q_agree,
+                "gate": gate,
+                "size_mb": _size_mb(quantized),
+            }
+            if not passed and not force:
+                (directory / INT8_FILE).unlink(missing_ok=True)
+                record.pop("onnx-int8")
+                _write_record(directory, record)
+                raise AccuracyGateError(
+                    f"int8 model rejected: validation accuracy {gate['int8_accuracy']:.2f} vs "
+                    f"{gate['torch_accuracy']:.2f} in PyTorch, a drop of {gate['drop']:.2f} points "
+                    f"> --max-drop {max_drop:g} ({INT8_FILE} not written; --force keeps it anyway)"
+                )
+            _install(quantized, directory / INT8_FILE)
+            verdict = "passed" if passed else "FAILED, kept because of --force"
+            log.info(
+                "wrote %s: validation accuracy %.2f vs %.2f in PyTorch (gate %s)",
+                directory / INT8_FILE,
+                gate["int8_accuracy"],
+                gate["torch_accuracy"],
+                verdict,
+            )
+    _write_record(directory, record)
+    return record
+
+
+def _gate(
+    model: Any,
+    featurizer: Any,
+    labels: list[str],
+    examples: Sequence[Example],
+    path: Path,
+    config: Any,
+    threads: int | None,
+) -> dict[str, Any]:
+    from textcls.inference.predictor import predict_logits
+
+    texts = [e.as_input() for e in examples]
+    torch_accuracy = accuracy(
+        predict_logits(model, featurizer, featurizer.encode(texts), 64, "cpu"), labels, examples
+    )
+    predictor = OnnxPredictor(path, featurizer, labels, _aggregate(config), "onnx-int8", threads)
+    int8_accuracy = accuracy(predictor.logits(texts), labels, examples)
+    return {
+        "valid_examples": len(examples),
+        "torch_accuracy": torch_accuracy,
+        "int8_accuracy": int8_accuracy,
+        "drop": torch_accuracy - int8_accuracy,
+    }
+
+
+def _aggregate(config: Any) -> str:
+    return config.model.backbone.aggregate if config.model.backbone else "mean"
+
+
+def _hf_config(model: Any) -> Any:
+    embedder = model.embedder
+    return (embedder.model if hasattr(embedder, "model") else embedder.backbone).config
+
+
+def _install(source: Path, target: Path) -> None:
+    """Copy into the model directory through a temporary name (a crash leaves no half file)."""
+    import shutil
+
+    temporary = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, temporary)
+    temporary.replace(target)
+
+
+def _size_mb(path: Path) -> float:
+    return round(path.stat().st_size / 1e6, 3) if path.is_file() else 0.0
+
+
+def _read_record(directory: Path) -> dict[str, Any]:
+    path = directory / EXPORT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _write_record(directory: Path, record: dict[str, Any]) -> None:
+    (directory / EXPORT_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
