@@ -389,7 +389,12 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # predict's texts may follow options: `predict DIR --backend onnx "text"`
+        if args.command != "predict" or any(item.startswith("-") and item != "-" for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.texts = [*args.texts, *extra]
     _setup_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)

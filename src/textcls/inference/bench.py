@@ -104,6 +104,9 @@ def run_bench(
     from textcls.model import read_model_config
 
     _preload(backends)
+    import torch
+
+    default_threads = torch.get_num_threads()  # what "no thread count" means, for every row
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     for name in model_dirs:
@@ -124,7 +127,7 @@ def run_bench(
             for count in threads:
                 log.info("bench %s × %s × %s threads", directory.name, backend, count or "default")
                 try:
-                    rows.append(bench_one(directory, backend, count, examples, str(data)))
+                    rows.append(bench_one(directory, backend, count or default_threads, examples, str(data)))
                 except ModelLoadError as error:
                     skipped.append(f"{directory.name} × {backend}: {error}")
     for i in pareto_front(rows):

@@ -40,8 +40,9 @@ def import_onnxruntime() -> Any:
 # ------------------------------------------------------------------------------------------ export
 @contextlib.contextmanager
 def quiet() -> Any:
-    """Silence the INFO chatter (root logger) and warnings of ONNX Runtime's Python tools."""
-    logging.disable(logging.INFO)
+    """Silence the INFO chatter and advice (root logger) and warnings of ONNX Runtime's Python
+    tools (export problems surface as exceptions and as the checks against PyTorch)."""
+    logging.disable(logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
