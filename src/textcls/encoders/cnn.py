@@ -22,15 +22,19 @@ class MultiWidthConv(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = masked(embeddings, mask).transpose(1, 2)  # [B, D, T]
-        lengths = mask.sum(1, keepdim=True)  # [B, 1]
-        positions = torch.arange(mask.size(1) + max(self.kernel_sizes) - 1, device=x.device).unsqueeze(0)
+        widest = max(self.kernel_sizes)
+        lengths = mask.sum(1, keepdim=True)  # [B, 1] (padding is on the right)
+        # Output position q of a width-k convolution reads the window starting at q - (k - 1); it
+        # holds a real token iff that start is before the end of the text. One mask over every
+        # start serves all widths (a width-k output is its last T + k - 1 columns), which keeps
+        # the exported graph small: this is the hot path of the ONNX word CNN.
+        starts = torch.arange(1 - widest, mask.size(1), device=x.device).unsqueeze(0)
+        valid = (starts < lengths).unsqueeze(1).to(x.dtype)  # [B, 1, T + widest - 1]
         pooled = []
         for k, conv in zip(self.kernel_sizes, self.convs, strict=True):
             out = torch.relu(conv(x))  # [B, F, T + k - 1]
-            valid = positions[:, : out.size(2)] < lengths + (k - 1)  # the window holds a real token
             # ReLU outputs are >= 0, so zeroing the invalid positions masks them out of the max
-            # (few graph nodes: this is the hot path of the exported CNN)
-            pooled.append((out * valid.unsqueeze(1).to(out.dtype)).amax(dim=2))
+            pooled.append((out * valid[:, :, widest - k :]).amax(dim=2))
         return torch.cat(pooled, dim=-1)
 
 

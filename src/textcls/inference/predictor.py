@@ -72,6 +72,8 @@ def sorted_logits(encoded: Sequence[Any], length: Any, batch_size: int, run_batc
     come back in input order."""
     from textcls.data.batching import sorted_batches
 
+    if len(encoded) == 1:  # batch size 1: nothing to sort
+        return np.asarray(run_batch(list(encoded)), dtype=np.float32)
     out: np.ndarray | None = None
     for indices in sorted_batches([length(item) for item in encoded], batch_size):
         logits = run_batch([encoded[i] for i in indices])
