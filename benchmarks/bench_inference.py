@@ -233,7 +233,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=REPO / "data" / "snips")
-    parser.add_argument("--models", type=Path, default=REPO / "runs" / "bench-inference")
+    parser.add_argument(
+        "--models", type=Path, default=REPO / "runs" / "bench-inference", help="trained here when missing"
+    )
     parser.add_argument("--encoders", default=",".join(WORD_ENCODERS))
     parser.add_argument("--no-transformer", action="store_true")
     parser.add_argument("--threads", default="1,2")
