@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 RUNS ?= runs
 
-.PHONY: demo test bench bench-word bench-transformer bench-inference lint format clean
+.PHONY: chromium demo test bench bench-word bench-transformer bench-inference lint format clean
 
 # torch goes first, pinned: the CPU build on local disk (an unpinned torch pulls a CUDA build).
 $(STAMP): pyproject.toml
@@ -21,8 +21,14 @@ demo: $(STAMP)  ## train, evaluate and predict on the shipped SNIPS data (a few 
 	$(VENV)/bin/textcls predict $(RUNS)/demo-snips-cnn "play some jazz by miles davis" --top-k 3
 	echo "will it rain in paris tomorrow" | $(VENV)/bin/textcls predict $(RUNS)/demo-snips-cnn -
 
-test: $(STAMP)  ## the full test suite
+test: $(STAMP) chromium  ## the full test suite
 	$(PY) -m pytest
+
+# The web page's browser test drives Debian's chromium (Playwright never downloads a browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "WARNING: no chromium and no apt-get: the browser test will be skipped"; }
 
 bench: bench-word bench-transformer bench-inference  ## all benchmarks
 

@@ -183,6 +183,45 @@ def _bench_parser(sub: Any) -> None:
     )
 
 
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve models over HTTP (TorchServe-compatible API, dynamic batching, web page)",
+        description="Serve model directories with FastAPI + uvicorn: POST /predictions/NAME, GET /ping, "
+        "management under /models (bearer token), GET /metrics, GET /docs, and a web page at /.",
+    )
+    p.add_argument(
+        "models", nargs="*", help="model directories, or NAME=DIR (the name defaults to the dir name)"
+    )
+    p.add_argument("--backend", default="torch", help=BACKEND_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=int, default=1, help="processes (more than 1 turns management off)")
+    p.add_argument("--threads", type=int, help="intra-op threads per model")
+    p.add_argument(
+        "--model-store",
+        default=".",
+        help="POST /models registers directories under this root only (default: .)",
+    )
+    p.add_argument(
+        "--token",
+        default=None,
+        help="bearer token for management (default: $TEXTCLS_TOKEN); required off loopback",
+    )
+    p.add_argument("--no-management", action="store_true", help="no /models routes")
+    p.add_argument("--max-batch-size", type=int, default=32, help="texts per predictor call (default 32)")
+    p.add_argument(
+        "--max-delay-ms", type=float, default=5.0, help="how long a batch waits to fill (default 5)"
+    )
+    p.add_argument("--no-batching", action="store_true", help="run requests one at a time")
+    p.add_argument("--max-body-kb", type=int, default=1024, help="request body limit (default 1024 KiB)")
+    p.add_argument("--max-texts", type=int, default=256, help="texts per request (default 256)")
+    p.add_argument("--max-text-chars", type=int, default=20000, help="characters per text (default 20000)")
+    p.add_argument(
+        "--graceful-timeout", type=float, default=30, help="seconds to finish requests on shutdown"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textcls", description="Text classification toolkit.")
     parser.add_argument("--version", action="version", version=f"textcls {__version__}")
@@ -193,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     _predict_parser(sub)
     _export_parser(sub)
     _bench_parser(sub)
+    _serve_parser(sub)
     return parser
 
 
@@ -379,12 +419,44 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from textcls.serve.app import ServeSettings, serve
+
+    models = {}
+    for item in args.models:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item).resolve().name, item
+        if name in models:
+            raise TextClsError(f"two models are named '{name}': use NAME=DIR to name them apart")
+        models[name] = path
+    settings = ServeSettings(
+        models=models,
+        backend=args.backend,
+        threads=args.threads,
+        host=args.host,
+        model_store=args.model_store,
+        token=args.token or os.environ.get("TEXTCLS_TOKEN") or None,
+        management=not args.no_management,
+        max_batch_size=1 if args.no_batching else args.max_batch_size,
+        max_delay_ms=0 if args.no_batching else args.max_delay_ms,
+        max_body_bytes=args.max_body_kb * 1024,
+        max_texts=args.max_texts,
+        max_text_chars=args.max_text_chars,
+    )
+    serve(settings, port=args.port, workers=args.workers, graceful_timeout=args.graceful_timeout)
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "export": cmd_export,
     "bench": cmd_bench,
+    "serve": cmd_serve,
 }
 
 

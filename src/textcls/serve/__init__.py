@@ -1,0 +1,1 @@
+"""The HTTP model server: ``textcls serve`` (FastAPI + uvicorn), TorchServe-compatible routes."""
