@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, FastTextPeer, TfidfSvmPeer, header, write_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
+COMMAND = " ".join([".venv/bin/python", "benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
 WORD_ENCODERS = ["cnn", "densenet-cnn", "densenet-dsa", "lstm", "gnb", "mean"]
 BACKENDS = ["torch", "torch-int8", "onnx", "onnx-int8"]
 
@@ -268,7 +269,9 @@ def main() -> int:
             else 0.0,
         }
         RESULTS.mkdir(exist_ok=True)
-        results.write_text(json.dumps({"rows": rows + peers, "facts": facts}, indent=2) + "\n")
+        results.write_text(
+            json.dumps({"rows": rows + peers, "facts": facts, "command": COMMAND}, indent=2) + "\n"
+        )
     saved = json.loads(results.read_text())
     rows, facts = saved["rows"], saved["facts"]
     from textcls.inference.bench import plot
@@ -278,9 +281,7 @@ def main() -> int:
     print(table)
     print(targets(rows, facts))
     if args.out:
-        command = (
-            "make bench-inference  (= .venv/bin/python benchmarks/bench_inference.py --out BENCHMARKS.md)"
-        )
+        command = saved.get("command") or "(unknown)"
         body = "\n\n".join(
             [
                 "## Fast inference (issue 4)",

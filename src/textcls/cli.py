@@ -220,6 +220,7 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument(
         "--graceful-timeout", type=float, default=30, help="seconds to finish requests on shutdown"
     )
+    p.add_argument("--access-log", action="store_true", help="log every request (off: faster)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -446,7 +447,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_texts=args.max_texts,
         max_text_chars=args.max_text_chars,
     )
-    serve(settings, port=args.port, workers=args.workers, graceful_timeout=args.graceful_timeout)
+    serve(
+        settings,
+        port=args.port,
+        workers=args.workers,
+        graceful_timeout=args.graceful_timeout,
+        access_log=args.access_log,
+    )
     return 0
 
 

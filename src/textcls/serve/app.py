@@ -8,7 +8,6 @@ Management (bearer token): ``GET /models``, ``GET /models/{name}``, ``POST /mode
 (Prometheus), ``GET /docs`` (OpenAPI) and ``GET /`` (a web page to try the models).
 """
 
-
 import asyncio
 import hmac
 import json
@@ -44,6 +43,7 @@ class ServeSettings:
     management: bool = True
     max_batch_size: int = 32  # 1: batching off
     max_delay_ms: float = 5.0
+    predict_batch_size: int = 16  # a served batch runs as length-sorted sub-batches (less padding)
     max_body_bytes: int = 1_000_000
     max_texts: int = 256
     max_text_chars: int = 20_000
@@ -155,8 +155,9 @@ class ModelStore:
             log.error("model %s failed to load: %s", model.name, model.error)
             return
         histogram = self.metrics.batch_size.labels(model.name)
+        predictor, size = model.predictor, self.settings.predict_batch_size
         model.batcher = DynamicBatcher(
-            model.predictor.predict_proba,
+            lambda texts: predictor.predict_proba(texts, size),
             self.settings.max_batch_size,
             self.settings.max_delay_ms,
             on_batch=histogram.observe,
@@ -319,6 +320,10 @@ def create_app(settings: ServeSettings) -> Any:
     async def lifespan(app: Any) -> Any:
         for name, path in settings.models.items():
             await store.add(name, Path(path), settings.backend)
+        import gc
+
+        gc.collect()
+        gc.freeze()  # the loaded models' objects leave the collector's view: shorter GC pauses
         yield
         for name in list(store.models):  # graceful: queued and running batches finish first
             await store.remove(name)
@@ -489,14 +494,25 @@ def app_from_env() -> Any:
     return create_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))
 
 
-def serve(settings: ServeSettings, port: int = 8080, workers: int = 1, graceful_timeout: float = 30) -> None:
+def serve(
+    settings: ServeSettings,
+    port: int = 8080,
+    workers: int = 1,
+    graceful_timeout: float = 30,
+    access_log: bool = False,
+) -> None:
     """Run the server with uvicorn until interrupted; in-flight requests finish on shutdown."""
     try:
         import uvicorn
     except ImportError:
         raise MissingDependencyError("uvicorn", "serve", "textcls serve") from None
     settings.check()
-    options = {"host": settings.host, "port": port, "timeout_graceful_shutdown": graceful_timeout}
+    options = {
+        "host": settings.host,
+        "port": port,
+        "timeout_graceful_shutdown": graceful_timeout,
+        "access_log": access_log,
+    }
     if workers > 1:
         import dataclasses
         import os

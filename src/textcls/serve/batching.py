@@ -1,8 +1,9 @@
 """Dynamic batching: concurrent requests for one model are grouped and run through the predictor
 once, then answered individually.
 
-A worker task waits for the first request, then keeps collecting until ``max_batch_size`` texts
-are queued or ``max_delay_ms`` has passed since that first request. The predictor runs in one
+A worker task takes the first waiting request and every request queued behind it, up to
+``max_batch_size`` texts; when clients are concurrent (the previous batch held several requests)
+it also waits up to ``max_delay_ms`` for the batch to fill. The predictor runs in one
 dedicated thread per model, so the event loop never blocks and a model never runs concurrently
 with itself. ``max_batch_size=1`` turns batching off (requests run one at a time, in order).
 """
@@ -49,6 +50,7 @@ class DynamicBatcher:
         self.task: asyncio.Task | None = None
         self.closing = False
         self.busy = False  # a batch is being predicted
+        self.last_jobs = 1  # requests in the previous batch: >1 means concurrent clients
 
     def start(self) -> None:
         if self.task is None:
@@ -63,14 +65,20 @@ class DynamicBatcher:
         return await future
 
     async def _collect(self) -> list[_Job]:
-        """The first waiting job, then more until the batch is full or the delay has passed."""
+        """The first waiting job plus every job already queued, up to ``max_batch_size`` texts.
+
+        Under load, requests pile up while the previous batch runs, so they batch with no added
+        wait. When the last batch held several requests (concurrent clients), the worker also
+        waits up to ``max_delay_ms`` until as many have arrived; a lone client never waits."""
         jobs = [await self.queue.get()]
         self.busy = True  # from here until answered, close() waits for these jobs
         size = len(jobs[0].texts)
-        deadline = jobs[0].queued + self.max_delay
+        deadline = jobs[0].queued + (self.max_delay if self.last_jobs > 1 else 0.0)
         while size < self.max_batch_size:
             if not self.queue.empty():
                 job = self.queue.get_nowait()
+            elif len(jobs) >= self.last_jobs:
+                break  # as many requests as last time: the concurrent clients are all here
             else:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
@@ -81,6 +89,7 @@ class DynamicBatcher:
                     break
             jobs.append(job)
             size += len(job.texts)
+        self.last_jobs = len(jobs)
         return jobs
 
     async def _run(self) -> None:
