@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, FastTextPeer, TfidfSvmPeer, header, write_section
+from common import REPO, FastTextPeer, TfidfSvmPeer, header, single_timings, throughput, write_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = " ".join([".venv/bin/python", "benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -56,29 +56,14 @@ def ensure_models(root: Path, data: Path, encoders: list[str], transformer: bool
     return directories
 
 
-def percentiles(timings: list[float]) -> tuple[float, float]:
-    return float(np.percentile(timings, 50)), float(np.percentile(timings, 95))
-
-
 def time_peer(predict_one, predict_many, texts: list[str]) -> dict:
     """The protocol of textcls.evaluation.measure_latency, for a peer."""
-    sample = texts[:200]
-    for text in sample[:10]:
-        predict_one(text)
-    timings = []
-    for text in sample:
-        start = time.perf_counter()
-        predict_one(text)
-        timings.append((time.perf_counter() - start) * 1000)
-    batch = texts[:2048]
-    rates = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for i in range(0, len(batch), 64):
-            predict_many(batch[i : i + 64])
-        rates.append(len(batch) / (time.perf_counter() - start))
-    p50, p95 = percentiles(timings)
-    return {"p50_ms": p50, "p95_ms": p95, "throughput_per_s": statistics.median(rates)}
+    timings = single_timings(predict_one, texts)
+    return {
+        "p50_ms": float(np.percentile(timings, 50)),
+        "p95_ms": float(np.percentile(timings, 95)),
+        "throughput_per_s": throughput(predict_many, texts),
+    }
 
 
 def peer_rows(data: Path, minilm: Path | None, threads: list[int], workdir: Path) -> list[dict]:

@@ -40,8 +40,9 @@ def git_revision() -> str:
         return "unknown"
 
 
-def latency_ms(predict_one: Callable[[str], object], texts: Sequence[str], n: int = 200) -> float:
-    """Median ms per call of ``predict_one`` on single texts (after a warm-up)."""
+def single_timings(predict_one: Callable[[str], object], texts: Sequence[str], n: int = 200) -> list[float]:
+    """ms per call of ``predict_one`` on each of the first ``n`` texts, after 10 warm-up calls
+    (the protocol of ``textcls.evaluation.measure_latency``)."""
     sample = list(texts[:n])
     for text in sample[:10]:
         predict_one(text)
@@ -50,7 +51,12 @@ def latency_ms(predict_one: Callable[[str], object], texts: Sequence[str], n: in
         start = time.perf_counter()
         predict_one(text)
         timings.append((time.perf_counter() - start) * 1000)
-    return statistics.median(timings)
+    return timings
+
+
+def latency_ms(predict_one: Callable[[str], object], texts: Sequence[str], n: int = 200) -> float:
+    """Median ms per call of ``predict_one`` on single texts (after a warm-up)."""
+    return statistics.median(single_timings(predict_one, texts, n))
 
 
 def throughput(predict_many: Callable[[list[str]], object], texts: Sequence[str], repeats: int = 3) -> float:

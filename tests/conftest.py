@@ -32,6 +32,24 @@ TINY = {
 }
 
 
+# Small encoder settings per word encoder, so every kind trains in well under a second.
+SMALL_ENCODER_PARAMS = {
+    "cnn": {"num_filters": 8, "kernel_sizes": [2, 3]},
+    "densenet-cnn": {"first_filters": 8, "growth": 4, "depth": 2, "last_filters": 8},
+    "densenet-dsa": {
+        "first_filters": 8,
+        "growth": 4,
+        "depth": 2,
+        "last_filters": 8,
+        "num_heads": 2,
+        "head_dim": 4,
+    },
+    "lstm": {"hidden_size": 8},
+    "gnb": {},
+    "mean": {},
+}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """Tiny models run fastest single-threaded, and the tests must not fight for shared cores."""

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import textcls
-from conftest import TINY, make_examples, write_tsv
+from conftest import SMALL_ENCODER_PARAMS, TINY, make_examples, write_tsv
 from textcls.cli import main
 from textcls.errors import AccuracyGateError, ConfigError, ExportError, ModelLoadError
 from textcls.inference.bench import markdown_table, pareto_front, run_bench
@@ -30,21 +30,6 @@ ALWAYS_FAILS = -101.0  # accuracies lie in [0, 100]: every drop is > -101 points
 
 # Word models: tiny, but trained enough (8 epochs at a high rate) to separate the synthetic classes.
 WORD = {**TINY, "epochs": 8, "lr": 3e-2}
-WORD_PARAMS = {
-    "cnn": {"num_filters": 8, "kernel_sizes": [2, 3]},
-    "densenet-cnn": {"first_filters": 8, "growth": 4, "depth": 2, "last_filters": 8},
-    "densenet-dsa": {
-        "first_filters": 8,
-        "growth": 4,
-        "depth": 2,
-        "last_filters": 8,
-        "num_heads": 2,
-        "head_dim": 4,
-    },
-    "lstm": {"hidden_size": 8},
-    "gnb": {},
-    "mean": {},
-}
 
 # Transformers: the tiny random backbones of tests/tiny_backbones.py, a few fast epochs.
 TRANSFORMER = {"epochs": 8, "batch_size": 16, "lr": 5e-3, "tensorboard": False, "patience": 0}
@@ -104,7 +89,7 @@ def word_models(tmp_path_factory, synthetic_splits, synthetic_dir):
     def get(encoder: str) -> tuple[Path, dict]:
         if encoder not in cache:
             classifier = textcls.TextClassifier(
-                **{**WORD, "encoder": encoder, "encoder_params": WORD_PARAMS[encoder]}
+                **{**WORD, "encoder": encoder, "encoder_params": SMALL_ENCODER_PARAMS[encoder]}
             )
             classifier.fit(synthetic_splits["train"], synthetic_splits["valid"], progress=False)
             directory = root / encoder
@@ -119,7 +104,7 @@ def word_models(tmp_path_factory, synthetic_splits, synthetic_dir):
 @pytest.fixture(scope="module")
 def cnn_classifier(synthetic_splits) -> textcls.TextClassifier:
     """A trained CNN (from in-memory examples: no validation split recorded)."""
-    classifier = textcls.TextClassifier(**{**WORD, "encoder_params": WORD_PARAMS["cnn"]})
+    classifier = textcls.TextClassifier(**{**WORD, "encoder_params": SMALL_ENCODER_PARAMS["cnn"]})
     return classifier.fit(synthetic_splits["train"], synthetic_splits["valid"], progress=False)
 
 
@@ -180,7 +165,7 @@ def transformer_models(tmp_path_factory, backbones):
 
 
 # ------------------------------------------------------------------ word models, every encoder
-@pytest.mark.parametrize("encoder", list(WORD_PARAMS))
+@pytest.mark.parametrize("encoder", list(SMALL_ENCODER_PARAMS))
 def test_word_model_backends_agree_with_torch(word_models, synthetic_splits, encoder) -> None:
     directory, record = word_models(encoder)
     test = synthetic_splits["test"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import textcls
-from conftest import CLASS_WORDS, TINY
+from conftest import CLASS_WORDS, SMALL_ENCODER_PARAMS, TINY
 from textcls.api import TextClassifier, build_config
 from textcls.config import ClassifierConfig, read_config_file
 from textcls.errors import ConfigError, DataError, ModelLoadError
@@ -509,21 +509,6 @@ def test_schedules(schedule: str) -> None:
         assert after == pytest.approx([1.0] * 8)
     else:
         assert all(a >= b for a, b in itertools.pairwise(after)) and after[-1] < 0.2
-
-
-SMALL_ENCODER_PARAMS = {
-    "cnn": {"num_filters": 8, "kernel_sizes": [2, 3]},
-    "densenet-cnn": {"first_filters": 8, "growth": 4, "depth": 2, "last_filters": 8},
-    "densenet-dsa": {
-        "first_filters": 8,
-        "growth": 4,
-        "depth": 2,
-        "last_filters": 8,
-        "num_heads": 2,
-        "head_dim": 4,
-    },
-    "lstm": {"hidden_size": 8},
-}
 
 
 @pytest.mark.parametrize("encoder", ENCODERS.names())
