@@ -36,6 +36,10 @@ _OVERRIDES = {
             "backbone_lr",
             "grad_accum",
             "mixed_precision",
+            "track",
+            "tracking_uri",
+            "experiment",
+            "log_model",
         )
     },
     "max_length": ("model", "tokenizer", "max_length"),
@@ -168,10 +172,14 @@ class TextClassifier:
         out_dir: str | Path | None = None,
         resume: bool = False,
         progress: bool = True,
+        on_epoch: Any = None,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
     ) -> TextClassifier:
         """Train on ``train`` (a data directory, a file, or examples), validate on ``valid``
         (carved from train when absent). With ``out_dir`` the best model and a resumable
-        checkpoint are written there as training goes."""
+        checkpoint are written there as training goes. ``on_epoch(epoch, metrics)`` is called
+        after each validation; ``run_name`` / ``parent_run_id`` name and nest an MLflow run."""
         from textcls.training import fit as fitting
 
         train_examples, valid_examples = self._resolve_splits(train, valid)
@@ -191,6 +199,9 @@ class TextClassifier:
             progress=progress,
             notes=self.notes,
             data_source=data_source,
+            on_epoch=on_epoch,
+            run_name=run_name,
+            parent_run_id=parent_run_id,
         )
         return self
 
@@ -269,7 +280,7 @@ class TextClassifier:
             source = str(data)
         else:
             examples, source = as_examples(data), "examples"
-        return evaluation.evaluate(
+        report = evaluation.evaluate(
             self._require_predictor(),
             examples,
             out_dir,
@@ -277,6 +288,17 @@ class TextClassifier:
             batch_size=batch_size,
             source=source,
         )
+        tracking = (self.train_result.extra if self.train_result is not None else {}).get("tracking")
+        if tracking:  # add the evaluation to the training run
+            from textcls.training.loggers import reopen
+
+            logger = reopen(tracking)
+            prefix = Path(source).stem if source != "examples" else "eval"
+            logger.log_metrics({f"{prefix}/{k}": report[k] for k in ("accuracy", "macro_f1", "weighted_f1")})
+            if out_dir is not None:
+                for name in ("report.json", "report.md", "confusion.png"):
+                    logger.log_artifact(Path(out_dir) / name, f"eval/{prefix}")
+        return report
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> None:

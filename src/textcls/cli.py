@@ -87,6 +87,16 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--cpu", action="store_true", default=None, help="train on CPU even if a GPU is present")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard scalars")
+    p.add_argument(
+        "--track", choices=["tensorboard", "mlflow", "none"], help="experiment tracking (default tensorboard)"
+    )
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<parent of --out>/mlflow.db)"
+    )
+    p.add_argument("--experiment", help="MLflow experiment name (default textcls)")
+    p.add_argument(
+        "--log-model", action="store_true", default=None, help="MLflow: upload the model directory"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_data_flags(p)
 
@@ -223,6 +233,37 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--access-log", action="store_true", help="log every request (off: faster)")
 
 
+def _search_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "search",
+        help="hyper-parameter search with Optuna (resumable, several workers can share a study)",
+        description="Optuna study over a YAML search space (configs/search/*.yaml): TPE with a seed, "
+        "median or Hyperband pruning on each epoch's validation metric. The study lives in --storage "
+        "(default: sqlite:///OUT/search.db); run the same command again to resume, or on other machines "
+        "with a shared database URL to add workers. The best trial's model is kept in --out, with "
+        "OUT/search/ (trials.md, trials.json, history.png, importances.png).",
+    )
+    p.add_argument("--data", required=True, help="data directory or train file (validation as in train)")
+    p.add_argument("--space", required=True, help="YAML search space")
+    p.add_argument("--model", help="preset as in train (default cnn)")
+    p.add_argument("--config", help="base config file; the space overrides it")
+    p.add_argument("--trials", type=int, default=20, help="trials in the study, all workers together (20)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///runs/search.db or postgresql://...")
+    p.add_argument("--study", default="textcls", help="study name (default textcls)")
+    p.add_argument("--metric", choices=["accuracy", "macro_f1", "loss"], help="metric to optimize")
+    p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    p.add_argument("--seed", type=int, default=42, help="sampler seed (default 42)")
+    p.add_argument("--epochs", type=int, help="epochs per trial (default: the config's)")
+    p.add_argument("--out", required=True, help="directory for the best model and the report")
+    p.add_argument("--track", choices=["mlflow"], help="log each trial as a nested MLflow run")
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<parent of --out>/mlflow.db)"
+    )
+    p.add_argument("--progress", action="store_true", help="progress bars for each trial")
+    _add_data_flags(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textcls", description="Text classification toolkit.")
     parser.add_argument("--version", action="version", version=f"textcls {__version__}")
@@ -234,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(sub)
     _bench_parser(sub)
     _serve_parser(sub)
+    _search_parser(sub)
     return parser
 
 
@@ -262,6 +304,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainable_vectors=False if args.freeze_vectors else None,
         cpu=args.cpu,
         tensorboard=False if args.no_tensorboard else None,
+        track=args.track,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        log_model=args.log_model,
         format=args.format,
         text_columns=args.text_columns,
         label_column=args.label_column,
@@ -457,6 +503,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from textcls.search import run_search
+
+    summary = run_search(
+        args.data,
+        space=args.space,
+        model=args.model,
+        config=args.config,
+        trials=args.trials,
+        timeout=args.timeout,
+        storage=args.storage,
+        study=args.study,
+        metric=args.metric,
+        pruner=args.pruner,
+        seed=args.seed,
+        out=args.out,
+        track=args.track,
+        tracking_uri=args.tracking_uri,
+        progress=args.progress,
+        epochs=args.epochs,
+        format=args.format,
+        text_columns=args.text_columns,
+        label_column=args.label_column,
+        pair=args.pair,
+    )
+    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+    print(f"study {summary['study']} in {summary['storage']}: {summary['trials']} trials ({counts})")
+    if summary["best_trial"] is None:
+        print("no trial completed")
+        return 1
+    print(f"best trial {summary['best_trial']}: {summary['metric']} {summary['best_value']:.4f}")
+    print(f"  params: {json.dumps(summary['best_params'])}")
+    print(f"best model: {args.out}; report: {Path(args.out) / 'search' / 'trials.md'}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -464,6 +546,7 @@ COMMANDS = {
     "export": cmd_export,
     "bench": cmd_bench,
     "serve": cmd_serve,
+    "search": cmd_search,
 }
 
 

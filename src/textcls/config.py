@@ -109,6 +109,14 @@ class TrainConfig(_Strict):
     class_weight: Literal["balanced"] | None = None
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     tensorboard: bool = True
+    track: Literal["tensorboard", "mlflow", "none"] = Field(
+        "tensorboard", description="experiment tracking backend (tensorboard needs tensorboard: true)"
+    )
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI (default: sqlite:///<parent of the model dir>/mlflow.db)"
+    )
+    experiment: str = Field("textcls", description="MLflow experiment name")
+    log_model: bool = Field(False, description="MLflow: upload the model directory as an artifact")
     cpu: bool = False
 
 

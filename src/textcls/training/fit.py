@@ -124,11 +124,16 @@ def fit(
     progress: bool = True,
     notes: list[str] | None = None,
     data_source: dict[str, Any] | None = None,
+    on_epoch: Any = None,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
 ) -> tuple[Any, Any, ClassifierConfig]:
     """Build the model a config describes (or reload it to resume), train it, save it.
 
     ``data_source`` (where the data files were) is kept in ``train_result.json`` so later
-    commands (the quantization accuracy gate) can find the validation split again."""
+    commands (the quantization accuracy gate) can find the validation split again.
+    ``on_epoch(epoch, metrics)`` runs after every validation (search pruning); ``run_name`` and
+    ``parent_run_id`` name and nest the MLflow run."""
     from textcls.inference.predictor import TorchPredictor
     from textcls.model import load_model, read_model_config, save_model
     from textcls.training.loggers import make_logger
@@ -163,8 +168,16 @@ def fit(
         [label_index[str(e.label)] for e in valid_examples],
     )
 
+    track = config.train.track
+    if track == "tensorboard" and not config.train.tensorboard:
+        track = "none"
     logger = make_logger(
-        "tensorboard" if config.train.tensorboard else None, out_path / "tensorboard" if out_path else None
+        track,
+        out_path / "tensorboard" if out_path else None,
+        tracking_uri=config.train.tracking_uri,
+        experiment=config.train.experiment,
+        run_name=run_name or (out_path.name if out_path else None),
+        parent_run_id=parent_run_id,
     )
     logger.log_params(config.model_dump())
     on_best = (lambda m: save_model(out_path, m, featurizer, config)) if out_path else None
@@ -179,10 +192,12 @@ def fit(
             resume=resuming,
             logger=logger,
             on_best=on_best,
+            on_epoch=on_epoch,
             progress=progress,
         )
-    finally:
-        logger.close()
+    except BaseException:  # interrupted, pruned or crashed: the run says so
+        logger.close("KILLED")
+        raise
     result.extra = {
         **extra,
         "train_examples": len(train_examples),
@@ -191,10 +206,25 @@ def fit(
     }
     if data_source:
         result.extra["data"] = data_source
+    if logger.run_ref:
+        result.extra["tracking"] = logger.run_ref
     predictor = TorchPredictor(model, featurizer, labels)
     if out_path:
         save_model(out_path, model, featurizer, config)
         write_train_summary(out_path, result, config)
+    logger.log_metrics(
+        {
+            f"best_valid_{config.train.metric}": result.best_metric,
+            "best_epoch": result.best_epoch,
+            "train_seconds": result.seconds,
+        }
+    )
+    if out_path:
+        for name in ("config.json", "train_result.json", "labels.json"):
+            logger.log_artifact(out_path / name)
+        if config.train.log_model:
+            logger.log_artifact(out_path, "model")
+    logger.close()
     return predictor, result, config
 
 

@@ -107,6 +107,7 @@ def train(
     resume: bool = False,
     logger: MetricLogger | None = None,
     on_best: Callable[[nn.Module], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train ``model`` in place; at the end it holds the weights of the best validation epoch."""
@@ -217,6 +218,8 @@ def train(
             save_checkpoint(
                 checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, state, best_state
             )
+        if on_epoch:  # may raise to stop (a pruned search trial); the checkpoint is already safe
+            on_epoch(epoch, metrics)
 
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.load_state_dict(best_state)
