@@ -48,6 +48,12 @@ def import_optuna() -> Any:
     return optuna
 
 
+def counted(optuna: Any) -> tuple[Any, ...]:
+    """Trial states that count towards ``trials``: all but enqueued ones still waiting to run."""
+    state = optuna.trial.TrialState
+    return (state.COMPLETE, state.PRUNED, state.FAIL, state.RUNNING)
+
+
 @dataclass
 class Param:
     path: str
@@ -220,7 +226,7 @@ def run_search(
         return value
 
     started = time.perf_counter()
-    callbacks = [optuna.study.MaxTrialsCallback(trials, states=None)]  # every state counts
+    callbacks = [optuna.study.MaxTrialsCallback(trials, states=counted(optuna))]  # other workers' too
     remaining = max(0, trials - existing)
     if remaining:
         optuna_study.optimize(
@@ -262,14 +268,25 @@ def _storage(optuna: Any, url: str | None) -> Any:
             if retry is not None
             else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
         )
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, **options)
+        if url.startswith("sqlite"):  # several workers on one SQLite file wait for its lock
+            options["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, **options)
+            except Exception as error:  # two workers creating the same new database's tables at once
+                racing = "UNIQUE constraint" in str(error) or "already exists" in str(error)
+                if not racing or attempt == 4:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+    return None
 
 
 def _count(optuna: Any, storage: Any, study: str) -> int:
+    """Trials already started or finished (enqueued, waiting ones are still to run)."""
     if storage is None:
         return 0
     try:
-        return len(optuna.load_study(study_name=study, storage=storage).trials)
+        return len(optuna.load_study(study_name=study, storage=storage).get_trials(states=counted(optuna)))
     except KeyError:  # a new study
         return 0
 
