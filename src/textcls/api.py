@@ -175,11 +175,13 @@ class TextClassifier:
         on_epoch: Any = None,
         run_name: str | None = None,
         parent_run_id: str | None = None,
+        soft_loss: Any = None,
     ) -> TextClassifier:
         """Train on ``train`` (a data directory, a file, or examples), validate on ``valid``
         (carved from train when absent). With ``out_dir`` the best model and a resumable
         checkpoint are written there as training goes. ``on_epoch(epoch, metrics)`` is called
-        after each validation; ``run_name`` / ``parent_run_id`` name and nest an MLflow run."""
+        after each validation; ``run_name`` / ``parent_run_id`` name and nest an MLflow run;
+        ``soft_loss`` replaces cross-entropy (see ``textcls.compress.distill``)."""
         from textcls.training import fit as fitting
 
         train_examples, valid_examples = self._resolve_splits(train, valid)
@@ -202,6 +204,7 @@ class TextClassifier:
             on_epoch=on_epoch,
             run_name=run_name,
             parent_run_id=parent_run_id,
+            soft_loss=soft_loss,
         )
         return self
 

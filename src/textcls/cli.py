@@ -264,6 +264,60 @@ def _search_parser(sub: Any) -> None:
     _add_data_flags(p)
 
 
+def _augment_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "augment",
+        help="augment a labelled file for distillation (masking, POS swaps, neighbours, n-grams)",
+        description="Tang et al. (2019) augmentation: per sentence, --n-per-example samples where each "
+        "token is masked (--p-mask), else swapped for a same-POS word (--p-pos), else for a word-vector "
+        "neighbour (--p-neighbor); then an n-gram is masked (--p-ng); at most half the tokens change. "
+        "Writes the originals and the new samples, one per line (text, or text<TAB>label with "
+        "--preserve-label).",
+    )
+    p.add_argument("file", help="labelled training file")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--n-per-example", type=int, default=10)
+    p.add_argument("--p-mask", type=float, default=0.1)
+    p.add_argument("--p-pos", type=float, default=0.1)
+    p.add_argument("--p-neighbor", type=float, default=0.1)
+    p.add_argument("--p-ng", type=float, default=0.25)
+    p.add_argument("--max-ngram", type=int, default=3)
+    p.add_argument("--mask-token", default="[MASK]")
+    p.add_argument("--lang", choices=["en", "ko"], default="en", help="en: spaCy tagger + GloVe; ko: Kiwi")
+    p.add_argument("--preserve-label", action="store_true", help="samples keep the source label")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _distill_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="distil a teacher model into a student (word model or smaller transformer)",
+        description="The teacher scores train + --unlabeled once (soft targets kept in OUT); the student "
+        "trains on alpha*T^2*KL(teacher||student) + (1-alpha)*CE(gold) (or --loss mse). The report "
+        "compares teacher, student alone and distilled student on the test split.",
+    )
+    p.add_argument("--teacher", required=True, help="teacher model directory")
+    p.add_argument("--teacher-backend", default="torch", help=BACKEND_HELP)
+    p.add_argument("--data", required=True, help="data directory (train, valid, test)")
+    p.add_argument("--unlabeled", help="augmented texts (textcls augment)")
+    p.add_argument("--student", help="student preset (cnn, densenet-cnn, minilm-l6, ...)")
+    p.add_argument("--student-config", help="student config file (YAML/JSON)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the soft loss (default 0.5)")
+    p.add_argument("--loss", choices=["kl", "mse"], default="kl")
+    p.add_argument("--max-entropy", type=float, help="drop unlabeled texts the teacher is unsure of (nats)")
+    p.add_argument("--no-baseline", action="store_true", help="do not train the student alone")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--remove-layers", type=_int_list, help="transformer students: layers to drop")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textcls", description="Text classification toolkit.")
     parser.add_argument("--version", action="version", version=f"textcls {__version__}")
@@ -276,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_parser(sub)
     _serve_parser(sub)
     _search_parser(sub)
+    _augment_parser(sub)
+    _distill_parser(sub)
     return parser
 
 
@@ -539,6 +595,60 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_augment(args: argparse.Namespace) -> int:
+    from textcls.compress.augment import AugmentConfig, augment_file
+
+    config = AugmentConfig(
+        n_per_example=args.n_per_example,
+        p_mask=args.p_mask,
+        p_pos=args.p_pos,
+        p_neighbor=args.p_neighbor,
+        p_ng=args.p_ng,
+        max_ngram=args.max_ngram,
+        mask_token=args.mask_token,
+        language=args.lang,
+        seed=args.seed,
+    )
+    counts = augment_file(
+        args.file,
+        args.out,
+        config,
+        preserve_label=args.preserve_label,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(f"{counts['sources']} sentences → {counts['written']} lines ({counts['new']} new) in {args.out}")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from textcls.compress.distill import distill, report_markdown
+
+    report = distill(
+        args.teacher,
+        args.data,
+        args.out,
+        student=args.student,
+        student_config=args.student_config,
+        unlabeled=args.unlabeled,
+        temperature=args.temperature,
+        alpha=args.alpha,
+        loss=args.loss,
+        teacher_backend=args.teacher_backend,
+        max_entropy=args.max_entropy,
+        baseline=not args.no_baseline,
+        threads=args.threads,
+        progress=not args.no_progress,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        remove_layers=args.remove_layers,
+    )
+    print(report_markdown(report))
+    print(f"distilled student saved to {args.out}; report: {Path(args.out) / 'distill_report.md'}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -547,6 +657,8 @@ COMMANDS = {
     "bench": cmd_bench,
     "serve": cmd_serve,
     "search": cmd_search,
+    "augment": cmd_augment,
+    "distill": cmd_distill,
 }
 
 

@@ -127,19 +127,22 @@ def fit(
     on_epoch: Any = None,
     run_name: str | None = None,
     parent_run_id: str | None = None,
+    soft_loss: Any = None,
 ) -> tuple[Any, Any, ClassifierConfig]:
     """Build the model a config describes (or reload it to resume), train it, save it.
 
     ``data_source`` (where the data files were) is kept in ``train_result.json`` so later
     commands (the quantization accuracy gate) can find the validation split again.
     ``on_epoch(epoch, metrics)`` runs after every validation (search pruning); ``run_name`` and
-    ``parent_run_id`` name and nest the MLflow run."""
+    ``parent_run_id`` name and nest the MLflow run. ``soft_loss(logits, indices, gold)`` replaces
+    cross-entropy (knowledge distillation); training examples without a label then count
+    through it alone (their gold id is -1)."""
     from textcls.inference.predictor import TorchPredictor
     from textcls.model import load_model, read_model_config, save_model
     from textcls.training.loggers import make_logger
     from textcls.training.loop import CHECKPOINT_DIR, set_seed, train
 
-    labels = sorted({str(e.label) for e in train_examples})
+    labels = sorted({str(e.label) for e in train_examples if e.label is not None})
     if len(labels) < 2:
         raise ConfigError(f"training data has only {len(labels)} label(s) {labels}; need two or more")
     config = config.model_copy(deep=True)
@@ -161,7 +164,7 @@ def fit(
     label_index = {label: i for i, label in enumerate(labels)}
     train_data = (
         featurizer.encode([e.as_input() for e in train_examples]),
-        [label_index[str(e.label)] for e in train_examples],
+        [label_index[str(e.label)] if e.label is not None else -1 for e in train_examples],
     )
     valid_data = (
         featurizer.encode([e.as_input() for e in valid_examples]),
@@ -193,6 +196,7 @@ def fit(
             logger=logger,
             on_best=on_best,
             on_epoch=on_epoch,
+            soft_loss=soft_loss,
             progress=progress,
         )
     except BaseException:  # interrupted, pruned or crashed: the run says so

@@ -22,6 +22,7 @@ from torch import nn
 from textcls.config import TrainConfig
 from textcls.data.batching import length_grouped_batches
 from textcls.inference.predictor import predict_logits
+from textcls.progress import ProgressBar
 from textcls.training.checkpoint import load_checkpoint, save_checkpoint
 from textcls.training.loggers import MetricLogger
 from textcls.training.schedule import make_schedule
@@ -108,6 +109,7 @@ def train(
     logger: MetricLogger | None = None,
     on_best: Callable[[nn.Module], None] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    soft_loss: Callable[[torch.Tensor, list[int], torch.Tensor], torch.Tensor] | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train ``model`` in place; at the end it holds the weights of the best validation epoch."""
@@ -131,8 +133,9 @@ def train(
         optimizer, config.schedule, steps_per_epoch * config.epochs, config.warmup_ratio
     )
     model, optimizer = accelerator.prepare(model, optimizer)
-    weight = class_weights(train_labels, num_labels).to(device) if config.class_weight else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    known = [label for label in train_labels if label >= 0]  # -1: no gold label (distillation)
+    weight = class_weights(known, num_labels).to(device) if config.class_weight else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing, ignore_index=-1)
 
     state: dict[str, Any] = {
         "epoch": 0,
@@ -161,13 +164,14 @@ def train(
         batches = length_grouped_batches(lengths, config.batch_size, config.seed + epoch)
         total_loss = 0.0
         epoch_started = time.perf_counter()
-        with _progress(progress, f"epoch {epoch}/{config.epochs}", len(batches)) as advance:
+        with ProgressBar(progress, f"epoch {epoch}/{config.epochs}", len(batches), field="loss") as advance:
             optimizer.zero_grad(set_to_none=True)
             for number, indices in enumerate(batches, start=1):
                 items = [train_ids[i] for i in indices]
                 batch = {k: v.to(device) for k, v in featurizer.collate(items).items()}
                 gold = torch.as_tensor([train_labels[i] for i in indices], device=device)
-                loss = loss_fn(model(batch)["logits"], gold)
+                logits = model(batch)["logits"]
+                loss = soft_loss(logits, indices, gold) if soft_loss else loss_fn(logits, gold)
                 accelerator.backward(loss / config.grad_accum)
                 loss_value = loss.item()
                 total_loss += loss_value
@@ -232,31 +236,3 @@ def train(
         seconds=time.perf_counter() - started,
         steps=int(state["step"]),
     )
-
-
-class _progress:
-    """A rich progress bar for one epoch (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, description: str, total: int) -> None:
-        self.enabled, self.description, self.total = enabled, description, total
-
-    def __enter__(self) -> Callable[[float], None]:
-        if not self.enabled:
-            return lambda loss: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-            TimeRemainingColumn(),
-            transient=True,
-        )
-        self.bar.start()
-        task = self.bar.add_task(self.description, total=self.total, loss=0.0)
-        return lambda loss: self.bar.update(task, advance=1, loss=loss)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.stop()

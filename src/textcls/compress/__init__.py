@@ -1,0 +1,1 @@
+"""Making models small and fast: augmentation and knowledge distillation."""

@@ -1,0 +1,29 @@
+"""One rich progress bar for long work (epochs, augmentation, teacher scoring); a no-op when off."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class ProgressBar:
+    """``with ProgressBar(True, "epoch 1/3", n, field="loss") as advance: advance(value)``."""
+
+    def __init__(self, enabled: bool, description: str, total: int, field: str | None = None) -> None:
+        self.enabled, self.description, self.total, self.field = enabled, description, total, field
+
+    def __enter__(self) -> Callable[..., None]:
+        if not self.enabled:
+            return lambda *value: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+        if self.field:
+            columns.append(TextColumn(f"{self.field} {{task.fields[value]:.4f}}"))
+        self.bar = Progress(*columns, TimeRemainingColumn(), transient=True)
+        self.bar.start()
+        task = self.bar.add_task(self.description, total=self.total, value=0.0)
+        return lambda value=0.0, steps=1: self.bar.update(task, advance=steps, value=value)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
