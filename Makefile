@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 RUNS ?= runs
 
-.PHONY: chromium demo test bench bench-word bench-transformer bench-inference bench-serve lint format clean
+.PHONY: chromium demo test bench bench-word bench-transformer bench-inference bench-serve bench-search bench-distill lint format clean
 
 # torch goes first, pinned: the CPU build on local disk (an unpinned torch pulls a CUDA build).
 $(STAMP): pyproject.toml
@@ -30,7 +30,7 @@ chromium:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "WARNING: no chromium and no apt-get: the browser test will be skipped"; }
 
-bench: bench-word bench-transformer bench-inference bench-serve  ## all benchmarks
+bench: bench-word bench-transformer bench-inference bench-serve bench-search bench-distill  ## all benchmarks
 
 bench-word: $(STAMP)  ## word models vs fastText and TF-IDF + LinearSVC on SNIPS and SST-2
 	$(PY) benchmarks/bench_word.py --out BENCHMARKS.md
@@ -44,6 +44,12 @@ bench-inference: $(STAMP)  ## every backend × threads 1,2 on SNIPS test vs fast
 bench-serve: $(STAMP)  ## wrk load test of textcls serve (after bench-inference); installs wrk with apt if missing
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) benchmarks/bench_serve.py --out BENCHMARKS.md
+
+bench-search: $(STAMP)  ## Optuna search for the DenseNet-CNN on SST-2 vs the default config (about 45 min)
+	$(PY) benchmarks/bench_search.py --out BENCHMARKS.md
+
+bench-distill: $(STAMP)  ## MiniLM-L6 teacher -> word and 3-layer students on SST-2 + augmentation (hours on a CPU)
+	$(PY) benchmarks/bench_distill.py --out BENCHMARKS.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
