@@ -232,7 +232,6 @@ def test_onnx_predict_ranks_like_torch(word_models, synthetic_splits) -> None:
 
 
 # ------------------------------------------------------------------------------- transformers
-@pytest.mark.parametrize("arch", ARCHITECTURES)
 def assert_backends_agree(directory: Path, texts: list[str], record: dict) -> None:
     """fp32 ONNX gives torch's labels and probabilities; int8 backends agree on 90% of labels."""
     results = probabilities(directory, texts)
@@ -244,6 +243,7 @@ def assert_backends_agree(directory: Path, texts: list[str], record: dict) -> No
     assert record["onnx"]["max_abs_diff"] <= 1e-3
 
 
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_transformer_cls_export_matches_torch(transformer_models, arch) -> None:
     directory, record = transformer_models(arch, "cls")
     texts = texts_of(T_VALID)
