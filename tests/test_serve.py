@@ -4,6 +4,7 @@ concurrency, graceful shutdown, and the web page in a real browser (Debian chrom
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
 import threading
@@ -473,3 +474,31 @@ def test_web_page_in_a_real_browser(store, tmp_path) -> None:
         page.screenshot(path=str(tmp_path / "page.png"))
         browser.close()
     assert (tmp_path / "page.png").stat().st_size > 1000
+
+
+def test_workers_build_their_app_from_the_environment(store, monkeypatch) -> None:
+    import dataclasses
+
+    from textcls.serve.app import SETTINGS_ENV, app_from_env
+
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps(dataclasses.asdict(settings(store, management=False))))
+    with TestClient(app_from_env()) as c:
+        assert (
+            c.post("/predictions/tiny", json={"text": MUSIC}).json()["predictions"][0][0]["label"] == "music"
+        )
+        assert c.get("/models", headers=AUTH).status_code == 403
+
+
+def test_cli_serve_model_names(monkeypatch, store, capsys) -> None:
+    from textcls import cli
+
+    seen = {}
+    monkeypatch.setattr("textcls.serve.app.serve", lambda s, **kw: seen.update(settings=s, **kw))
+    assert (
+        cli.main(["serve", f"a={store / 'tiny'}", str(store / "tiny-copy"), "--no-batching", "--port", "9"])
+        == 0
+    )
+    assert seen["settings"].models == {"a": str(store / "tiny"), "tiny-copy": str(store / "tiny-copy")}
+    assert seen["settings"].max_batch_size == 1 and seen["port"] == 9
+    assert cli.main(["serve", str(store / "tiny"), f"tiny={store / 'tiny-copy'}"]) == 2
+    assert "two models are named 'tiny'" in capsys.readouterr().err
