@@ -87,12 +87,17 @@ def main() -> int:
             f"SST-2, DenseNet-CNN: the default config against the best of an Optuna search "
             f"(TPE, seed 42, median pruning on each epoch's validation accuracy; space "
             f"`configs/search/sst2-densenet-cnn.yaml`). {s['trials']} trials ({counts}).",
-            "| model | valid acc | test acc | wall time |",
-            "|---|---:|---:|---:|",
-            f"| DenseNet-CNN, default config | {row['default_valid']:.2f} | {row['default_test']:.2f} "
-            f"| {row['default_seconds']:.0f} s |",
-            f"| DenseNet-CNN, best trial ({s['best_trial']}) | {row['best_valid']:.2f} "
-            f"| {row['best_test']:.2f} | {row['search_seconds'] / 60:.1f} min (whole search) |",
+            "\n".join(
+                [
+                    "| model | valid acc | test acc | wall time |",
+                    "|---|---:|---:|---:|",
+                    f"| DenseNet-CNN, default config | {row['default_valid']:.2f} | "
+                    f"{row['default_test']:.2f} "
+                    f"| {row['default_seconds']:.0f} s |",
+                    f"| DenseNet-CNN, best trial ({s['best_trial']}) | {row['best_valid']:.2f} "
+                    f"| {row['best_test']:.2f} | {row['search_seconds'] / 60:.1f} min (whole search) |",
+                ]
+            ),
             f"Gain on test: {gain:+.2f} points (target ≥ +1.0: {'met' if gain >= 1.0 else 'missed'}). "
             f"Best parameters: `{json.dumps(s.get('best_params'))}`. The trials table, history and "
             "importances are in runs/search-sst2/search/ (not committed).",
