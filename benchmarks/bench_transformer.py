@@ -39,11 +39,11 @@ def load(dataset: str, train_limit: int | None, seed: int = 42):
     return train, splits.valid, splits.test
 
 
-def run_textcls(dataset, encoder, data, epochs, long_docs, workdir, batch_size) -> dict:
+def run_textcls(dataset, encoder, data, epochs, long_docs, workdir, batch_size, **rates) -> dict:
     from textcls import TextClassifier
 
     train, valid, test = data
-    options = {"max_length": MAX_LENGTH[dataset], "long_docs": long_docs}
+    options = {"max_length": MAX_LENGTH[dataset], "long_docs": long_docs, **rates}
     classifier = TextClassifier(
         model="minilm-l6",
         encoder=encoder,
@@ -179,6 +179,9 @@ def main() -> int:
     parser.add_argument("--results", default="transformer.json")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--keep", type=Path, help="save the trained models here instead of a temporary directory")
+    parser.add_argument("--lr", type=float, help="head learning rate (default: textcls's, 5e-5)")
+    parser.add_argument("--backbone-lr", type=float, help="backbone learning rate (default: --lr)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -186,16 +189,18 @@ def main() -> int:
     rows = json.loads(results.read_text()) if results.exists() else []
     if not args.render_only:
         with tempfile.TemporaryDirectory() as tmp:
+            workdir = args.keep or Path(tmp)
+            rates = {k: v for k, v in (("lr", args.lr), ("backbone_lr", args.backbone_lr)) if v is not None}
             for dataset in args.datasets.split(","):
                 data = load(dataset, args.train_limit)
                 jobs = [] if args.no_peer else [("plain", None)]
                 jobs += [(e, mode) for e in args.encoders.split(",") for mode in args.long_docs.split(",")]
                 for encoder, mode in jobs:
                     if encoder == "plain":
-                        row = run_plain(dataset, data, args.plain_epochs, Path(tmp), args.batch_size)
+                        row = run_plain(dataset, data, args.plain_epochs, workdir, args.batch_size)
                     else:
                         row = run_textcls(
-                            dataset, encoder, data, args.epochs, mode, Path(tmp), args.batch_size
+                            dataset, encoder, data, args.epochs, mode, workdir, args.batch_size, **rates
                         )
                     rows = record(results, rows, row)
                     print(json.dumps(row), flush=True)
