@@ -116,7 +116,8 @@ def main() -> int:
             started = time.perf_counter()
             report = distill(
                 teacher_dir, data, args.runs / f"student-{name}", unlabeled=augmented,
-                teacher_backend="onnx-int8", threads=2, **options,
+                teacher_backend="onnx-int8", threads=2, soft_targets=args.runs / f"soft-{augmented.stem}",
+                **options,
             )  # fmt: skip
             report["seconds"] = time.perf_counter() - started
             rows[name] = report

@@ -251,6 +251,29 @@ def test_soft_targets_are_reused_and_entropy_filters(pair) -> None:
     assert "student alone" not in report["models"]
 
 
+def test_students_share_one_teacher_scoring(pair, monkeypatch) -> None:
+    from textcls.inference import predictor
+
+    loads: list[str] = []
+    real = predictor.load_predictor
+
+    def counting(directory, *args, **kwargs):
+        loads.append(str(directory))
+        return real(directory, *args, **kwargs)
+
+    monkeypatch.setattr(predictor, "load_predictor", counting)
+    shared = pair["root"] / "soft"
+    common = dict(unlabeled=pair["unlabeled"], baseline=False, soft_targets=shared, **STUDENT)
+    distill(pair["teacher"], pair["data"], pair["root"] / "first", student="cnn", **common)
+    assert (shared / SOFT_TARGETS).is_file() and not (pair["root"] / "first" / SOFT_TARGETS).exists()
+    first = loads.count(str(pair["teacher"]))
+    report = distill(pair["teacher"], pair["data"], pair["root"] / "second", student="cnn", **common)
+    # the second student reads the shared soft targets: the teacher is loaded once less (no scoring)
+    assert loads.count(str(pair["teacher"])) - first == first - 1
+    assert report["kept_unlabeled"] == 45
+    assert textcls.load(pair["root"] / "second").labels == ["music", "sports", "weather"]
+
+
 def test_distill_errors(pair, tmp_path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("some text\tnot-a-label\n", encoding="utf-8")

@@ -294,7 +294,7 @@ def _distill_parser(sub: Any) -> None:
     p = sub.add_parser(
         "distill",
         help="distil a teacher model into a student (word model or smaller transformer)",
-        description="The teacher scores train + --unlabeled once (soft targets kept in OUT); the student "
+        description="The teacher scores train + --unlabeled once (soft targets kept in OUT or --soft-targets); the student "
         "trains on alpha*T^2*KL(teacher||student) + (1-alpha)*CE(gold) (or --loss mse). The report "
         "compares teacher, student alone and distilled student on the test split.",
     )
@@ -309,6 +309,11 @@ def _distill_parser(sub: Any) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the soft loss (default 0.5)")
     p.add_argument("--loss", choices=["kl", "mse"], default="kl")
     p.add_argument("--max-entropy", type=float, help="drop unlabeled texts the teacher is unsure of (nats)")
+    p.add_argument(
+        "--soft-targets",
+        metavar="DIR",
+        help="keep the teacher's soft targets here (default --out); students of one teacher can share it",
+    )
     p.add_argument("--no-baseline", action="store_true", help="do not train the student alone")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
@@ -636,6 +641,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         loss=args.loss,
         teacher_backend=args.teacher_backend,
         max_entropy=args.max_entropy,
+        soft_targets=args.soft_targets,
         baseline=not args.no_baseline,
         threads=args.threads,
         progress=not args.no_progress,

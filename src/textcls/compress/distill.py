@@ -157,12 +157,14 @@ def distill(
     baseline: bool = True,
     threads: int | None = None,
     progress: bool = False,
+    soft_targets: str | Path | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Distil ``teacher`` into a student (preset ``student`` or ``student_config`` file, with
     ``overrides``) trained on ``data`` (+ ``unlabeled``); the distilled student is saved in
     ``out``, the student trained alone in ``out/baseline``. Returns the report (also written to
-    ``out/distill_report.json`` and ``.md``)."""
+    ``out/distill_report.json`` and ``.md``). The teacher's soft targets are kept in
+    ``soft_targets`` (default ``out``): students of one teacher on the same texts can share it."""
     from textcls.api import TextClassifier
     from textcls.data.splits import load_splits
 
@@ -184,7 +186,7 @@ def distill(
         labels,
         backend=teacher_backend,
         threads=threads,
-        cache=out,
+        cache=Path(soft_targets) if soft_targets is not None else out,
         progress=progress,
     )
     teacher_entropy = entropy(logits)
