@@ -72,7 +72,9 @@ def main() -> int:
     )
     parser.add_argument("--n-per-example", type=int, default=10)
     parser.add_argument("--students", default=",".join(STUDENTS))
-    parser.add_argument("--epochs", type=int, default=3, help="word students' epochs (unless their config says)")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="word students' epochs, unless set in their config"
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()

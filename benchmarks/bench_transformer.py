@@ -179,7 +179,9 @@ def main() -> int:
     parser.add_argument("--results", default="transformer.json")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--render-only", action="store_true")
-    parser.add_argument("--keep", type=Path, help="save the trained models here instead of a temporary directory")
+    parser.add_argument(
+        "--keep", type=Path, help="save the trained models here, not in a temporary directory"
+    )
     parser.add_argument("--lr", type=float, help="head learning rate (default: textcls's, 5e-5)")
     parser.add_argument("--backbone-lr", type=float, help="backbone learning rate (default: --lr)")
     args = parser.parse_args()

@@ -294,9 +294,10 @@ def _distill_parser(sub: Any) -> None:
     p = sub.add_parser(
         "distill",
         help="distil a teacher model into a student (word model or smaller transformer)",
-        description="The teacher scores train + --unlabeled once (soft targets kept in OUT or --soft-targets); the student "
-        "trains on alpha*T^2*KL(teacher||student) + (1-alpha)*CE(gold) (or --loss mse). The report "
-        "compares teacher, student alone and distilled student on the test split.",
+        description="The teacher scores train + --unlabeled once (soft targets kept in OUT or "
+        "--soft-targets); the student trains on alpha*T^2*KL(teacher||student) + (1-alpha)*CE(gold) "
+        "(or --loss mse). The report compares teacher, student alone and distilled student on the "
+        "test split.",
     )
     p.add_argument("--teacher", required=True, help="teacher model directory")
     p.add_argument("--teacher-backend", default="torch", help=BACKEND_HELP)
