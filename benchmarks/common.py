@@ -107,11 +107,11 @@ def record(path: Path, rows: list[dict], row: dict) -> list[dict]:
 
 def merged_results(directory: Path, pattern: str) -> list[dict]:
     """Rows of every results file matching ``pattern`` (a benchmark may run as several
-    processes); for the same (dataset, model) the file sorted last wins."""
-    merged: dict[tuple[str, str], dict] = {}
+    processes); for the same (dataset, model, training-set size) the file sorted last wins."""
+    merged: dict[tuple, dict] = {}
     for path in sorted(directory.glob(pattern)):
         for row in json.loads(path.read_text()):
-            merged[(row["dataset"], row["model"])] = row
+            merged[(row["dataset"], row["model"], row.get("train_examples"))] = row
     return list(merged.values())
 
 
