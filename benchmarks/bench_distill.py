@@ -113,7 +113,8 @@ def main() -> int:
         teacher = textcls.load(teacher_dir, threads=2)
         teacher_report = teacher.evaluate(str(test), latency=False)
         teacher_p50 = latency_ms(lambda t: teacher.predictor.logits([t], 1), texts)
-        rows = json.loads(results.read_text())["students"] if args.append and results.is_file() else {}
+        previous = json.loads(results.read_text()) if args.append and results.is_file() else {}
+        rows = previous.get("students", {})
         for name in args.students.split(","):
             options = dict(STUDENTS[name])
             if "student_config" not in options:
@@ -128,8 +129,10 @@ def main() -> int:
             report["seconds"] = time.perf_counter() - started
             rows[name] = report
             print(json.dumps({name: report["models"]}), flush=True)
+        if previous.get("augmented_lines") == count_lines(augmented):  # made by the earlier run
+            augment_seconds = max(augment_seconds, previous["augment_seconds"])
         saved = {
-            "command": COMMAND,
+            "command": f"{previous['command']}` then `{COMMAND}" if previous else COMMAND,
             "teacher": {"accuracy": teacher_report["accuracy"] * 100, "torch_p50_ms": teacher_p50,
                         "seconds": teacher_seconds, "limit": args.teacher_limit},
             "train_sentences": count_lines(data / "train.txt"),
@@ -153,8 +156,10 @@ def main() -> int:
         distilled = report["models"]["distilled student"]
         gain = distilled["accuracy"] - alone.get("accuracy", float("nan"))
         speed = teacher["torch_p50_ms"] / distilled["p50_ms"]
+        kept = report["kept_unlabeled"]
+        extra = f" + {kept:,} augmented" if kept else " (no augmentation)"
         lines.append(
-            f"| {name} | {report['train_examples']:,} + {report['kept_unlabeled']:,} augmented "
+            f"| {name} | {report['train_examples']:,}{extra} "
             f"| {alone.get('accuracy', float('nan')):.2f} | {distilled['accuracy']:.2f} "
             f"| {gain:+.2f} | {distilled['p50_ms']:.3f} | {speed:.1f}× | {distilled['size_mb']:.1f} "
             f"| {report['seconds']:.0f} |"
