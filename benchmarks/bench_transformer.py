@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, header, latency_ms, merged_results, record, throughput, write_section
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RATE_NAMES = {"lr": "head lr", "backbone_lr": "backbone lr"}
 MAX_LENGTH = {"snips": 64, "sst2": 64, "r52": 256}
 
 
@@ -66,7 +67,8 @@ def run_textcls(dataset, encoder, data, epochs, long_docs, workdir, batch_size, 
         "dataset": dataset,
         "model": f"textcls minilm-l6 + {encoder}"
         + (f" ({long_docs})" if dataset == "r52" else "")
-        + (f", {epochs} epochs" if epochs != 2 else ""),
+        + (f", {epochs} epochs" if epochs != 2 else "")
+        + "".join(f", {RATE_NAMES[name]} {value:g}" for name, value in rates.items()),
         "accuracy": report["accuracy"] * 100,
         "macro_f1": report["macro_f1"] * 100,
         "train_s": seconds,
