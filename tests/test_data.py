@@ -193,11 +193,16 @@ def test_error_wrong_column_count(tmp_path: Path) -> None:
     assert str(info.value).startswith(f"{path}:2: ")
 
 
-def test_error_empty_text(tmp_path: Path) -> None:
+def test_empty_text_is_a_valid_example(tmp_path: Path) -> None:
     path = write(tmp_path / "t.txt", "a\tx\n   \tx\n")
-    with pytest.raises(DataError, match="empty text") as info:
-        read_examples(path, "tsv")
-    assert info.value.line == 2
+    examples = read_examples(path, "tsv")
+    assert [(e.text, e.label, e.line) for e in examples] == [("a", "x", 1), ("", "x", 2)]
+    path = write(tmp_path / "t.ft", "__label__x\n__label__y hello\n")
+    assert [(e.text, e.label) for e in read_examples(path, "fasttext")] == [("", "x"), ("hello", "y")]
+    path = write(tmp_path / "t.jsonl", '{"text": "", "label": "x"}\n{"text": null, "label": "y"}\n')
+    assert [(e.text, e.label) for e in read_examples(path)] == [("", "x"), ("", "y")]
+    path = write(tmp_path / "t.csv", 'text,label\n"",x\nb,y\n')
+    assert [(e.text, e.label) for e in read_examples(path)] == [("", "x"), ("b", "y")]
 
 
 def test_error_empty_label(tmp_path: Path) -> None:
@@ -242,14 +247,26 @@ def test_error_missing_csv_column_lists_available(tmp_path: Path) -> None:
         read_examples(path, text_columns=["body"], label_column="tag")
 
 
-def test_error_unknown_label_in_valid_named(tmp_path: Path) -> None:
+def test_error_unknown_label_in_valid_named_with_strict_labels(tmp_path: Path) -> None:
     write(tmp_path / "train.txt", "a\tcat\nb\tdog\nc\tcat\n")
     valid = write(tmp_path / "valid.txt", "d\tcat\ne\tbird\nf\tfish\ng\tbird\n")
     with pytest.raises(DataError) as info:
-        load_splits(tmp_path)
+        load_splits(tmp_path, strict_labels=True)
     message = str(info.value)
     assert info.value.path == str(valid)
     assert "'bird' (2 examples, first on line 2), 'fish' (1 example, first on line 3)" in message
+
+
+def test_unknown_labels_in_valid_and_test_are_reported_not_refused(tmp_path: Path) -> None:
+    write(tmp_path / "train.txt", "a\tcat\nb\tdog\nc\tcat\n")
+    write(tmp_path / "valid.txt", "d\tcat\ne\tbird\nf\tfish\ng\tbird\n")
+    write(tmp_path / "test.txt", "h\tdog\ni\tflight#airfare\n")
+    splits = load_splits(tmp_path)
+    assert [e.label for e in splits.valid] == ["cat", "bird", "fish", "bird"]  # nothing dropped
+    assert splits.unseen == {"valid": {"bird": 2, "fish": 1}, "test": {"flight#airfare": 1}}
+    reported = [n for n in splits.notes if "never seen in training" in n]
+    assert len(reported) == 2
+    assert "'bird' (2 examples, first on line 2)" in reported[0] and "count as errors" in reported[0]
 
 
 def test_check_known_labels_passes_known_and_unlabeled() -> None:
@@ -376,3 +393,127 @@ def test_real_r52_directory() -> None:
     assert len(set(splits.labels)) == 52
     assert splits.test is not None
     assert splits.test[0].label == "trade"
+
+
+# --------------------------------------------------------------------------- header rows
+
+
+def test_glue_header_row_is_detected_and_reported(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.tsv", "sentence\tlabel\ngood film\t1\nbad film\t0\nfine\t1\n")
+    notes: list[str] = []
+    examples = read_examples(path, notes=notes)
+    assert [(e.text, e.label, e.line) for e in examples] == [
+        ("good film", "1", 2),
+        ("bad film", "0", 3),
+        ("fine", "1", 4),
+    ]
+    assert any("line 1 is a header row (sentence, label)" in n for n in notes)
+
+
+def test_header_names_pick_the_label_column(tmp_path: Path) -> None:
+    # label-first file with a header: the names decide, whatever the sniffed layout
+    path = write(tmp_path / "t.tsv", "label\ttext\nearn\tprofit rose sharply\nacq\tbought a firm\n")
+    examples = read_examples(path, "tsv")
+    assert [(e.text, e.label) for e in examples] == [
+        ("profit rose sharply", "earn"),
+        ("bought a firm", "acq"),
+    ]
+    path = write(tmp_path / "u.tsv", "id\tsentence\tlabel\n7\tgood\tpos\n8\tbad\tneg\n")
+    examples = read_examples(path, "tsv", text_columns=["sentence"])
+    assert [(e.text, e.label) for e in examples] == [("good", "pos"), ("bad", "neg")]
+
+
+def test_no_header_when_the_first_label_occurs_again_or_is_forced(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.tsv", "play some jazz\tlabel\nstop it\tlabel\nrain?\tweather\n")
+    assert len(read_examples(path)) == 3  # 'label' is a real class here: it occurs again
+    headed = write(tmp_path / "h.tsv", "my text\tmy class\ngood\tpos\nbad\tneg\n")
+    assert len(read_examples(headed)) == 3  # nothing looks like a column name
+    assert [e.text for e in read_examples(headed, header=True)] == ["good", "bad"]
+    glue = write(tmp_path / "g.tsv", "sentence\tlabel\ngood\tpos\n")
+    assert len(read_examples(glue, header=False)) == 2
+
+
+# --------------------------------------------------------------------------- bad lines
+
+
+BAD_FILE = "a b\tx\nc\td\te\tx\nf g\t \n" + "h\ty\n"  # line 2: 4 fields, line 3: empty label
+
+
+def test_on_bad_lines_error_is_the_default(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.txt", BAD_FILE)
+    with pytest.raises(DataError, match="found 4") as info:
+        read_examples(path, "tsv")
+    assert info.value.line == 2 and "--on-bad-lines" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("policy", ["warn", "skip"])
+def test_on_bad_lines_warn_and_skip_drop_and_count(
+    tmp_path: Path, policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path / "t.txt", BAD_FILE.encode() + "caf\xe9\tx\n".encode("latin-1"))
+    notes: list[str] = []
+    with caplog.at_level("WARNING"):
+        examples = read_examples(path, "tsv", on_bad_lines=policy, notes=notes)
+    assert [(e.text, e.line) for e in examples] == [("a b", 1), ("h", 4)]
+    assert any("skipped 3 malformed line(s) (lines 2, 3, 5" in n for n in notes)
+    warned = [r for r in caplog.records if "skipped 3 malformed" in r.getMessage()]
+    assert len(warned) == (1 if policy == "warn" else 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("t.jsonl", '{"text": "a", "label": "x"}\n{oops\n{"text": "b", "label": "y"}\n'),
+        ("t.csv", "text,label\na,x\nb,c,d\nb,y\n"),
+        ("t.ft", "__label__x a\n__label__y __label__z b\n__label__y b\n"),
+    ],
+)
+def test_on_bad_lines_for_every_format(tmp_path: Path, name: str, content: str) -> None:
+    path = write(tmp_path / name, content)
+    with pytest.raises(DataError) as info:
+        read_examples(path)
+    assert info.value.line in (2, 3)
+    notes: list[str] = []
+    examples = read_examples(path, on_bad_lines="skip", notes=notes)
+    assert [(e.text, e.label) for e in examples] == [("a", "x"), ("b", "y")]
+    assert any("skipped 1 malformed" in n for n in notes)
+
+
+def test_on_bad_lines_through_load_splits(tmp_path: Path) -> None:
+    write(tmp_path / "train.txt", "a\tx\nb\tc\tx\nd\ty\ne\tx\n")
+    with pytest.raises(DataError):
+        load_splits(tmp_path)
+    splits = load_splits(tmp_path, on_bad_lines="skip", valid_fraction=0.3)
+    assert len(splits.train) + len(splits.valid) == 3
+    assert any("skipped 1 malformed" in n for n in splits.notes)
+
+
+# --------------------------------------------------------------------------- carving and layout
+
+
+def test_tiny_in_memory_data_still_gets_a_validation_example() -> None:
+    examples = labelled({"a": 2, "b": 2, "c": 2})  # round(0.1 * 2) = 0 per class
+    kept, held = stratified_split(examples, 0.1, seed=1)
+    assert len(held) == 1 and len(kept) == 5
+    assert {e.label for e in kept} == {"a", "b", "c"}  # every class still trains
+
+
+def test_carve_rounds_half_up() -> None:
+    # 15 examples at 10 %: 1.5 rounds up to 2 (a floor would hold out 1); 25 at 10 %: 2.5 -> 3
+    _, held = stratified_split(labelled({"a": 15, "b": 25}), 0.1, seed=3)
+    assert Counter(e.label for e in held) == {"a": 2, "b": 3}
+
+
+def test_detected_layout_is_reused_for_later_files(tmp_path: Path) -> None:
+    from textcls.config import DataConfig
+    from textcls.data.splits import read_data_file
+
+    train = write(
+        tmp_path / "train.txt", "".join(f"{lab}\t{lab} words number {i}\n" for i in range(6) for lab in "ab")
+    )
+    assert load_splits(train, valid_fraction=0.3).format == "tsv-label-first"
+    # a tiny test file alone does not look label-first; the layout found on train decides
+    test = write(tmp_path / "test.txt", "a\tplay jazz\n")
+    assert read_examples(test)[0].label == "play jazz"
+    options = DataConfig(detected_format="tsv-label-first")
+    assert [(e.text, e.label) for e in read_data_file(test, options)] == [("play jazz", "a")]

@@ -77,10 +77,48 @@ def test_classification_report_label_never_predicted_nor_seen() -> None:
     labels = [*LABELS, "timer"]
     report = classification_report(GOLD, PRED, labels)
     assert report["per_class"]["timer"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    assert report["macro_f1"] == pytest.approx(
+    # macro-F1 is over the labels present in gold or predictions (scikit-learn's default), as in
+    # the training loop: a model label with no example and no prediction does not count
+    assert report["macro_f1"] == pytest.approx(f1_score(GOLD, PRED, average="macro", zero_division=0))
+    assert report["macro_f1"] == pytest.approx(classification_report(GOLD, PRED, LABELS)["macro_f1"])
+    assert len(report["confusion_matrix"]) == 4
+
+
+def test_training_loop_and_evaluation_share_one_macro_f1() -> None:
+    from textcls.training.loop import validation_metrics
+
+    labels = [*LABELS, "timer"]  # timer: a training label absent from this validation file
+    ids = {label: i for i, label in enumerate(labels)}
+    logits = np.zeros((len(GOLD), len(labels)), np.float32)
+    logits[np.arange(len(PRED)), [ids[p] for p in PRED]] = 5.0
+    metrics = validation_metrics(logits, [ids[g] for g in GOLD])
+    report = classification_report(GOLD, PRED, labels)
+    assert metrics["macro_f1"] == pytest.approx(report["macro_f1"])
+    assert metrics["accuracy"] == pytest.approx(report["accuracy"])
+    # the definition that averaged over every training label gives another number
+    assert metrics["macro_f1"] != pytest.approx(
         f1_score(GOLD, PRED, labels=labels, average="macro", zero_division=0)
     )
-    assert len(report["confusion_matrix"]) == 4
+
+
+def test_unseen_gold_labels_count_as_errors_in_every_metric() -> None:
+    from textcls.training.loop import validation_metrics
+
+    gold = ["alarm", "music", "flight#airfare", "flight#airfare"]
+    predicted = ["alarm", "music", "alarm", "music"]
+    report = classification_report(gold, predicted, ["alarm", "music"])
+    assert report["accuracy"] == pytest.approx(0.5)  # over all four examples
+    assert report["unseen"] == {"flight#airfare": 2}
+    row = report["per_class"]["flight#airfare"]
+    assert row["recall"] == 0.0 and row["support"] == 2 and row["unseen_in_training"]
+    assert report["labels"] == ["alarm", "music", "flight#airfare"]
+    assert report["macro_f1"] == pytest.approx(f1_score(gold, predicted, average="macro", zero_division=0))
+    # the training loop: unseen ids lie past the model's labels
+    logits = np.array([[5, 0], [0, 5], [5, 0], [0, 5]], np.float32)
+    metrics = validation_metrics(logits, [0, 1, 2, 2])
+    assert metrics["accuracy"] == pytest.approx(0.5)
+    assert metrics["macro_f1"] == pytest.approx(report["macro_f1"])
+    assert np.isfinite(metrics["loss"])
 
 
 def test_report_markdown() -> None:
@@ -174,10 +212,19 @@ def test_evaluate_measures_latency_when_asked() -> None:
     assert report["latency"]["p50_ms"] > 0 and report["latency"]["throughput_per_s"] > 0
 
 
-def test_evaluate_with_a_label_unknown_to_the_model() -> None:
+def test_evaluate_counts_a_label_unknown_to_the_model_as_wrong(tmp_path: Path) -> None:
+    data = examples([("set an alarm", "alarm"), ("order a pizza", "food"), ("more pizza", "food")])
+    report = evaluate(KeywordPredictor(), data, tmp_path, latency=False, source="test.txt")
+    assert report["accuracy"] == pytest.approx(1 / 3) and report["n"] == 3
+    assert report["unseen"] == {"food": 2}
+    assert report["per_class"]["food"]["recall"] == 0.0
+    assert "never seen in training: food, 2 examples" in (tmp_path / "report.md").read_text()
+
+
+def test_evaluate_with_a_label_unknown_to_the_model_strict() -> None:
     data = examples([("set an alarm", "alarm"), ("order a pizza", "food"), ("more pizza", "food")])
     with pytest.raises(DataError) as info:
-        evaluate(KeywordPredictor(), data, latency=False, source="test.txt")
+        evaluate(KeywordPredictor(), data, latency=False, source="test.txt", strict_labels=True)
     message = str(info.value)
     assert "'food'" in message and "test.txt" in message
     assert "2 examples" in message and info.value.line == 2  # count and first line of 'food'

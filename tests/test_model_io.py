@@ -338,10 +338,47 @@ def test_fit_carves_validation_when_missing(synthetic_splits) -> None:
     assert any("carved" in note for note in classifier.notes)
 
 
-def test_fit_rejects_unknown_validation_labels(synthetic_splits) -> None:
+def test_fit_with_strict_labels_rejects_unknown_validation_labels(synthetic_splits) -> None:
     valid = [*synthetic_splits["valid"], ("snow and goals", "mystery")]
     with pytest.raises(DataError, match="mystery"):
-        tiny().fit(synthetic_splits["train"], valid, progress=False)
+        tiny(strict_labels=True).fit(synthetic_splits["train"], valid, progress=False)
+
+
+def test_fit_counts_unknown_validation_labels_as_errors(synthetic_splits) -> None:
+    known = synthetic_splits["valid"]
+    valid = [*known, *[("snow and goals", "mystery")] * 4]
+    classifier = tiny(epochs=2).fit(synthetic_splits["train"], valid, progress=False)
+    extra = classifier.train_result.extra
+    assert extra["valid_examples"] == len(known) + 4
+    assert extra["valid_unseen_labels"] == {"mystery": 4}
+    assert any("never seen in training: 'mystery' (4 examples" in n for n in classifier.notes)
+    for epoch in classifier.train_result.history:  # the 4 can never be right
+        assert epoch["accuracy"] <= len(known) / len(valid) + 1e-9
+        assert np.isfinite(epoch["loss"])
+
+
+def test_fit_on_six_examples_of_three_classes() -> None:
+    data = [("rain today", "weather"), ("snow now", "weather"), ("play jazz", "music")]
+    data += [("a song", "music"), ("goal scored", "sports"), ("the match", "sports")]
+    classifier = tiny(epochs=1).fit(data, progress=False)
+    assert classifier.train_result.extra["valid_examples"] == 1
+    assert classifier.train_result.extra["train_examples"] == 5
+    assert set(classifier.labels) == {"music", "sports", "weather"}
+
+
+def test_fit_with_one_example_per_class_says_what_to_do() -> None:
+    with pytest.raises(DataError, match="too few training examples"):
+        tiny().fit([("a", "x"), ("b", "y")], progress=False)
+
+
+def test_empty_texts_train_and_predict(synthetic_splits) -> None:
+    train = [*synthetic_splits["train"], ("", "music"), ("", "sports"), ("!!!", "weather")]
+    classifier = tiny(epochs=1).fit(train, synthetic_splits["valid"], progress=False)
+    assert classifier.train_result.extra["empty_texts"] == {"train": 2, "valid": 0}
+    predictions = classifier.predict(["", "   ", "rain and snow"])
+    assert len(predictions) == 3 and all(p["label"] in classifier.labels for p in predictions)
+    probabilities = classifier.predict_proba(["", "​"])
+    assert np.allclose(probabilities.sum(1), 1.0) and np.isfinite(probabilities).all()
 
 
 def test_fit_needs_two_labels() -> None:

@@ -56,6 +56,9 @@ _OVERRIDES = {
     "label_column": ("data", "label_column"),
     "pair": ("data", "pair"),
     "valid_fraction": ("data", "valid_fraction"),
+    "header": ("data", "header"),
+    "on_bad_lines": ("data", "on_bad_lines"),
+    "strict_labels": ("data", "strict_labels"),
     "remove_layers": ("model", "backbone", "remove_layers"),
     "freeze": ("model", "backbone", "freeze"),
     "long_docs": ("model", "backbone", "long_docs"),
@@ -211,42 +214,44 @@ class TextClassifier:
     def _resolve_splits(
         self, train: TrainData, valid: TrainData | None
     ) -> tuple[list[Example], list[Example]]:
-        from textcls.data.splits import check_known_labels, load_splits, stratified_split
+        from textcls.data.splits import carve_validation, check_known_labels, load_splits
 
         data = self.config.data
+        seed = self.config.train.seed
+        checked = False  # load_splits reports valid labels unseen in train itself
         if isinstance(train, str | Path):
             splits = load_splits(
-                train,
-                valid=valid if isinstance(valid, str | Path) else None,
-                format=data.format,
-                text_columns=data.text_columns,
-                label_column=data.label_column,
-                pair=data.pair,
-                valid_fraction=data.valid_fraction,
-                seed=self.config.train.seed,
+                train, valid=valid if isinstance(valid, str | Path) else None, options=data, seed=seed
             )
             self.notes += splits.notes
             for note in splits.notes:
                 log.info("%s", note)
+            if data.format == "auto" and splits.format:
+                data.detected_format = splits.format  # saved, so evaluate reads test files alike
             train_examples, valid_examples = splits.train, splits.valid
-            if valid is not None and not isinstance(valid, str | Path):
+            checked = valid is None or isinstance(valid, str | Path)
+            if not checked:
                 valid_examples = as_examples(valid)
         else:
             train_examples = as_examples(train)
             if valid is None:
-                train_examples, valid_examples = stratified_split(
-                    train_examples, data.valid_fraction, self.config.train.seed
-                )
+                train_examples, valid_examples = carve_validation(train_examples, data.valid_fraction, seed)
                 self.notes.append(
                     f"no validation data: carved {data.valid_fraction:.0%} of train, stratified "
-                    f"(seed {self.config.train.seed})"
+                    f"(seed {seed}): {len(train_examples)} train / {len(valid_examples)} valid"
                 )
             else:
                 valid_examples = (
                     read_labelled(valid, self.config) if isinstance(valid, str | Path) else as_examples(valid)
                 )
-        labels = sorted({str(e.label) for e in train_examples})
-        check_known_labels(valid_examples, labels, "validation data")
+        if not checked:
+            labels = sorted({str(e.label) for e in train_examples})
+            note = check_known_labels(valid_examples, labels, "validation data", strict=data.strict_labels)
+            if note:
+                self.notes.append(note)
+        for note in self.notes:
+            if "never seen in training" in note:
+                log.warning("%s", note)
         return train_examples, valid_examples
 
     # --------------------------------------------------------------- prediction
@@ -290,6 +295,7 @@ class TextClassifier:
             latency=latency,
             batch_size=batch_size,
             source=source,
+            strict_labels=self.config.data.strict_labels,
         )
         tracking = (self.train_result.extra if self.train_result is not None else {}).get("tracking")
         if tracking:  # add the evaluation to the training run
@@ -351,14 +357,14 @@ def as_examples(data: Sequence[Example] | Sequence[tuple[str, str]]) -> list[Exa
     return examples
 
 
-def read_labelled(path: str | Path, config: ClassifierConfig) -> list[Example]:
-    from textcls.data.formats import read_examples
+def read_labelled(
+    path: str | Path, config: ClassifierConfig, notes: list[str] | None = None
+) -> list[Example]:
+    """A labelled file read with a model's data options (the path every verb shares)."""
+    from textcls.data.splits import read_data_file
 
-    data = config.data
-    return read_examples(
-        path,
-        data.format,
-        text_columns=data.text_columns,
-        label_column=data.label_column,
-        pair=data.pair,
-    )
+    notes = [] if notes is None else notes
+    examples = read_data_file(path, config.data, notes=notes)
+    for note in notes:
+        log.info("%s", note)
+    return examples

@@ -21,11 +21,29 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """How to read the data files."""
 
-    format: Literal["auto", "tsv", "tsv-label-first", "csv", "jsonl", "fasttext"] = "auto"
-    text_columns: list[str] | None = None
-    label_column: str | None = None
-    pair: bool = False
-    valid_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    format: Literal["auto", "tsv", "tsv-label-first", "csv", "jsonl", "fasttext"] = Field(
+        "auto", description="input format (default: detected)"
+    )
+    text_columns: list[str] | None = Field(
+        None, description="CSV/JSONL (or headed TSV) text column(s); several are joined (title + body)"
+    )
+    label_column: str | None = Field(None, description="CSV/JSONL label column (default: label)")
+    pair: bool = Field(False, description="two text fields form a sentence pair")
+    header: bool | None = Field(
+        None, description="TSV: the first line names the columns (default: detected and reported)"
+    )
+    on_bad_lines: Literal["error", "warn", "skip"] = Field(
+        "error", description="malformed lines: stop (error), or drop and count them (warn, skip)"
+    )
+    strict_labels: bool = Field(
+        False, description="valid/test labels never seen in training are an error (default: counted wrong)"
+    )
+    valid_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train carved as validation")
+    detected_format: str | None = Field(
+        None,
+        description="set by training: the TSV layout found in the training file, reused for files "
+        "read later with format auto that look alike",
+    )
 
 
 class TokenizerConfig(_Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import time
 from collections.abc import Sequence
@@ -15,31 +16,48 @@ from textcls.data.formats import Example
 from textcls.data.splits import check_known_labels
 from textcls.inference.predictor import Predictor
 
+log = logging.getLogger(__name__)
+
 
 def classification_report(gold: Sequence[str], predicted: Sequence[str], labels: list[str]) -> dict:
-    """Accuracy, macro / micro / weighted F1, per-class P/R/F1 and the confusion matrix."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    """Accuracy, macro / micro / weighted F1, per-class P/R/F1 and the confusion matrix.
 
+    ``labels`` are the model's labels. Gold labels outside them (never seen in training) are
+    appended to the per-class table and the confusion matrix (recall 0: the model cannot predict
+    them) and listed under ``unseen``; their examples count as errors. Macro-F1 follows
+    :func:`textcls.metrics.macro_f1` (labels present in gold or predictions)."""
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    from textcls.metrics import accuracy, macro_f1
+
+    known = set(labels)
+    unseen: dict[str, int] = {}
+    for label in gold:
+        if label not in known:
+            unseen[label] = unseen.get(label, 0) + 1
+    table_labels = [*labels, *sorted(unseen)]
     precision, recall, f1, support = precision_recall_fscore_support(
-        gold, predicted, labels=labels, zero_division=0
+        gold, predicted, labels=table_labels, zero_division=0
     )
     return {
         "n": len(gold),
-        "accuracy": float(accuracy_score(gold, predicted)),
-        "macro_f1": float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0)),
-        "micro_f1": float(f1_score(gold, predicted, labels=labels, average="micro", zero_division=0)),
-        "weighted_f1": float(f1_score(gold, predicted, labels=labels, average="weighted", zero_division=0)),
+        "accuracy": float(accuracy(gold, predicted)),
+        "macro_f1": macro_f1(gold, predicted),
+        "micro_f1": float(f1_score(gold, predicted, average="micro", zero_division=0)),
+        "weighted_f1": float(f1_score(gold, predicted, average="weighted", zero_division=0)),
         "per_class": {
             label: {
                 "precision": float(precision[i]),
                 "recall": float(recall[i]),
                 "f1": float(f1[i]),
                 "support": int(support[i]),
+                **({"unseen_in_training": True} if label in unseen else {}),
             }
-            for i, label in enumerate(labels)
+            for i, label in enumerate(table_labels)
         },
-        "labels": labels,
-        "confusion_matrix": confusion_matrix(gold, predicted, labels=labels).tolist(),
+        "labels": table_labels,
+        "unseen": dict(sorted(unseen.items())),
+        "confusion_matrix": confusion_matrix(gold, predicted, labels=table_labels).tolist(),
     }
 
 
@@ -78,10 +96,16 @@ def evaluate(
     latency: bool = True,
     batch_size: int = 64,
     source: str = "data",
+    strict_labels: bool = False,
 ) -> dict[str, Any]:
     """Score ``predictor`` on labelled ``examples``; write report.json / report.md /
-    predictions.tsv / confusion.png into ``out_dir`` when given. Returns the report."""
-    check_known_labels(examples, predictor.labels, source)
+    predictions.tsv / confusion.png into ``out_dir`` when given. Returns the report.
+
+    Examples whose label the model never saw count as wrong (accuracy is over all examples, as
+    other tools report it) and are listed in the report; ``strict_labels`` refuses them."""
+    note = check_known_labels(examples, predictor.labels, source, strict=strict_labels)
+    if note:
+        log.warning("%s", note)
     texts = [e.as_input() for e in examples]
     gold = [str(e.label) for e in examples]
     probabilities = predictor.predict_proba(texts, batch_size)
@@ -133,6 +157,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- micro F1: {report['micro_f1'] * 100:.2f}",
         f"- weighted F1: {report['weighted_f1'] * 100:.2f}",
     ]
+    for label, count in report.get("unseen", {}).items():
+        lines.append(f"- never seen in training: {label}, {count} example{'s' if count != 1 else ''}")
     if report.get("longer_than_max_length") is not None:
         lines.append(f"- inputs longer than max_length: {report['longer_than_max_length']}")
     if "latency" in report:

@@ -9,11 +9,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from textcls.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("tsv", "tsv-label-first", "csv", "jsonl", "fasttext")
 
@@ -69,10 +74,11 @@ def _check_file(path: str | Path) -> Path:
     return p
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+def _decoded_lines(path: Path, bad: BadLines | None = None) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, decoded line without its line ending), blank lines included.
 
-    Strips a UTF-8 BOM, accepts LF and CRLF and a missing final newline.
+    Strips a UTF-8 BOM, accepts LF and CRLF and a missing final newline. An undecodable line
+    raises, or (``bad`` policy warn/skip) is counted and yielded as a blank line.
     """
     data = path.read_bytes()
     data = data.removeprefix(_BOM)
@@ -82,15 +88,20 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
     for number, raw_line in enumerate(raw_lines, start=1):
         raw = raw_line.removesuffix(b"\r")
         try:
-            yield number, raw.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            bad = raw[exc.start : exc.start + 1].hex()
-            raise DataError(
-                f"not valid UTF-8 (byte 0x{bad} at byte {exc.start + 1} of the line)",
+            byte = raw[exc.start : exc.start + 1].hex()
+            error = DataError(
+                f"not valid UTF-8 (byte 0x{byte} at byte {exc.start + 1} of the line)",
                 path=path,
                 line=number,
-                hint=_UTF8_HINT,
-            ) from None
+                hint=_UTF8_HINT + ", or pass --on-bad-lines skip",
+            )
+            if bad is None:
+                raise error from None
+            bad.record(error)
+            text = ""
+        yield number, text
 
 
 def _sample_lines(path: Path, limit: int = _SNIFF_LINES) -> list[str]:
@@ -176,6 +187,9 @@ def read_examples(
     label_column: str | None = None,
     pair: bool = False,
     require_labels: bool = True,
+    header: bool | None = None,
+    on_bad_lines: str = "error",
+    notes: list[str] | None = None,
 ) -> list[Example]:
     """Read every example of a data file.
 
@@ -192,10 +206,19 @@ def read_examples(
         require_labels: when False, unlabeled examples (label None) are allowed: a TSV line
             with no label field, a fastText line without ``__label__``, a csv/jsonl file
             without a label column, and empty labels.
+        header: TSV only: the first line names the columns (``sentence<TAB>label``). ``None``
+            detects it: the first line's label occurs nowhere else and looks like a column
+            name (label, category, ... or a text column such as sentence). The names then pick
+            the label column (``label_column`` or a default name) and the text columns.
+        on_bad_lines: ``error`` (default), ``warn`` or ``skip`` malformed lines (wrong number of
+            fields, undecodable bytes, empty label, invalid JSON); skipped lines are counted.
+        notes: a list that receives what was inferred or skipped (header row, bad lines).
+
+    Empty texts are valid examples (a web page with no text, a review that is only an emoji).
 
     Raises:
-        DataError: missing file, undecodable line, wrong field count, empty text or label,
-            bad JSON, missing column, multi-label line, or no examples at all.
+        DataError: missing file, undecodable line, wrong field count, empty label, bad JSON,
+            missing column, multi-label line, or no examples at all.
         ConfigError: unknown ``format``, or ``pair`` with a format or columns that cannot
             give pairs.
     """
@@ -203,8 +226,17 @@ def read_examples(
     fmt = detect_format(p) if format == "auto" else format
     if fmt not in _READERS:
         raise ConfigError(f"unknown data format {format!r}; choose auto or one of {FORMATS}")
-    options = _Options(_as_list(text_columns), label_column, pair, require_labels)
-    examples = _READERS[fmt](p, options)
+    bad = BadLines(on_bad_lines)
+    options = _Options(_as_list(text_columns), label_column, pair, require_labels, header, bad)
+    notes = notes if notes is not None else []
+    examples = _READERS[fmt](p, options, notes)
+    summary = bad.summary(p)
+    if summary:
+        notes.append(summary)
+        if on_bad_lines == "warn":
+            log.warning("%s", summary)
+    if not examples and summary:
+        raise DataError(f"no examples left: {summary}", path=p, hint="check the format and column options")
     if not examples:
         raise DataError(
             "no examples found: the file is empty or holds only blank lines",
@@ -214,12 +246,56 @@ def read_examples(
     return examples
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Options:
     text_columns: list[str] | None
     label_column: str | None
     pair: bool
     require_labels: bool
+    header: bool | None = None
+    bad_lines: BadLines = field(default_factory=lambda: BadLines("error"))
+
+
+ON_BAD_LINES = ("error", "warn", "skip")
+
+
+class BadLines:
+    """What to do with a malformed line (pandas' ``on_bad_lines``): ``error`` raises its DataError;
+    ``warn`` and ``skip`` drop the line and count it (``warn`` also logs one summary warning).
+
+    Used as a context manager around the reading of one line: a DataError inside is recorded and
+    suppressed unless the policy is ``error``."""
+
+    def __init__(self, policy: str = "error") -> None:
+        if policy not in ON_BAD_LINES:
+            raise ConfigError(f"on_bad_lines must be one of {', '.join(ON_BAD_LINES)}, got {policy!r}")
+        self.policy = policy
+        self.errors: list[DataError] = []
+
+    def record(self, error: DataError) -> None:
+        if self.policy == "error":
+            raise error
+        self.errors.append(error)
+
+    def __enter__(self) -> BadLines:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+        if isinstance(error, DataError) and error.line is not None:
+            self.record(error)
+            return True
+        return False
+
+    def summary(self, path: Path) -> str | None:
+        if not self.errors:
+            return None
+        self.errors.sort(key=lambda e: e.line or 0)
+        lines = ", ".join(str(e.line) for e in self.errors[:5])
+        more = ", ..." if len(self.errors) > 5 else ""
+        return (
+            f"{path}: skipped {len(self.errors)} malformed line(s) (lines {lines}{more}; "
+            f"first: {self.errors[0].message})"
+        )
 
 
 def _as_list(columns: Columns) -> list[str] | None:
@@ -237,16 +313,8 @@ def _make_example(
     label: str | None,
     require_labels: bool,
 ) -> Example:
-    """Build an Example from stripped fields, rejecting empty text and (if required) labels."""
-    if not text:
-        raise DataError("empty text", path=path, line=line, hint="remove the line or add text")
-    if text_pair is not None and not text_pair:
-        raise DataError(
-            "empty second text (text_pair)",
-            path=path,
-            line=line,
-            hint="a sentence pair needs two non-empty texts",
-        )
+    """Build an Example from stripped fields; an empty text is valid, an empty label is not
+    (unless labels are optional)."""
     if not label:
         if require_labels:
             raise DataError("empty label", path=path, line=line, hint="give every example a label")
@@ -257,28 +325,104 @@ def _make_example(
 # --------------------------------------------------------------------------- TSV
 
 
-def _read_tsv(path: Path, options: _Options) -> list[Example]:
-    return _read_tab_separated(path, options, label_first=False)
+def _read_tsv(path: Path, options: _Options, notes: list[str]) -> list[Example]:
+    return _read_tab_separated(path, options, notes, label_first=False)
 
 
-def _read_tsv_label_first(path: Path, options: _Options) -> list[Example]:
-    return _read_tab_separated(path, options, label_first=True)
+def _read_tsv_label_first(path: Path, options: _Options, notes: list[str]) -> list[Example]:
+    return _read_tab_separated(path, options, notes, label_first=True)
 
 
-def _read_tab_separated(path: Path, options: _Options, label_first: bool) -> list[Example]:
-    rows = [(n, line.split("\t")) for n, line in _decoded_lines(path) if line.strip()]
-    pair = options.pair or (bool(rows) and all(len(fields) == 3 for _, fields in rows))
-    return [
-        _tsv_example(
-            path,
-            n,
-            fields,
-            pair=pair,
-            label_first=label_first,
-            require_labels=options.require_labels,
+_HEADER_LABEL_NAMES = {*_LABEL_DEFAULTS, "class", "target", "sentiment", "topic", "y", "gold"}
+_HEADER_TEXT_NAMES = {
+    *_TEXT_DEFAULTS,
+    *(name for pair in _PAIR_DEFAULTS for name in pair),
+    "review",
+    "document",
+    "content",
+    "body",
+    "title",
+    "subject",
+    "utterance",
+    "query",
+    "question",
+    "comment",
+    "tweet",
+}
+
+
+def _read_tab_separated(path: Path, options: _Options, notes: list[str], label_first: bool) -> list[Example]:
+    rows = [(n, line.split("\t")) for n, line in _decoded_lines(path, options.bad_lines) if line.strip()]
+    layout = _TsvLayout.default(label_first)
+    if rows and _has_header(rows, options.header, layout):
+        header_line, names = rows.pop(0)
+        layout = _TsvLayout.from_header(path, header_line, [f.strip() for f in names], options)
+        notes.append(
+            f"{path}: line {header_line} is a header row ({', '.join(layout.names)}), not an example"
         )
-        for n, fields in rows
-    ]
+    field_counts = {len(fields) for _, fields in rows}
+    pair = options.pair or layout.pair or (bool(rows) and field_counts == {3} and layout.names is None)
+    examples = []
+    for n, fields in rows:
+        with options.bad_lines:
+            examples.append(_tsv_example(path, n, fields, pair=pair, layout=layout, options=options))
+    return examples
+
+
+@dataclass(frozen=True)
+class _TsvLayout:
+    """Where the label sits among a TSV line's fields (and the column names, after a header)."""
+
+    label_first: bool
+    label_index: int | None = None  # from a header; None: first or last by ``label_first``
+    text_indices: tuple[int, ...] | None = None
+    names: tuple[str, ...] | None = None
+    pair: bool = False
+
+    @classmethod
+    def default(cls, label_first: bool) -> _TsvLayout:
+        return cls(label_first)
+
+    @classmethod
+    def from_header(cls, path: Path, line: int, names: list[str], options: _Options) -> _TsvLayout:
+        lowered = [n.lower() for n in names]
+        wanted = options.label_column
+        if wanted is not None and wanted not in names:
+            raise _missing_column_error(path, line, [wanted], names, "label_column")
+        label = (
+            names.index(wanted)
+            if wanted
+            else next((lowered.index(c) for c in _LABEL_DEFAULTS if c in lowered), None)
+        )
+        if options.text_columns:
+            missing = [c for c in options.text_columns if c not in names]
+            if missing:
+                raise _missing_column_error(path, line, missing, names, "text_columns")
+            texts = tuple(names.index(c) for c in options.text_columns)
+        else:
+            texts = None
+        label_first = label == 0 if label is not None else False
+        if label is not None and texts is None:
+            texts = tuple(i for i in range(len(names)) if i != label)
+        pair = options.pair and texts is not None and len(texts) == 2
+        return cls(label_first, label, texts, tuple(names), pair)
+
+
+def _has_header(rows: list[tuple[int, list[str]]], header: bool | None, layout: _TsvLayout) -> bool:
+    if header is not None:
+        return header
+    first = [f.strip() for f in rows[0][1]]
+    if len(rows) < 2 or len(first) < 2:
+        return False
+    label_at = 0 if layout.label_first else -1
+    others = {fields[label_at].strip() for _, fields in rows[1:] if len(fields) == len(first)}
+    label = first[label_at]
+    if label in others:
+        return False
+    lowered = {f.lower() for f in first}
+    return bool(lowered & _HEADER_LABEL_NAMES) or bool(
+        lowered & _HEADER_TEXT_NAMES and all(re.fullmatch(r"[A-Za-z_][\w ]{0,40}", f) for f in first)
+    )
 
 
 def _tsv_example(
@@ -287,16 +431,44 @@ def _tsv_example(
     fields: list[str],
     *,
     pair: bool,
-    label_first: bool,
-    require_labels: bool,
+    layout: _TsvLayout,
+    options: _Options,
 ) -> Example:
     fields = [f.strip() for f in fields]
+    require_labels = options.require_labels
+    if layout.names is not None:
+        expected = len(layout.names)
+        if len(fields) != expected and not (len(fields) == expected - 1 and not require_labels):
+            raise DataError(
+                f"expected {expected} TAB-separated fields (as in the header: "
+                f"{', '.join(layout.names)}), found {len(fields)}",
+                path=path,
+                line=line,
+                hint="replace TABs inside the text with spaces, or pass --on-bad-lines skip",
+            )
+        label = (
+            fields[layout.label_index] if layout.label_index is not None and len(fields) == expected else None
+        )
+        texts = [fields[i] for i in (layout.text_indices or range(len(fields))) if i < len(fields)]
+        if layout.label_index is None:
+            label, texts = (texts[0], texts[1:]) if layout.label_first else (texts[-1], texts[:-1])
+        if not pair and len(texts) > 1:
+            texts = [" ".join(t for t in texts if t)]
+        text_pair = texts[1] if pair and len(texts) > 1 else None
+        return _make_example(
+            path,
+            line,
+            texts[0] if texts else "",
+            text_pair=text_pair,
+            label=label,
+            require_labels=require_labels,
+        )
     expected = 3 if pair else 2
     if len(fields) == expected - 1 and not require_labels:
         label, texts = None, fields
     elif len(fields) != expected:
-        raise _field_count_error(path, line, len(fields), pair, label_first)
-    elif label_first:
+        raise _field_count_error(path, line, len(fields), pair, layout.label_first)
+    elif layout.label_first:
         label, texts = fields[0], fields[1:]
     else:
         label, texts = fields[-1], fields[:-1]
@@ -320,6 +492,7 @@ def _field_count_error(path: Path, line: int, found: int, pair: bool, label_firs
         )
     else:
         hint = "replace TABs inside the text with spaces"
+    hint += "; or pass --on-bad-lines skip"
     return DataError(
         f"expected {expected} TAB-separated fields ({layout}), found {found}",
         path=path,
@@ -331,14 +504,15 @@ def _field_count_error(path: Path, line: int, found: int, pair: bool, label_firs
 # --------------------------------------------------------------------------- fastText
 
 
-def _read_fasttext(path: Path, options: _Options) -> list[Example]:
+def _read_fasttext(path: Path, options: _Options, notes: list[str]) -> list[Example]:
     if options.pair:
         raise ConfigError("sentence pairs (pair=True) are not supported for the fasttext format")
-    return [
-        _fasttext_example(path, n, line, options.require_labels)
-        for n, line in _decoded_lines(path)
-        if line.strip()
-    ]
+    examples = []
+    for n, line in _decoded_lines(path, options.bad_lines):
+        if line.strip():
+            with options.bad_lines:
+                examples.append(_fasttext_example(path, n, line, options.require_labels))
+    return examples
 
 
 def _fasttext_example(path: Path, line: int, content: str, require_labels: bool) -> Example:
@@ -374,8 +548,8 @@ class _Columns:
     label: str | None
 
 
-def _read_csv(path: Path, options: _Options) -> list[Example]:
-    rows = _csv_rows(path)
+def _read_csv(path: Path, options: _Options, notes: list[str]) -> list[Example]:
+    rows = _csv_rows(path, options.bad_lines)
     if not rows:
         return []
     header_line, header = rows[0]
@@ -383,21 +557,22 @@ def _read_csv(path: Path, options: _Options) -> list[Example]:
     columns = _resolve_columns(path, header_line, header, options)
     examples = []
     for line, row in rows[1:]:
-        if len(row) != len(header):
-            raise DataError(
-                f"expected {len(header)} comma-separated fields (as in the header), found {len(row)}",
-                path=path,
-                line=line,
-                hint='put double quotes around fields that contain commas: "a, b"',
-            )
-        record = dict(zip(header, row, strict=True))
-        examples.append(_record_example(path, line, record, columns, options))
+        with options.bad_lines:
+            if len(row) != len(header):
+                raise DataError(
+                    f"expected {len(header)} comma-separated fields (as in the header), found {len(row)}",
+                    path=path,
+                    line=line,
+                    hint='put double quotes around fields that contain commas: "a, b"',
+                )
+            record = dict(zip(header, row, strict=True))
+            examples.append(_record_example(path, line, record, columns, options))
     return examples
 
 
-def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+def _csv_rows(path: Path, bad: BadLines | None = None) -> list[tuple[int, list[str]]]:
     """Return (first line of the record, fields) for every non-blank CSV record."""
-    text = "\n".join(line for _, line in _decoded_lines(path))
+    text = "\n".join(line for _, line in _decoded_lines(path, bad))
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[tuple[int, list[str]]] = []
     start = 1
@@ -411,16 +586,17 @@ def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _read_jsonl(path: Path, options: _Options) -> list[Example]:
+def _read_jsonl(path: Path, options: _Options, notes: list[str]) -> list[Example]:
     examples: list[Example] = []
     columns: _Columns | None = None
-    for line, content in _decoded_lines(path):
+    for line, content in _decoded_lines(path, options.bad_lines):
         if not content.strip():
             continue
-        record = _parse_json_line(path, line, content)
-        if columns is None:
-            columns = _resolve_columns(path, line, list(record), options)
-        examples.append(_record_example(path, line, record, columns, options))
+        with options.bad_lines:
+            record = _parse_json_line(path, line, content)
+            if columns is None:
+                columns = _resolve_columns(path, line, list(record), options)
+            examples.append(_record_example(path, line, record, columns, options))
     return examples
 
 
@@ -566,7 +742,7 @@ def _json_type(value: object) -> str:
     return kinds.get(type(value), "number")
 
 
-_READERS: dict[str, Callable[[Path, _Options], list[Example]]] = {
+_READERS: dict[str, Callable[[Path, _Options, list[str]], list[Example]]] = {
     "tsv": _read_tsv,
     "tsv-label-first": _read_tsv_label_first,
     "csv": _read_csv,

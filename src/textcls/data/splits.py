@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from textcls.data.formats import Columns, Example, detect_format, read_examples
+from textcls.config import DataConfig
+from textcls.data.formats import Example, detect_format, read_examples
 from textcls.errors import ConfigError, DataError
 
 _DATA_SUFFIXES = (".txt", ".tsv", ".csv", ".jsonl", ".json", ".ndjson")
@@ -34,6 +35,8 @@ class DataSplits:
     # label names in order of first appearance in the training file (iclassifier's id order),
     # counted before any validation carve; computed from ``train`` when not given
     labels: list[str] = field(default_factory=list)
+    format: str | None = None  # the training file's format, as resolved
+    unseen: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> label -> count
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -80,17 +83,60 @@ def _is_data_file(path: Path) -> bool:
     return path.suffix.lower() in _DATA_SUFFIXES and not path.name.startswith(".")
 
 
+def data_options(options: DataConfig | None = None, **fields: object) -> DataConfig:
+    """The data options: ``options`` (default: the defaults) with ``fields`` (DataConfig field
+    names; None values ignored) applied."""
+    options = options or DataConfig()
+    updates = {k: v for k, v in fields.items() if v is not None}
+    unknown = set(updates) - set(DataConfig.model_fields)
+    if unknown:
+        raise ConfigError(f"unknown data option(s): {', '.join(sorted(unknown))}")
+    return DataConfig.model_validate({**options.model_dump(), **updates}) if updates else options
+
+
+def read_data_file(
+    path: str | Path,
+    options: DataConfig | None = None,
+    *,
+    notes: list[str] | None = None,
+    require_labels: bool = True,
+    **fields: object,
+) -> list[Example]:
+    """Read one data file the way a model directory's data options say (the one path every verb
+    uses). With format ``auto``, a TSV file takes the layout detected on the training file."""
+    options = data_options(options, **fields)
+    return read_examples(
+        path,
+        resolve_format(path, options),
+        text_columns=options.text_columns,
+        label_column=options.label_column,
+        pair=options.pair,
+        require_labels=require_labels,
+        header=options.header,
+        on_bad_lines=options.on_bad_lines,
+        notes=notes,
+    )
+
+
+def resolve_format(path: str | Path, options: DataConfig) -> str:
+    """The format to read ``path`` with: the given one, else detected, where a TSV file keeps the
+    TSV layout (label first or last) found on the training file."""
+    if options.format != "auto":
+        return options.format
+    detected = detect_format(path)
+    if options.detected_format in _TSV_FORMATS and detected in _TSV_FORMATS:
+        return options.detected_format
+    return detected
+
+
 def load_splits(
     data: str | Path,
     *,
     valid: str | Path | None = None,
     test: str | Path | None = None,
-    format: str = "auto",
-    text_columns: Columns = None,
-    label_column: str | None = None,
-    pair: bool = False,
-    valid_fraction: float = 0.1,
+    options: DataConfig | None = None,
     seed: int = 42,
+    **fields: object,
 ) -> DataSplits:
     """Load the train, valid and (optional) test examples.
 
@@ -98,33 +144,45 @@ def load_splits(
     file itself; ``valid``/``test`` name files explicitly and win over the directory's. Without
     a validation file, ``valid_fraction`` of train is carved off with :func:`stratified_split`
     (fixed ``seed``) and a note says so. With ``format="auto"`` each file is detected, and
-    valid/test reuse train's TSV column order when they are TSV too.
+    valid/test reuse train's TSV column order when they are TSV too. ``options`` (or DataConfig
+    field names as keywords) say how to read the files.
+
+    Valid/test labels that never occur in train are reported in the notes and in ``unseen``
+    (they count as errors in every metric); with ``strict_labels`` they are a DataError.
 
     Raises:
-        DataError: no training file, unreadable data, or valid/test labels absent from train.
+        DataError: no training file, unreadable data, or (strict) valid/test labels absent from train.
         ConfigError: ``valid_fraction`` outside (0, 1) when a split has to be carved.
     """
+    options = data_options(options, **fields)
     paths = _split_paths(data, valid, test)
-    reader = _SplitReader(format, text_columns, label_column, pair)
+    reader = _SplitReader(options)
     train = reader.read("train", paths["train"])
-    result = DataSplits(train, [], None, reader.notes, labels=_label_order(train))
+    result = DataSplits(train, [], None, reader.notes, labels=_label_order(train), format=reader.train_format)
     known = {e.label for e in train}
     if "valid" in paths:
         result.valid = reader.read("valid", paths["valid"])
-        check_known_labels(result.valid, known, paths["valid"])
+        _note_unseen(result, "valid", paths["valid"], known, options.strict_labels)
     else:
-        result.train, result.valid = _carve(train, paths["train"], valid_fraction, seed)
+        result.train, result.valid = carve_validation(train, options.valid_fraction, seed, paths["train"])
         result.notes.append(
-            f"no valid split: carved {valid_fraction * 100:g}% stratified (seed {seed}) "
+            f"no valid split: carved {options.valid_fraction * 100:g}% stratified (seed {seed}) "
             f"from {paths['train'].name}: {len(result.train)} train / {len(result.valid)} valid"
         )
     if "test" in paths:
         result.test = reader.read("test", paths["test"])
-        check_known_labels(result.test, known, paths["test"])
+        _note_unseen(result, "test", paths["test"], known, options.strict_labels)
     else:
         result.notes.append("no test split")
     result.paths = {split: str(path) for split, path in paths.items()}
     return result
+
+
+def _note_unseen(result: DataSplits, split: str, path: Path, known: set, strict: bool) -> None:
+    note = check_known_labels(getattr(result, split), known, path, strict=strict)
+    if note:
+        result.notes.append(note)
+        result.unseen[split] = dict(unseen_labels(getattr(result, split), known))
 
 
 def _split_paths(data: str | Path, valid: str | Path | None, test: str | Path | None) -> dict[str, Path]:
@@ -162,33 +220,32 @@ def _listing(root: Path) -> str:
 class _SplitReader:
     """Reads split files with shared options, keeping TSV column order consistent."""
 
-    def __init__(self, format: str, text_columns: Columns, label_column: str | None, pair: bool) -> None:
-        self.format = format
-        self.options = {"text_columns": text_columns, "label_column": label_column, "pair": pair}
+    def __init__(self, options: DataConfig) -> None:
+        self.options = options
         self.train_format: str | None = None
         self.notes: list[str] = []
 
     def read(self, split: str, path: Path) -> list[Example]:
-        fmt = self._format_for(path)
-        examples = read_examples(path, fmt, **self.options)
-        how = "auto-detected" if self.format == "auto" else "given"
-        self.notes.append(f"{split}: {path} ({len(examples)} examples, format {fmt}, {how})")
+        options = self.options
+        if self.train_format is not None:
+            options = options.model_copy(update={"detected_format": self.train_format})
+        fmt = resolve_format(path, options)
+        notes: list[str] = []
+        examples = read_data_file(path, options.model_copy(update={"format": fmt}), notes=notes)
+        how = "auto-detected" if self.options.format == "auto" else "given"
+        empty = sum(1 for e in examples if not e.text and not e.text_pair)
+        extra = f", {empty} with an empty text" if empty else ""
+        self.notes.append(f"{split}: {path} ({len(examples)} examples{extra}, format {fmt}, {how})")
+        self.notes += notes
         if self.train_format is None:
             self.train_format = fmt
         return examples
 
-    def _format_for(self, path: Path) -> str:
-        if self.format != "auto":
-            return self.format
-        detected = detect_format(path)
-        if self.train_format in _TSV_FORMATS and detected in _TSV_FORMATS:
-            return self.train_format
-        return detected
 
-
-def _carve(
-    train: list[Example], path: Path, fraction: float, seed: int
+def carve_validation(
+    train: Sequence[Example], fraction: float, seed: int, path: str | Path = "<in-memory data>"
 ) -> tuple[list[Example], list[Example]]:
+    """:func:`stratified_split` for a validation split, with a clear error when it cannot be made."""
     if not 0 < fraction < 1:
         raise ConfigError(f"valid_fraction must be between 0 and 1 (exclusive), got {fraction}")
     kept, held = stratified_split(train, fraction, seed)
@@ -208,8 +265,9 @@ def stratified_split(
 
     Deterministic for a given seed (``random.Random(seed)``, classes in sorted order). Each
     class holds out round-half-up(fraction * n) examples but always keeps at least one in the
-    first part, so a class with a single example is never held out. Both parts keep the input
-    order.
+    first part, so a class with a single example is never held out. When that rounds to nothing
+    at all (tiny data), one example of the largest class with two or more is held out. Both
+    parts keep the input order.
     """
     by_label: dict[str | None, list[int]] = defaultdict(list)
     for index, example in enumerate(examples):
@@ -220,17 +278,30 @@ def stratified_split(
         indices = by_label[label]
         count = min(int(fraction * len(indices) + 0.5), len(indices) - 1)
         held.update(rng.sample(indices, count))
+    if not held and fraction > 0:
+        largest = max(by_label.values(), key=len)
+        if len(largest) > 1:
+            held.add(rng.choice(largest))
     kept = [e for i, e in enumerate(examples) if i not in held]
     return kept, [e for i, e in enumerate(examples) if i in held]
 
 
-def check_known_labels(
-    examples: Iterable[Example], known_labels: Iterable[str | None], path: str | Path
-) -> None:
-    """Raise DataError naming every label of ``examples`` that is not in ``known_labels``.
+def unseen_labels(examples: Iterable[Example], known_labels: Iterable[str | None]) -> Counter[str]:
+    """How many examples carry each label that is not in ``known_labels`` (label None ignored)."""
+    known = set(known_labels)
+    return Counter(e.label for e in examples if e.label is not None and e.label not in known)
 
-    The message lists the unknown labels sorted by name, each with its count and first line.
-    Unlabeled examples (label None) are ignored.
+
+def check_known_labels(
+    examples: Iterable[Example],
+    known_labels: Iterable[str | None],
+    path: str | Path,
+    *,
+    strict: bool = True,
+) -> str | None:
+    """Labels of ``examples`` that are not in ``known_labels``: with ``strict`` a DataError naming
+    each (sorted, with its count and first line); otherwise a note saying they were never seen in
+    training and count as errors (None when there are none). Unlabeled examples are ignored.
     """
     known = set(known_labels)
     counts: Counter[str] = Counter()
@@ -240,18 +311,24 @@ def check_known_labels(
             counts[example.label] += 1
             first_line.setdefault(example.label, example.line)
     if not counts:
-        return
+        return None
     names = sorted(counts)
     shown = [_describe_label(n, counts[n], first_line[n]) for n in names[:_MAX_LISTED]]
     more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
     hint = "fix the labels, or add training examples of these classes"
     if len(names) > len(known):
         hint += "; so many unknown labels may mean a wrong format or column order"
+    if not strict:
+        total = sum(counts.values())
+        return (
+            f"{path}: {total} example(s) with {len(names)} label(s) never seen in training: "
+            f"{', '.join(shown)}{more}; they count as errors (--strict-labels refuses them)"
+        )
     raise DataError(
         f"{len(names)} label(s) not in the training data: {', '.join(shown)}{more}",
         path=path,
         line=first_line[names[0]] if len(names) == 1 and first_line[names[0]] else None,
-        hint=hint,
+        hint=hint + "; without --strict-labels they count as errors instead",
     )
 
 

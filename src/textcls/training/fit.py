@@ -166,9 +166,11 @@ def fit(
         featurizer.encode([e.as_input() for e in train_examples]),
         [label_index[str(e.label)] if e.label is not None else -1 for e in train_examples],
     )
+    unseen = sorted({str(e.label) for e in valid_examples} - set(labels))
+    unseen_index = {label: len(labels) + i for i, label in enumerate(unseen)}  # always wrong
     valid_data = (
         featurizer.encode([e.as_input() for e in valid_examples]),
-        [label_index[str(e.label)] for e in valid_examples],
+        [label_index.get(str(e.label), unseen_index.get(str(e.label), -1)) for e in valid_examples],
     )
 
     track = config.train.track
@@ -206,6 +208,13 @@ def fit(
         **extra,
         "train_examples": len(train_examples),
         "valid_examples": len(valid_examples),
+        "empty_texts": {
+            "train": sum(1 for e in train_examples if not e.text and not e.text_pair),
+            "valid": sum(1 for e in valid_examples if not e.text and not e.text_pair),
+        },
+        "valid_unseen_labels": {
+            label: sum(1 for e in valid_examples if str(e.label) == label) for label in unseen
+        },
         "notes": list(notes or []),
     }
     if data_source:

@@ -78,16 +78,21 @@ def _param_groups(
 
 
 def validation_metrics(logits: np.ndarray, gold: Sequence[int]) -> dict[str, float]:
-    from sklearn.metrics import f1_score
+    """Loss, accuracy and macro-F1 (textcls.metrics) of validation logits. Gold ids at or past the
+    number of labels are labels never seen in training: errors in accuracy and macro-F1, left out
+    of the loss (no logit exists for them)."""
+    from textcls.metrics import accuracy, macro_f1
 
     gold_array = np.asarray(gold)
-    log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1)
-    loss = float(-log_probs[torch.arange(len(gold_array)), torch.from_numpy(gold_array)].mean())
+    known = gold_array < logits.shape[1]
+    log_probs = torch.log_softmax(torch.from_numpy(logits[known]), dim=-1)
+    picked = log_probs[torch.arange(int(known.sum())), torch.from_numpy(gold_array[known])]
+    loss = float(-picked.mean()) if len(picked) else float("nan")
     predicted = logits.argmax(-1)
     return {
         "loss": loss,
-        "accuracy": float((predicted == gold_array).mean()),
-        "macro_f1": float(f1_score(gold_array, predicted, average="macro", zero_division=0)),
+        "accuracy": float(accuracy(gold_array.tolist(), predicted.tolist())),
+        "macro_f1": macro_f1(gold_array.tolist(), predicted.tolist()),
     }
 
 
