@@ -8,6 +8,7 @@ the backbone's own sequence-classification head so the saved directory is a stan
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,9 @@ def save_model(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    # exports of the weights being replaced would serve the old model (textcls.inference.onnx)
+    for stale in ("model.onnx", "model.int8.onnx", "export.json"):
+        (directory / stale).unlink(missing_ok=True)
     if uses_native_head(config.model):
         hf_model = model.embedder.model
         hf_model.config.textcls = json.loads(config.model_dump_json())
@@ -153,6 +157,23 @@ def save_model(
         json.dumps({"labels": labels, "label2id": {l: i for i, l in enumerate(labels)}}, indent=2) + "\n",
         encoding="utf-8",
     )
+
+
+def weights_digest(directory: str | Path) -> str:
+    """sha256 (hex) of a model directory's ``model.safetensors``, read in 1 MiB chunks: what an
+    export or a cache of the model's outputs is bound to.
+
+    >>> weights_digest("runs/snips-cnn")  # doctest: +SKIP
+    '3b1f...'
+    """
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{directory}: missing {WEIGHTS_FILE}")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_model_config(directory: str | Path) -> ClassifierConfig:

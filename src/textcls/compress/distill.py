@@ -2,7 +2,9 @@
 
 1. The teacher scores the training texts and the unlabeled (augmented) texts once. Its logits are
    stored as ``soft_targets.safetensors``, with ``soft_targets.jsonl`` (text, gold label or null,
-   the teacher's label and entropy). A second run with the same texts reuses them.
+   the teacher's label and entropy). They are keyed on what they depend on: the sha256 of the
+   teacher's weights (and of the ONNX file for an ONNX backend), the backend, the texts and the
+   label order. A second run with the same key reuses them; anything else is scored afresh.
 2. The student trains on the union with
    ``alpha * T² * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(gold)``, where t is the
    teacher's logits and s the student's. The KL term is summed over classes; the CE term applies
@@ -32,6 +34,7 @@ from textcls.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 SOFT_TARGETS = "soft_targets.safetensors"
 SOFT_INDEX = "soft_targets.jsonl"
+CACHE_KEY = "textcls_soft_targets"  # safetensors metadata: the key of the cached logits (JSON)
 
 
 def distillation_loss(
@@ -100,21 +103,25 @@ def teacher_logits(
     batch_size: int = 256,
 ) -> np.ndarray:
     """The teacher's logits for ``texts`` with columns in ``labels`` order (the student's); read
-    from ``cache`` when it holds the same texts from the same teacher."""
-    from safetensors.numpy import load_file, save_file
+    from ``cache`` when it holds the same texts and labels scored by the same teacher weights
+    (and ONNX file) with the same backend (``soft_targets_key``)."""
+    from safetensors.numpy import save_file
 
     from textcls.inference.predictor import load_predictor
     from textcls.progress import ProgressBar
 
-    digest = hashlib.sha256(
-        json.dumps([str(Path(teacher).resolve()), backend, list(map(str, texts))]).encode()
-    ).hexdigest()
+    key = soft_targets_key(teacher, texts, labels, backend)
     if cache is not None and (cache / SOFT_TARGETS).is_file():
-        stored = load_file(str(cache / SOFT_TARGETS))
-        metadata = json.loads((cache / (SOFT_TARGETS + ".json")).read_text())
-        if metadata.get("digest") == digest:
+        stored_key, stored = _read_cache(cache / SOFT_TARGETS)
+        changed = _key_changes(stored_key, key)
+        if not changed and stored is not None and len(stored) == len(texts):
             log.info("reusing the teacher's soft targets from %s", cache / SOFT_TARGETS)
-            return stored["logits"]
+            return stored
+        log.info(
+            "the soft targets in %s do not fit (%s): the teacher scores the texts again",
+            cache / SOFT_TARGETS,
+            ", ".join(changed) or "unreadable",
+        )
     predictor = load_predictor(teacher, backend=backend, threads=threads)
     if set(predictor.labels) != set(labels):
         raise ConfigError(
@@ -132,13 +139,65 @@ def teacher_logits(
     logits = np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-        save_file({"logits": logits}, str(cache / SOFT_TARGETS))
-        (cache / (SOFT_TARGETS + ".json")).write_text(
-            json.dumps(
-                {"digest": digest, "teacher": str(teacher), "backend": backend, "labels": list(labels)}
-            )
-        )
+        metadata = {**key, "teacher": str(teacher), "texts": len(texts)}
+        # the key rides inside the safetensors file (written atomically): logits and key never part
+        temporary = cache / (SOFT_TARGETS + ".tmp")
+        save_file({"logits": logits}, str(temporary), metadata={CACHE_KEY: json.dumps(metadata)})
+        temporary.replace(cache / SOFT_TARGETS)
+        (cache / (SOFT_TARGETS + ".json")).write_text(json.dumps(metadata, indent=2) + "\n")
     return logits
+
+
+def soft_targets_key(
+    teacher: str | Path, texts: Sequence[Any], labels: Sequence[str], backend: str
+) -> dict[str, Any]:
+    """What the teacher's logits depend on: the sha256 of its weights (``weights_digest``; None
+    for an ONNX-only directory), for an ONNX backend the sha256 of the file it runs, the backend,
+    and the texts with the label order (``texts_digest``). Not its path: a directory retrained in
+    place is another teacher, a copy of the same weights elsewhere is the same one."""
+    from textcls.inference.onnx import BACKEND_FILES, file_sha256
+    from textcls.model import WEIGHTS_FILE, weights_digest
+
+    directory = Path(teacher)
+    key: dict[str, Any] = {
+        "backend": backend,
+        "weights_digest": weights_digest(directory) if (directory / WEIGHTS_FILE).is_file() else None,
+    }
+    if backend in BACKEND_FILES:
+        onnx = directory / BACKEND_FILES[backend]
+        key["onnx_sha256"] = file_sha256(onnx) if onnx.is_file() else None
+    inputs = [text if isinstance(text, str) else list(text) for text in texts]
+    key["texts_digest"] = hashlib.sha256(json.dumps([list(labels), inputs]).encode()).hexdigest()
+    key["labels"] = list(labels)
+    return key
+
+
+def _read_cache(path: Path) -> tuple[dict[str, Any], np.ndarray | None]:
+    """(the key stored with the logits, the logits); ({}, None) for an unreadable file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            stored = json.loads((handle.metadata() or {}).get(CACHE_KEY, "{}"))
+            return stored, handle.get_tensor("logits")
+    except Exception:  # a truncated or foreign file is simply scored again
+        return {}, None
+
+
+def _key_changes(stored: dict[str, Any], key: dict[str, Any]) -> list[str]:
+    """What differs between the key of the cached logits and the wanted one, in words."""
+    if not stored:
+        return ["written without a key (an older textcls)"]
+    names = {
+        "weights_digest": "the teacher's weights changed",
+        "onnx_sha256": "the teacher's ONNX file changed",
+        "backend": "another teacher backend",
+        "texts_digest": "the texts or labels changed",
+    }
+    changes = [words for field, words in names.items() if stored.get(field) != key.get(field)]
+    if not changes and key["weights_digest"] is None and key.get("onnx_sha256") is None:
+        changes.append("no teacher files to check")
+    return changes
 
 
 def distill(

@@ -97,10 +97,11 @@ def run_bench(
     out: str | Path | None = None,
     export: bool = False,
 ) -> list[dict[str, Any]]:
-    """Benchmark every combination; ONNX backends of a directory without an export are skipped
-    (noted) unless ``export`` (then ``textcls export`` runs first, int8 with its accuracy gate)."""
+    """Benchmark every combination; ONNX backends of a directory without an export, or whose
+    export came from other weights (``export_problem``), are skipped (noted) unless ``export``
+    (then ``textcls export`` runs first, int8 with its accuracy gate)."""
     from textcls.api import read_labelled
-    from textcls.inference.onnx import BACKEND_FILES
+    from textcls.inference.onnx import BACKEND_FILES, export_problem
     from textcls.model import read_model_config
 
     _preload(backends)
@@ -113,12 +114,19 @@ def run_bench(
         directory = Path(name)
         examples = read_labelled(data, read_model_config(directory))
         for backend in backends:
-            if backend in BACKEND_FILES and not (directory / BACKEND_FILES[backend]).is_file():
+            problem = export_problem(directory, backend) if backend in BACKEND_FILES else None
+            if problem is not None:
+                missing = not (directory / BACKEND_FILES[backend]).is_file()
                 if not export:
-                    skipped.append(f"{directory.name} × {backend}: not exported (textcls export)")
+                    skipped.append(
+                        f"{directory.name} × {backend}: "
+                        + ("not exported (textcls export)" if missing else problem)
+                    )
                     continue
                 from textcls.inference.export import export_model
 
+                if not missing:
+                    log.warning("exporting %s again: %s", directory.name, problem)
                 try:
                     export_model(directory, quantize="int8" if backend == "onnx-int8" else None)
                 except TextClsError as error:

@@ -9,7 +9,10 @@
 2. ``model.int8.onnx`` (``quantize="int8"``): dynamic int8 quantization, evaluated on the
    validation split; more than ``max_drop`` accuracy points lost against PyTorch fails the
    export (the file is removed) unless ``force``.
-3. ``export.json``: what was written, sizes, differences, fusions, the gate's figures.
+3. ``export.json``: what was written, sizes, differences, fusions, the gate's figures, and for
+   each file the sha256 of the weights it came from (``weights_digest``) and its own (``sha256``):
+   the ONNX backends refuse a file whose weights or bytes no longer match (``export_problem``).
+   Entries (and files) of an earlier export that no longer match are dropped.
 """
 
 from __future__ import annotations
@@ -26,10 +29,19 @@ import numpy as np
 
 from textcls.data.formats import Example
 from textcls.errors import AccuracyGateError, ConfigError, ExportError
-from textcls.inference.onnx import INT8_FILE, ONNX_FILE, OnnxPredictor
+from textcls.inference.onnx import (
+    BACKEND_FILES,
+    EXPORT_FILE,
+    INT8_FILE,
+    ONNX_FILE,
+    OnnxPredictor,
+    export_problem,
+    file_sha256,
+    read_export_record,
+)
 
 log = logging.getLogger(__name__)
-EXPORT_FILE = "export.json"
+__all__ = ["EXPORT_FILE", "export_model", "resolve_validation"]
 CHECK_TEXTS = 256
 
 
@@ -111,11 +123,12 @@ def export_model(
 
     from textcls.inference.onnx import export_graph, optimize_transformer, quantize_int8
     from textcls.inference.predictor import predict_logits
-    from textcls.model import WEIGHTS_FILE, load_model
+    from textcls.model import WEIGHTS_FILE, load_model, weights_digest
 
     if quantize not in (None, "int8"):
         raise ConfigError(f"--quantize {quantize}: only int8 is supported")
     directory = Path(directory)
+    digest = weights_digest(directory)  # before loading: the files are bound to what was loaded
     model, featurizer, config = load_model(directory)
     labels = config.model.labels
     examples = resolve_validation(directory, valid)
@@ -128,7 +141,7 @@ def export_model(
     if threads:
         torch.set_num_threads(threads)
     reference = predict_logits(model, featurizer, featurizer.encode(texts), 64, "cpu")
-    record: dict[str, Any] = _read_record(directory)
+    record: dict[str, Any] = read_export_record(directory)
     record.update(
         torch_version=torch.__version__,
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -147,7 +160,12 @@ def export_model(
         log.info("exporting %s to ONNX", directory)
         export_graph(model, featurizer, texts, traced)
         _, _, diff, agree = compare(traced, "onnx")
-        entry: dict[str, Any] = {"file": ONNX_FILE, "max_abs_diff": diff, "label_agreement": agree}
+        entry: dict[str, Any] = {
+            "file": ONNX_FILE,
+            "weights_digest": digest,
+            "max_abs_diff": diff,
+            "label_agreement": agree,
+        }
         chosen = traced
         if optimize and config.model.backbone is not None:
             fused_path = Path(scratch) / "fused.onnx"
@@ -173,6 +191,7 @@ def export_model(
                 f"{entry['max_abs_diff']:.2e} > tolerance {tolerance:g} on {len(texts)} inputs "
                 "(nothing written; please report this model's architecture)"
             )
+        entry["sha256"] = file_sha256(chosen)
         _install(chosen, directory / ONNX_FILE)
         entry["size_mb"] = _size_mb(directory / ONNX_FILE)
         record["onnx"] = entry
@@ -188,6 +207,8 @@ def export_model(
             gate.update(max_drop=max_drop, passed=passed, forced=bool(force and not passed))
             record["onnx-int8"] = {
                 "file": INT8_FILE,
+                "weights_digest": digest,
+                "sha256": file_sha256(quantized),
                 "max_abs_diff": q_diff,
                 "label_agreement": q_agree,
                 "gate": gate,
@@ -196,6 +217,7 @@ def export_model(
             if not passed and not force:
                 (directory / INT8_FILE).unlink(missing_ok=True)
                 record.pop("onnx-int8")
+                _drop_stale(directory, record, digest)
                 _write_record(directory, record)
                 raise AccuracyGateError(
                     f"int8 model rejected: validation accuracy {gate['int8_accuracy']:.2f} vs "
@@ -211,8 +233,21 @@ def export_model(
                 gate["torch_accuracy"],
                 verdict,
             )
+    _drop_stale(directory, record, digest)
     _write_record(directory, record)
     return record
+
+
+def _drop_stale(directory: Path, record: dict[str, Any], digest: str) -> None:
+    """Remove the ONNX files (and their entries) this export did not write that no longer match
+    the weights (an int8 file of earlier weights, a hand-copied graph): they could not be served."""
+    for backend, name in BACKEND_FILES.items():
+        problem = export_problem(directory, backend, record=record, weights=digest)
+        if problem is None or not ((directory / name).is_file() or backend in record):
+            continue
+        log.warning("removing %s: %s", name, problem)
+        (directory / name).unlink(missing_ok=True)
+        record.pop(backend, None)
 
 
 def _gate(
@@ -260,11 +295,6 @@ def _install(source: Path, target: Path) -> None:
 
 def _size_mb(path: Path) -> float:
     return round(path.stat().st_size / 1e6, 3) if path.is_file() else 0.0
-
-
-def _read_record(directory: Path) -> dict[str, Any]:
-    path = directory / EXPORT_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _write_record(directory: Path, record: dict[str, Any]) -> None:

@@ -4,11 +4,18 @@ to ``model.int8.onnx``, and run either through ONNX Runtime as the ``onnx`` / ``
 The graph maps padded token ids to one row of logits per window; tokenization, length-sorted
 batching and the aggregation of long-document windows happen in the predictor, in NumPy, so the
 backend needs neither torch models nor training code at run time.
+
+An ONNX file is bound to the weights it was exported from: its entry in ``export.json`` records
+the sha256 of ``model.safetensors`` at export (``weights_digest``) and of the ONNX file itself
+(``sha256``). The backends open a file only when both still match, so a retrained directory or a
+graph copied from another model is refused instead of serving another model's answers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import warnings
@@ -24,6 +31,7 @@ from textcls.inference.predictor import Predictor, TextInput, sorted_logits
 log = logging.getLogger(__name__)
 
 ONNX_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
+EXPORT_FILE = "export.json"
 BACKEND_FILES = {"onnx": ONNX_FILE, "onnx-int8": INT8_FILE}
 OPSET = 17
 
@@ -219,17 +227,92 @@ class OnnxPredictor(Predictor):
         return self._threads
 
 
+# ------------------------------------------------------------------------- binding to the weights
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_export_record(directory: str | Path) -> dict[str, Any]:
+    """``export.json`` of a model directory ({} when there is none or it is not a JSON object)."""
+    path = Path(directory) / EXPORT_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def export_command(directory: str | Path, backend: str) -> str:
+    """The command that (re)writes the file of an ONNX backend."""
+    flag = " --quantize int8" if backend == "onnx-int8" else ""
+    return f"textcls export {directory} --format onnx{flag}"
+
+
+def export_problem(
+    directory: str | Path,
+    backend: str,
+    *,
+    record: dict[str, Any] | None = None,
+    weights: str | None = None,
+) -> str | None:
+    """Why the ONNX file of ``backend`` in ``directory`` must not be served, or None when it may:
+    missing; not recorded in export.json, or recorded without a weights digest (an older export);
+    exported from other weights than the directory's ``model.safetensors``; or not the file the
+    export wrote (replaced, or copied from another model directory). ``record`` and ``weights``
+    (the weights' digest) save reading them again."""
+    from textcls.model import WEIGHTS_FILE, weights_digest
+
+    directory = Path(directory)
+    name = BACKEND_FILES[backend]
+    path = directory / name
+    command = export_command(directory, backend)
+    if not path.is_file():
+        return f"{directory}: no {name} for the {backend} backend: run '{command}' first"
+    entry = (read_export_record(directory) if record is None else record).get(backend)
+    if not isinstance(entry, dict) or entry.get("file", name) != name:
+        return (
+            f"{directory}: {name} is not recorded in {EXPORT_FILE}, so nothing tells which weights it "
+            f"was exported from (copied by hand, or its export record was lost): run '{command}' again"
+        )
+    recorded, recorded_file = entry.get("weights_digest"), entry.get("sha256")
+    if not recorded or not recorded_file:
+        return (
+            f"{directory}: {EXPORT_FILE} records no weights digest for {name} (an export by an older "
+            f"textcls), so it cannot be checked against {WEIGHTS_FILE}: run '{command}' again"
+        )
+    if (directory / WEIGHTS_FILE).is_file():  # an ONNX-only deployment has nothing else to check
+        current = weights or weights_digest(directory)
+        if current != recorded:
+            return (
+                f"{directory}: {name} was exported from other weights ({EXPORT_FILE} records "
+                f"{WEIGHTS_FILE} sha256 {recorded[:12]}…, the directory holds {current[:12]}…; "
+                f"retrained since?): run '{command}' again"
+            )
+    actual = file_sha256(path)
+    if actual != recorded_file:
+        return (
+            f"{directory}: {name} is not the file its export wrote (sha256 {actual[:12]}…, "
+            f"{EXPORT_FILE} records {recorded_file[:12]}…; replaced or copied from another model "
+            f"directory?): run '{command}' again"
+        )
+    return None
+
+
 def open_onnx(directory: str | Path, backend: str, threads: int | None = None) -> OnnxPredictor:
+    """The ONNX backend of a model directory, only when its file was exported from the
+    directory's weights (``export_problem``); ModelLoadError otherwise."""
     from textcls.model import load_featurizer, read_model_config
 
     directory = Path(directory)
     path = directory / BACKEND_FILES[backend]
-    if not path.is_file():
-        flag = " --quantize int8" if backend == "onnx-int8" else ""
-        raise ModelLoadError(
-            f"{directory}: no {path.name} for the {backend} backend: run 'textcls export {directory} "
-            f"--format onnx{flag}' first"
-        )
+    problem = export_problem(directory, backend)
+    if problem is not None:
+        raise ModelLoadError(problem)
     config = read_model_config(directory)
     aggregate = config.model.backbone.aggregate if config.model.backbone else "mean"
     return OnnxPredictor(
