@@ -11,6 +11,9 @@ from textcls.config import TokenizerConfig
 from textcls.data.tokenizer import PAD, UNK, RegexTokenizer, Vocab, length_stats
 from textcls.errors import ModelLoadError
 
+SNIPS_TRAIN = Path(__file__).resolve().parents[1] / "data" / "snips" / "train.txt"
+SNIPS_LINES = SNIPS_TRAIN.read_text(encoding="utf-8").splitlines()[:2000] if SNIPS_TRAIN.is_file() else []
+
 # ---------------------------------------------------------------------------- tokenizer
 
 
@@ -143,3 +146,47 @@ def test_length_stats() -> None:
     assert stats["max"] == 20
     assert stats["truncated"] == 2  # 10 and 20 exceed 4; 4 itself is kept whole
     assert length_stats(lengths, max_length=100)["truncated"] == 0
+
+
+# ------------------------------------------------------------------ scripts, marks, normalisation
+
+
+def test_combining_marks_stay_in_their_word() -> None:
+    tokenizer = RegexTokenizer(TokenizerConfig())
+    assert tokenizer.tokenize("नमस्ते दुनिया") == ["नमस्ते", "दुनिया"]  # Devanagari vowel signs, virama
+    assert tokenizer.tokenize("ஒரு தமிழ் வாக்கியம்") == ["ஒரு", "தமிழ்", "வாக்கியம்"]
+
+
+def test_decomposed_and_composed_text_tokenize_alike() -> None:
+    import unicodedata
+
+    tokenizer = RegexTokenizer(TokenizerConfig())
+    composed, decomposed = "Café crème", unicodedata.normalize("NFD", "Café crème")
+    assert composed != decomposed
+    assert tokenizer.tokenize(decomposed) == tokenizer.tokenize(composed) == ["café", "crème"]
+    assert tokenizer.tokenize("ﬁne　ｔｅｘｔ") == ["fine", "text"]  # NFKC: ligature, full-width
+    raw = RegexTokenizer(TokenizerConfig(normalize="none"))
+    assert raw.tokenize("ﬁne") == ["ﬁne"]
+
+
+def test_grapheme_clusters_are_single_tokens() -> None:
+    tokenizer = RegexTokenizer(TokenizerConfig())
+    assert tokenizer.tokenize("great 👍🏽!") == ["great", "👍🏽", "!"]  # emoji + skin-tone modifier
+    assert tokenizer.tokenize("🇰🇷 flag") == ["🇰🇷", "flag"]  # a regional-indicator pair
+
+
+def test_ascii_fast_path_agrees_with_the_unicode_engine() -> None:
+    import regex
+
+    config = TokenizerConfig()
+    tokenizer = RegexTokenizer(config)
+    full = regex.compile(config.pattern).findall
+    texts = [line.split("\t")[0] for line in SNIPS_LINES if line.split("\t")[0].isascii()]
+    texts += ["don't stop-me now!!", "it's 3.5 o'clock -- e-mail", 'a\r\nb\t"q" (x) [y]']
+    assert texts and all(tokenizer.tokenize(t) == full(t.lower()) for t in texts)
+
+
+def test_an_old_pattern_saved_in_a_model_still_works() -> None:
+    old = r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?:-\w+)*|[^\w\s]"
+    tokenizer = RegexTokenizer(TokenizerConfig(pattern=old))
+    assert tokenizer.tokenize("Doesn't it, Miles?") == ["does", "n't", "it", ",", "miles", "?"]

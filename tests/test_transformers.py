@@ -146,13 +146,13 @@ def test_sentence_pairs_train_and_predict(backbones) -> None:
 
 
 # ------------------------------------------------------------------------------ long documents
-def featurizer(backbones, mode: str, max_length: int = 12, stride: int = 2):
+def featurizer(backbones, mode: str, max_length: int = 12, stride: int = 2, max_chunks: int = 16):
     from transformers import AutoTokenizer
 
     from textcls.embeddings.transformer import TransformerFeaturizer
 
     tokenizer = AutoTokenizer.from_pretrained(backbones["bert"])
-    config = BackboneConfig(name_or_path="x", long_docs=mode, stride=stride)
+    config = BackboneConfig(name_or_path="x", long_docs=mode, stride=stride, max_chunks=max_chunks)
     return TransformerFeaturizer(tokenizer, max_length, config)
 
 
@@ -176,6 +176,44 @@ def test_chunk_windows_overlap_and_cover_the_text(backbones) -> None:
     assert all(len(w["input_ids"]) <= 12 for w in windows)
     assert body[0][-2:] == body[1][:2]  # stride tokens shared with the next window
     assert body[0][0] == content[0] and body[-1][-1] == content[-1]
+
+
+def test_chunk_mode_reports_what_max_chunks_cuts(backbones) -> None:
+    content = len(featurizer(backbones, "chunk").tokenizer(LONG, add_special_tokens=False)["input_ids"])
+    # windows of 10 content tokens advancing by 8 (stride 2): all of the text fits in enough chunks
+    whole = featurizer(backbones, "chunk", stride=2)
+    assert whole.truncation([LONG, "short"]) == {
+        "texts": 2,
+        "cut": 0,
+        "tokens_total": content + 1,
+        "tokens_dropped": 0,
+        "max_dropped": 0,
+    }
+    capped = featurizer(backbones, "chunk", stride=2, max_chunks=2)
+    assert len(capped.encode([LONG])[0]) == 2
+    stats = capped.truncation([LONG, "short"])
+    assert stats["cut"] == 1 and stats["tokens_dropped"] == content - (10 + 8)  # two windows kept
+    truncated = featurizer(backbones, "truncate").truncation([LONG])
+    assert truncated["cut"] == 1 and truncated["tokens_dropped"] == content - 10
+
+
+def test_max_chunks_is_an_option_and_cuts_are_reported_in_training(backbones) -> None:
+    train = [(f"{LONG} {t}", label) for t, label in TRAIN]
+    classifier = textcls.TextClassifier(
+        model=str(backbones["bert"]),
+        encoder="mean",
+        max_length=12,
+        long_docs="chunk",
+        stride=2,
+        max_chunks=2,
+        **FAST,
+    )
+    assert classifier.config.model.backbone.max_chunks == 2
+    classifier.fit(train, [(f"{LONG} {t}", label) for t, label in VALID], progress=False)
+    stats = classifier.train_result.extra["truncation"]
+    assert stats["cut"] == len(train) and stats["tokens_dropped"] > 0
+    report = classifier.evaluate([(f"{LONG} rain", "weather")], latency=False)
+    assert report["truncation"]["cut"] == 1
 
 
 def test_head_tail_keeps_the_start_and_the_end(backbones) -> None:

@@ -47,13 +47,19 @@ class DataConfig(_Strict):
 
 
 class TokenizerConfig(_Strict):
-    """The word tokenizer: a regular expression over (optionally lower-cased) text."""
+    """The word tokenizer: a regular expression (the ``regex`` module: ``\\w`` includes combining
+    marks, ``\\X`` is a grapheme cluster) over Unicode-normalised, optionally lower-cased text."""
 
-    lowercase: bool = True
-    # Words (inner hyphens kept), English clitics split as in the Penn Treebank and in GloVe's
-    # vocabulary ("doesn't" -> "does" "n't", "it's" -> "it" "'s"), and single punctuation marks.
-    pattern: str = r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?:-\w+)*|[^\w\s]"
-    max_length: int = Field(128, ge=1)
+    lowercase: bool = Field(True, description="lower-case text before tokenizing")
+    normalize: Literal["NFKC", "NFC", "none"] = Field(
+        "NFKC", description="Unicode normalisation before tokenizing (NFD 'café' = composed 'café')"
+    )
+    # Words (inner hyphens kept; letters with their combining marks, as in Devanagari), English
+    # clitics split as in the Penn Treebank and in GloVe's vocabulary ("doesn't" -> "does" "n't",
+    # "it's" -> "it" "'s"), and every other grapheme cluster (a punctuation mark, an emoji with
+    # its modifiers) as one token.
+    pattern: str = r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?:-\w+)*|(?![\w\s])\X"
+    max_length: int = Field(128, ge=1, description="tokens kept per text")
 
 
 class EmbeddingConfig(_Strict):

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from textcls.data.batching import describe_truncation
 from textcls.data.formats import Example
 from textcls.data.splits import check_known_labels
 from textcls.inference.predictor import Predictor
@@ -113,7 +114,10 @@ def evaluate(
     predicted = [predictor.labels[i] for i in predicted_ids]
     report = classification_report(gold, predicted, predictor.labels)
     report.update(
-        source=source, backend=predictor.backend, longer_than_max_length=predictor.count_long(texts)
+        source=source,
+        backend=predictor.backend,
+        longer_than_max_length=predictor.count_long(texts),
+        truncation=predictor.truncation(texts),
     )
     if latency:
         report["latency"] = measure_latency(predictor, texts)
@@ -161,6 +165,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- never seen in training: {label}, {count} example{'s' if count != 1 else ''}")
     if report.get("longer_than_max_length") is not None:
         lines.append(f"- inputs longer than max_length: {report['longer_than_max_length']}")
+    if report.get("truncation"):
+        lines.append(f"- {describe_truncation(report['truncation'])}")
     if "latency" in report:
         lat = report["latency"]
         lines += [

@@ -104,6 +104,31 @@ def _decoded_lines(path: Path, bad: BadLines | None = None) -> Iterator[tuple[in
         yield number, text
 
 
+def read_text_lines(source: str | Path | Any) -> Iterator[str]:
+    """The lines of a text file (a path, or a binary stream such as ``sys.stdin.buffer``) for
+    prediction: split on ``\\n`` only (U+2028, NEL or a form feed inside a text stay in it), a
+    trailing ``\\r`` and a UTF-8 BOM removed, blank lines kept, so output row i is input line i."""
+    if isinstance(source, str | Path):
+        path = _check_file(source)
+        with path.open("rb") as handle:
+            yield from read_text_lines(handle)
+        return
+    name = getattr(source, "name", "<stdin>")
+    for number, raw in enumerate(source, start=1):
+        raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+        if number == 1:
+            raw = raw.removeprefix(_BOM)
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"not valid UTF-8 (byte 0x{raw[exc.start : exc.start + 1].hex()} at byte {exc.start + 1})",
+                path=name,
+                line=number,
+                hint=_UTF8_HINT,
+            ) from None
+
+
 def _sample_lines(path: Path, limit: int = _SNIFF_LINES) -> list[str]:
     """Return up to ``limit`` non-blank lines (lenient decoding, for format sniffing only)."""
     sample: list[str] = []

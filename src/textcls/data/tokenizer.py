@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import regex
 
 from textcls.config import TokenizerConfig
 from textcls.errors import ModelLoadError
@@ -24,12 +25,29 @@ class RegexTokenizer:
 
     def __init__(self, config: TokenizerConfig) -> None:
         self.config = config
-        self._findall = re.compile(config.pattern).findall
+        self._findall = regex.compile(config.pattern).findall
+        self._ascii_findall = _ascii_fast_path(config.pattern) or self._findall
+        self._normalize = config.normalize if config.normalize != "none" else None
 
     def tokenize(self, text: str) -> list[str]:
+        if text.isascii():  # most English text: the standard library's faster engine agrees here
+            return self._ascii_findall(text.lower() if self.config.lowercase else text)
+        if self._normalize:
+            text = unicodedata.normalize(self._normalize, text)
         if self.config.lowercase:
             text = text.lower()
         return self._findall(text)
+
+
+def _ascii_fast_path(pattern: str):
+    """The pattern compiled by ``re`` for ASCII-only text, where a grapheme cluster (``\\X``) is
+    one character and ``\\w`` means the same in both engines; None if ``re`` cannot compile it."""
+    import re
+
+    try:
+        return re.compile(pattern.replace(r"\X", "(?s:.)")).findall
+    except re.error:
+        return None
 
 
 class Vocab:

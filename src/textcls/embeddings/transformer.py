@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from textcls.config import BackboneConfig
+from textcls.data.batching import truncation_stats
 from textcls.errors import ConfigError, MissingDependencyError
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ class TransformerFeaturizer:
         self.prefix, self.suffix = probe[:start], probe[start + len(content) :]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.last_long_count = 0
+        self.last_truncation: dict[str, int] = {}
 
     def encode(self, texts: Sequence[TextInput]) -> list[list[dict[str, list[int]]]]:
         """One list of windows per text; each window holds ``input_ids`` (and ``token_type_ids``).
@@ -218,10 +220,31 @@ class TransformerFeaturizer:
         grouped = self._windows(list(texts), stride)
         self.last_long_count = sum(len(windows) > 1 for windows in grouped)
         if mode == "chunk":
-            return [windows[: self.config.max_chunks] for windows in grouped]
-        if mode == "head-tail":
-            return [self._head_tail(w) if len(w) > 1 else w for w in grouped]
-        return [windows[:1] for windows in grouped]
+            kept = [windows[: self.config.max_chunks] for windows in grouped]
+        elif mode == "head-tail":
+            kept = [self._head_tail(w) if len(w) > 1 else w for w in grouped]
+        else:
+            kept = [windows[:1] for windows in grouped]
+        self.last_truncation = truncation_stats(
+            [self._content_tokens(w, stride) for w in grouped],
+            [self._content_tokens(w, stride if mode == "chunk" else 0) for w in kept],
+        )
+        return kept
+
+    def _content_tokens(self, windows: list[dict[str, list[int]]], stride: int) -> int:
+        """Tokens of the text itself in its windows (special tokens and overlaps counted once)."""
+        specials = len(self.prefix) + len(self.suffix)
+        return sum(len(w["input_ids"]) - specials for w in windows) - stride * max(0, len(windows) - 1)
+
+    def truncation(self, texts: Sequence[TextInput]) -> dict[str, int]:
+        """How many texts the long-document policy cuts (beyond ``max_chunks`` windows in chunk
+        mode) and how many of their tokens it drops."""
+        if any(isinstance(t, tuple) for t in texts):
+            first, second = [t[0] for t in texts], [t[1] for t in texts]
+            full = self.tokenizer(first, second, truncation=False)["input_ids"]
+            return truncation_stats([len(i) for i in full], [min(len(i), self.max_length) for i in full])
+        self.encode(texts)
+        return dict(self.last_truncation)
 
     def _encode_pairs(self, texts: Sequence[TextInput]) -> list[list[dict[str, list[int]]]]:
         first, second = [t[0] for t in texts], [t[1] for t in texts]

@@ -40,6 +40,12 @@ class Predictor(ABC):
         """How many texts exceed the model's max_length (None when a backend cannot tell)."""
         return None
 
+    def truncation(self, texts: Sequence[TextInput]) -> dict[str, int] | None:
+        """Texts the model cuts and tokens it drops (``max_length``, ``max_chunks``); None when a
+        backend cannot tell."""
+        featurizer = getattr(self, "featurizer", None)
+        return featurizer.truncation(texts) if hasattr(featurizer, "truncation") else None
+
     def predict_proba(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
         return softmax(self.logits(texts, batch_size))
 

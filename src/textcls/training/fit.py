@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from textcls.config import ClassifierConfig
-from textcls.data.batching import WordFeaturizer, join_pair
+from textcls.data.batching import WordFeaturizer, describe_truncation, join_pair, truncation_stats
 from textcls.data.formats import Example
 from textcls.data.tokenizer import RegexTokenizer, Vocab, length_stats
 from textcls.errors import ConfigError
@@ -74,7 +74,13 @@ def _build_word_model(
     return (
         model,
         WordFeaturizer(config.model.tokenizer, vocab),
-        {"length_stats": stats, "vocabulary": vocab_stats},
+        {
+            "length_stats": stats,
+            "truncation": truncation_stats(
+                [len(t) for t in train_tokens], [min(len(t), max_length) for t in train_tokens]
+            ),
+            "vocabulary": vocab_stats,
+        },
     )
 
 
@@ -96,13 +102,17 @@ def _build_transformer(
     featurizer = TransformerFeaturizer(tokenizer, config.model.tokenizer.max_length, backbone_config)
     backbone = load_backbone(backbone_config, config.model.labels, uses_native_head(config.model))
     model = TextClassificationModel(config.model, backbone=backbone)
-    long_count = featurizer.count_long([e.as_input() for e in train_examples])
+    inputs = [e.as_input() for e in train_examples]
+    long_count = featurizer.count_long(inputs)
+    truncation = featurizer.truncation(inputs)
     log.info(
-        "training texts: %d, %d longer than max_length %d (long documents: %s)",
+        "training texts: %d, %d longer than max_length %d (long documents: %s%s); %s",
         len(train_examples),
         long_count,
         featurizer.max_length,
         backbone_config.long_docs,
+        f", at most {backbone_config.max_chunks} chunks" if backbone_config.long_docs == "chunk" else "",
+        describe_truncation(truncation),
     )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -110,7 +120,12 @@ def _build_transformer(
     return (
         model,
         featurizer,
-        {"longer_than_max_length": long_count, "parameters": total, "trainable": trainable},
+        {
+            "longer_than_max_length": long_count,
+            "truncation": truncation,
+            "parameters": total,
+            "trainable": trainable,
+        },
     )
 
 
