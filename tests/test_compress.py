@@ -319,3 +319,220 @@ def test_cli_augment_and_distill(pair, tmp_path, capsys) -> None:
     assert code == 0 and "distilled student" in capsys.readouterr().out
     assert json.loads((tmp_path / "s" / "distill_report.json").read_text())["loss"] == "mse"
     np.testing.assert_array_equal(textcls.load(tmp_path / "s").labels, ["music", "sports", "weather"])
+
+
+# ------------------------------------------------ soft-target cache: keyed on the teacher's weights
+def train_teacher(data: Path, out: Path, seed: int, relabel: dict[str, str] | None = None) -> Path:
+    """A tiny CNN teacher on ``data`` (labels mapped through ``relabel``: a teacher that is
+    confidently wrong in a known way)."""
+    train = [line.split("\t") for line in (data / "train.txt").read_text().splitlines()]
+    valid = [line.split("\t") for line in (data / "valid.txt").read_text().splitlines()]
+    relabel = relabel or {}
+    classifier = textcls.TextClassifier(**{**TINY, "epochs": 8, "lr": 3e-2, "seed": seed})
+    classifier.fit(
+        [(t, relabel.get(l, l)) for t, l in train],
+        [(t, relabel.get(l, l)) for t, l in valid],
+        out_dir=out,
+        progress=False,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def other_teacher(pair) -> Path:
+    """Another teacher on the same data (another seed): other weights, other logits."""
+    return train_teacher(pair["data"], pair["root"] / "other-teacher", seed=7)
+
+
+def cached_key(cache: Path) -> dict:
+    from safetensors import safe_open
+
+    from textcls.compress.distill import CACHE_KEY
+
+    with safe_open(str(cache / SOFT_TARGETS), framework="np") as handle:
+        return json.loads(handle.metadata()[CACHE_KEY])
+
+
+def scoring_log(caplog) -> str:
+    return " ".join(r.getMessage() for r in caplog.records if r.name == "textcls.compress.distill")
+
+
+def test_a_replaced_teacher_is_scored_again(pair, other_teacher, tmp_path, caplog) -> None:
+    """The teacher directory is overwritten with another trained model (same path, same texts):
+    its soft targets must be the new model's, never the cached ones of the old weights."""
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    from textcls.model import weights_digest
+
+    teacher, cache = tmp_path / "teacher", tmp_path / "soft"
+    shutil.copytree(pair["teacher"], teacher)
+    common = dict(student="cnn", baseline=False, soft_targets=cache, **STUDENT)
+    caplog.set_level("INFO", logger="textcls.compress.distill")
+    distill(teacher, pair["data"], tmp_path / "first", **common)
+    before = load_file(str(cache / SOFT_TARGETS))["logits"]
+
+    shutil.rmtree(teacher)
+    shutil.copytree(other_teacher, teacher)
+    caplog.clear()
+    distill(teacher, pair["data"], tmp_path / "second", **common)
+    after = load_file(str(cache / SOFT_TARGETS))["logits"]
+    assert np.abs(after - before).max() > 0.1  # the old logits were not reused
+    texts = [json.loads(line)["text"] for line in (tmp_path / "second" / SOFT_INDEX).read_text().splitlines()]
+    np.testing.assert_allclose(after, textcls.load(other_teacher).predictor.logits(texts), atol=1e-5)
+    assert "the teacher's weights changed" in scoring_log(caplog)
+    assert "reusing" not in scoring_log(caplog)
+    assert (
+        cached_key(cache)["weights_digest"]
+        == weights_digest(other_teacher)
+        != weights_digest(pair["teacher"])
+    )
+
+
+def test_teacher_cache_reuses_only_the_same_weights_and_texts(pair, other_teacher, tmp_path, caplog) -> None:
+    from textcls.compress.distill import teacher_logits
+    from textcls.inference import predictor
+
+    labels = ["music", "sports", "weather"]
+    texts = [t for t, _ in make_examples(6, 11)]
+    cache = tmp_path / "soft"
+    caplog.set_level("INFO", logger="textcls.compress.distill")
+    first = teacher_logits(pair["teacher"], texts, labels, cache=cache)
+    np.testing.assert_allclose(first, textcls.load(pair["teacher"]).predictor.logits(texts), atol=1e-6)
+
+    # same weights, same texts: read back, the teacher is not even loaded (also from another path)
+    import shutil
+
+    copy = shutil.copytree(pair["teacher"], tmp_path / "teacher-copy")
+    loads: list[str] = []
+    real = predictor.load_predictor
+
+    def counting(directory, *args, **kwargs):
+        loads.append(str(directory))
+        return real(directory, *args, **kwargs)
+
+    caplog.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predictor, "load_predictor", counting)
+        again = teacher_logits(copy, texts, labels, cache=cache)
+    assert loads == [] and "reusing" in scoring_log(caplog)
+    np.testing.assert_array_equal(again, first)
+
+    # other texts: scored again
+    caplog.clear()
+    changed_texts = [*texts[:-1], "rain storm cold"]
+    changed = teacher_logits(pair["teacher"], changed_texts, labels, cache=cache)
+    assert "the texts or labels changed" in scoring_log(caplog)
+    reference = textcls.load(pair["teacher"]).predictor.logits(changed_texts)
+    np.testing.assert_allclose(changed, reference, atol=1e-6)
+    assert np.abs(changed[-1] - first[-1]).max() > 1e-3  # the new text's row is not the old one's
+
+    # another label order: the columns follow it, so the texts' digest differs too
+    caplog.clear()
+    reordered = teacher_logits(pair["teacher"], texts, labels[::-1], cache=cache)
+    assert "the texts or labels changed" in scoring_log(caplog)
+    np.testing.assert_allclose(reordered, first[:, ::-1], atol=1e-6)
+
+    # other weights at the same path: scored again, the other model's logits
+    caplog.clear()
+    other = teacher_logits(other_teacher, texts, labels, cache=cache)
+    assert "the teacher's weights changed" in scoring_log(caplog)
+    assert np.abs(other - first).max() > 0.1
+
+    # a cache written without a key (an older textcls) is never trusted
+    from safetensors.numpy import save_file
+
+    save_file({"logits": np.zeros((len(texts), 3), np.float32)}, str(cache / SOFT_TARGETS))
+    caplog.clear()
+    fresh = teacher_logits(pair["teacher"], texts, labels, cache=cache)
+    assert "older textcls" in scoring_log(caplog)
+    np.testing.assert_array_equal(fresh, first)
+
+
+def test_teacher_backend_onnx_int8_scores_with_that_backend(pair, tmp_path) -> None:
+    """``--teacher-backend onnx-int8``: the soft targets are the int8 graph's logits (they differ
+    from PyTorch's), and the cache records the backend and the ONNX file it ran."""
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    from textcls.inference.export import export_model
+    from textcls.inference.onnx import INT8_FILE, file_sha256
+    from textcls.inference.predictor import load_predictor
+    from textcls.model import weights_digest
+
+    teacher = shutil.copytree(pair["teacher"], tmp_path / "teacher")
+    export_model(teacher, quantize="int8", valid=pair["data"] / "valid.txt")
+    out = tmp_path / "student"
+    report = distill(
+        teacher, pair["data"], out, student="cnn", unlabeled=pair["unlabeled"], baseline=False,
+        teacher_backend="onnx-int8", **STUDENT,
+    )  # fmt: skip
+    assert report["teacher_backend"] == "onnx-int8"
+    assert report["models"]["teacher"]["backend"] == "onnx-int8"
+    key = cached_key(out)
+    assert key["backend"] == "onnx-int8"
+    assert key["onnx_sha256"] == file_sha256(teacher / INT8_FILE)
+    assert key["weights_digest"] == weights_digest(teacher)
+    assert json.loads((out / (SOFT_TARGETS + ".json")).read_text()) == key
+    used = load_file(str(out / SOFT_TARGETS))["logits"]
+    texts = [json.loads(line)["text"] for line in (out / SOFT_INDEX).read_text().splitlines()]
+    int8 = load_predictor(teacher, "onnx-int8").logits(texts, 256)  # distill's batch size
+    torch_logits = load_predictor(teacher, "torch").logits(texts, 256)
+    np.testing.assert_allclose(used, int8, atol=1e-6)
+    assert np.abs(used - torch_logits).max() > 1e-3  # so they are not PyTorch's
+
+
+def test_distilled_student_is_accurate(pair, tmp_path) -> None:
+    report = distill(
+        pair["teacher"], pair["data"], tmp_path / "s", student="cnn", unlabeled=pair["unlabeled"],
+        baseline=False, **{**STUDENT, "epochs": 8, "lr": 3e-2},
+    )  # fmt: skip
+    assert report["models"]["teacher"]["accuracy"] >= 90
+    assert report["models"]["distilled student"]["accuracy"] >= 90
+
+
+def test_alpha_one_follows_the_teacher_not_the_gold_labels(pair, tmp_path) -> None:
+    """A teacher trained on permuted labels (music→sports→weather→music) and alpha=1: the student
+    learns from the soft targets alone, so it predicts the teacher's labels; with the gold
+    labels it would be right. The validation split carries the teacher's labels so that model
+    selection does not pull towards gold."""
+    shift = {"music": "sports", "sports": "weather", "weather": "music"}
+    teacher = train_teacher(pair["data"], tmp_path / "permuted-teacher", seed=3, relabel=shift)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_text((pair["data"] / "train.txt").read_text())
+    valid = [line.split("\t") for line in (pair["data"] / "valid.txt").read_text().splitlines()]
+    write_tsv(data / "valid.txt", [(t, shift[l]) for t, l in valid])
+    test = make_examples(8, 2)
+    options = {**STUDENT, "epochs": 8, "lr": 3e-2}
+    distill(teacher, data, tmp_path / "s", student="cnn", alpha=1.0, baseline=False, **options)
+    texts = [t for t, _ in test]
+    teacher_labels = [p["label"] for p in textcls.load(teacher).predict(texts)]
+    permuted_gold = [shift[gold] for _, gold in test]
+    assert np.mean([a == b for a, b in zip(teacher_labels, permuted_gold, strict=True)]) >= 0.9
+    student = [p["label"] for p in textcls.load(tmp_path / "s").predict(texts)]
+    assert np.mean([s == t for s, t in zip(student, teacher_labels, strict=True)]) >= 0.9
+    assert np.mean([s == gold for s, (_, gold) in zip(student, test, strict=True)]) <= 0.1
+
+
+def test_transformer_student(pair, tmp_path) -> None:
+    """A tiny random BERT (tests/tiny_backbones.py) as the student: a Hugging Face directory that
+    learns the task from the teacher."""
+    pytest.importorskip("transformers")
+    from tiny_backbones import build
+
+    backbone = build("bert", tmp_path / "bert", [t for t, _ in make_examples(20, 0)])
+    out = tmp_path / "s"
+    options = {"epochs": 8, "batch_size": 16, "lr": 2e-3, "tensorboard": False, "patience": 0}
+    report = distill(
+        pair["teacher"], pair["data"], out, student=str(backbone), unlabeled=pair["unlabeled"],
+        baseline=False, **options,
+    )  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["textcls"]["model"]["backbone"]["name_or_path"] == str(backbone)
+    assert "id2label" in config and (out / "model.safetensors").is_file()
+    student = textcls.load(out)
+    assert student.labels == ["music", "sports", "weather"]
+    assert report["models"]["distilled student"]["accuracy"] >= 90
