@@ -24,6 +24,7 @@ fastapi = pytest.importorskip("fastapi", reason="pip install 'textcls[serve]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
 TOKEN = "s3cret-token"
+BASE = "http://127.0.0.1:8080"  # the Host the in-process client sends: the server's bound address
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MUSIC, SPORTS = "song album guitar band", "goal match team score"
 
@@ -57,8 +58,13 @@ def settings(store: Path, **overrides) -> ServeSettings:
 
 @pytest.fixture(scope="module")
 def client(store: Path):
-    with TestClient(create_app(settings(store))) as test_client:
+    with local_client(create_app(settings(store))) as test_client:
         yield test_client
+
+
+def local_client(app) -> TestClient:
+    """An in-process client that addresses the server by its loopback name, as curl would."""
+    return TestClient(app, base_url=BASE)
 
 
 def error_of(response) -> dict:
@@ -76,7 +82,7 @@ def test_ping_reports_partial_health_when_a_model_failed(client) -> None:
 
 
 def test_ping_is_healthy_when_every_model_loaded(store) -> None:
-    with TestClient(create_app(settings(store, models={"tiny": str(store / "tiny")}))) as c:
+    with local_client(create_app(settings(store, models={"tiny": str(store / "tiny")}))) as c:
         assert c.get("/ping").json() == {"status": "Healthy"}
 
 
@@ -146,7 +152,7 @@ def test_bad_prediction_requests_get_clear_4xx(client, kwargs, code, kind) -> No
 
 def test_limits_on_texts_text_length_and_body(store) -> None:
     limited = settings(store, max_texts=3, max_text_chars=50, max_body_bytes=2000)
-    with TestClient(create_app(limited)) as c:
+    with local_client(create_app(limited)) as c:
         too_many = c.post("/predictions/tiny", json={"texts": ["a"] * 4})
         assert too_many.status_code == 413 and "limit is 3" in error_of(too_many)["message"]
         too_long = c.post("/predictions/tiny", json={"text": "x" * 51})
@@ -187,6 +193,286 @@ def test_metrics_count_requests_latency_and_batch_sizes(client) -> None:
     assert "textcls_request_latency_seconds_count" in text
 
 
+# ---------------------------------------------------------------- malformed input is a 4xx, never a 500
+def chunked(total: int, size: int = 4096):
+    """A body sent with Transfer-Encoding: chunked (no Content-Length)."""
+    for start in range(0, total, size):
+        yield b"y" * min(size, total - start)
+
+
+def test_oversized_chunked_body_is_413_not_500(store) -> None:
+    # before: the limit raised inside the app, which had answered 500 ("Unexpected ASGI message")
+    with local_client(create_app(settings(store, max_body_bytes=2000))) as c:
+        response = c.post(
+            "/predictions/tiny", content=chunked(10_000), headers={"content-type": "text/plain"}
+        )
+        assert response.status_code == 413 and error_of(response)["type"] == "PayloadTooLargeException"
+        small = c.post(
+            "/predictions/tiny", content=chunked(len(MUSIC), 5), headers={"content-type": "text/plain"}
+        )
+        assert small.status_code == 200 and max(small.json(), key=small.json().get) == "music"
+
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "kind"),
+    [
+        (b"[" * 400_000, 400, "BadRequestException"),  # RecursionError before
+        (b'{"texts": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", 400, "BadRequestException"),
+        (b'{"text": "x", "top_k": 1e400}', 422, "InvalidInputException"),  # OverflowError before
+        (b'{"text": "x", "top_k": ' + b"9" * 5000 + b"}", 400, "BadRequestException"),  # int digit limit
+        (b'{"text": "x", "top_k": 2.5}', 422, "InvalidInputException"),
+        (b'{"text": "x", "top_k": true}', 422, "InvalidInputException"),
+        (b'{"text": "x", "top_k": -3}', 422, "InvalidInputException"),
+        (b'{"text": "x", "top_k": "-3"}', 422, "InvalidInputException"),
+        (b'{"text": "x", "top_k": [[[1]]]}', 422, "InvalidInputException"),
+        (b'{"text": "x", "top_k": NaN}', 422, "InvalidInputException"),
+        (b'{"texts": "not a list"}', 422, "InvalidInputException"),
+        (b'{"texts": {"a": "b"}}', 422, "InvalidInputException"),
+        (b'{"texts": null}', 422, "InvalidInputException"),
+        (b'{"texts": [null]}', 422, "InvalidInputException"),
+        (b'{"texts": [["nested"]]}', 422, "InvalidInputException"),
+        (b'{"text": {"a": 1}}', 422, "InvalidInputException"),
+        (b'{"text": "\xff\xfe bad utf-8"}', 400, "BadRequestException"),
+        (b"", 400, "BadRequestException"),
+    ],
+    ids=lambda value: value[:24].decode("latin-1") if isinstance(value, bytes) else str(value),
+)
+def test_malformed_json_gets_its_4xx(client, body, code, kind) -> None:
+    response = client.post("/predictions/tiny", content=body, headers=JSON)
+    assert response.status_code == code, response.text[:300]
+    assert error_of(response)["type"] == kind
+    assert len(response.content) < 1000  # the message never echoes the request back
+
+
+def test_top_k_forms_that_are_accepted(client) -> None:
+    labels = ["music", "sports", "weather"]
+    huge = client.post(
+        "/predictions/tiny", content=b'{"text": "x", "top_k": ' + b"9" * 40 + b"}", headers=JSON
+    )
+    assert huge.status_code == 200 and [p["label"] for p in huge.json()["predictions"][0]] != []
+    assert len(huge.json()["predictions"][0]) == len(labels)  # capped at the number of labels
+    as_string = client.post("/predictions/tiny", json={"text": MUSIC, "top_k": "2"})
+    assert as_string.status_code == 200 and len(as_string.json()["predictions"][0]) == 2
+    query = client.post("/predictions/tiny?top_k=1", data={"data": MUSIC})
+    assert query.status_code == 200 and list(query.json()) == ["music"]
+    for bad in ("9" * 5000, "1e400", "-1", "two"):
+        response = client.post("/predictions/tiny", params={"top_k": bad}, data={"data": MUSIC})
+        assert response.status_code == 422 and len(response.content) < 1000, bad
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"content": b"<text>hi</text>", "headers": {"content-type": "application/xml"}}, 415),
+        ({"content": b"\x89PNG", "headers": {"content-type": "image/png"}}, 415),
+        ({"content": b"data=x", "headers": {"content-type": "multipart/form-data"}}, 400),  # no boundary
+        (
+            {"content": b"--b\r\ngarbage", "headers": {"content-type": "multipart/form-data; boundary=b"}},
+            422,  # parsed as a form without parts: no 'data' field
+        ),
+        ({"data": {"other": "field"}}, 422),
+        ({"content": b"\xff\xfe\xfa", "headers": {"content-type": "application/octet-stream"}}, 400),
+    ],
+    ids=["xml", "png", "multipart-no-boundary", "multipart-truncated", "form-no-data", "octets-not-utf8"],
+)
+def test_bad_bodies_of_other_content_types(client, kwargs, code) -> None:
+    response = client.post("/predictions/tiny", **kwargs)
+    assert response.status_code == code, response.text[:300]
+    error_of(response)
+
+
+def test_framework_errors_answer_in_the_server_error_shape(client) -> None:
+    assert error_of(client.get("/predictions/tiny"))["type"] == "MethodNotAllowedException"  # 405
+    assert error_of(client.get("/no/such/route"))["code"] == 404
+    missing_url = client.post("/models", headers=AUTH)
+    assert missing_url.status_code == 400 and "url" in error_of(missing_url)["message"]
+    assert client.get("/ping").status_code == 200  # after all of that
+
+
+def test_unexpected_errors_are_a_json_500_as_a_last_resort(store, monkeypatch) -> None:
+    monkeypatch.setattr("textcls.serve.app.ranked", lambda *args: 1 / 0)  # a bug, not bad input
+    with TestClient(create_app(settings(store)), base_url=BASE, raise_server_exceptions=False) as c:
+        response = c.post("/predictions/tiny", json={"text": MUSIC})
+    assert response.status_code == 500 and "ZeroDivisionError" in error_of(response)["message"]
+
+
+# ------------------------------------------------------------------------ Host and Origin checks
+BAD_HOSTS = ["attacker.example", "attacker.example:8080", "127.0.0.1.nip.io:8080", "[::2]:8080", "a b", ""]
+ROUTES = [
+    ("GET", "/ping"),
+    ("POST", "/predictions/tiny"),
+    ("GET", "/served"),
+    ("GET", "/"),
+    ("GET", "/metrics"),
+    ("GET", "/models"),
+    ("POST", "/models?url=tiny-copy&model_name=via-rebinding"),
+    ("DELETE", "/models/tiny"),
+]
+
+
+def test_a_host_that_is_not_this_server_is_refused_on_every_route(store) -> None:
+    """DNS rebinding: a page on attacker.example whose name now resolves to 127.0.0.1 reaches the
+    server with ``Host: attacker.example``; no route may answer it."""
+    with local_client(create_app(settings(store, token=None))) as c:
+        for host in BAD_HOSTS:
+            for method, path in ROUTES:
+                response = c.request(method, path, json={"text": MUSIC}, headers={"host": host})
+                assert response.status_code == 400, (host, method, path, response.text)
+                assert error_of(response)["type"] == "BadRequestException"
+        assert [m["modelName"] for m in c.get("/models").json()["models"]] == ["tiny", "broken"]
+
+
+def test_loopback_aliases_with_or_without_port_are_accepted(client) -> None:
+    for host in [
+        "127.0.0.1",
+        "127.0.0.1:8080",
+        "localhost",
+        "LOCALHOST:1234",
+        "localhost.",
+        "[::1]",
+        "[::1]:8080",
+    ]:
+        assert client.get("/ping", headers={"host": host}).status_code == 200, host
+
+
+def test_hosts_when_bound_to_every_interface_or_one_address(store) -> None:
+    public = settings(store, host="0.0.0.0")
+    with local_client(create_app(public)) as c:
+        assert c.get("/ping", headers={"host": "anything.example:8080"}).status_code == 200
+    narrowed = settings(store, host="0.0.0.0", allowed_hosts=["models.example.com", "*.internal"])
+    with local_client(create_app(narrowed)) as c:
+        for host, code in [
+            ("models.example.com:8080", 200),
+            ("a.b.internal", 200),
+            ("internal", 400),
+            ("attacker.example", 400),
+            ("localhost", 400),
+        ]:
+            assert c.get("/ping", headers={"host": host}).status_code == code, host
+    one_address = settings(store, host="10.1.2.3", allowed_hosts=["models.lan"])
+    with local_client(create_app(one_address)) as c:
+        for host, code in [("10.1.2.3:8080", 200), ("models.lan", 200), ("localhost", 400)]:
+            assert c.get("/ping", headers={"host": host}).status_code == code, host
+
+
+def registered(c, auth=None) -> list[str]:
+    return [m["modelName"] for m in c.get("/models", headers=auth or {}).json()["models"]]
+
+
+def test_cross_origin_management_is_refused_without_a_token_on_loopback(store) -> None:
+    """CSRF: any web page can make the browser POST to 127.0.0.1; the Host is right then."""
+    with local_client(create_app(settings(store, token=None))) as c:
+        cross = [
+            {"origin": "http://attacker.example"},
+            {"origin": "http://localhost:3000"},  # same site, another port: another origin
+            {"origin": "null"},  # sandboxed frames and file:// pages
+            {"sec-fetch-site": "cross-site"},
+            {"sec-fetch-site": "same-site"},
+        ]
+        for headers in cross:
+            for method, path in ROUTES[-3:]:
+                response = c.request(method, path, headers=headers)
+                assert response.status_code == 403, (headers, method, path, response.text)
+                assert error_of(response)["type"] == "ForbiddenException"
+        assert registered(c) == ["tiny", "broken"]
+        page = {"origin": BASE, "sec-fetch-site": "same-origin"}  # this server's own page
+        assert c.get("/models", headers=page).status_code == 200  # reading is fine
+        for method, path in ROUTES[-2:]:  # changing models from a browser needs a token
+            response = c.request(method, path, headers=page)
+            assert response.status_code == 403 and "--token" in error_of(response)["message"]
+        sec_fetch_only = c.post("/models?url=tiny-copy&model_name=x", headers={"sec-fetch-mode": "no-cors"})
+        assert sec_fetch_only.status_code == 403
+        assert registered(c) == ["tiny", "broken"]
+        curl = c.post("/models?url=tiny-copy&model_name=from-curl")  # no browser headers: loopback tools
+        assert curl.status_code == 200 and "from-curl" in registered(c)
+
+
+def test_cross_origin_management_is_refused_even_with_the_token(client) -> None:
+    for headers in ({"origin": "http://attacker.example"}, {"sec-fetch-site": "cross-site"}):
+        response = client.post("/models?url=tiny-copy&model_name=x", headers={**AUTH, **headers})
+        assert response.status_code == 403
+    page = {"origin": BASE, "sec-fetch-site": "same-origin"}
+    assert client.post("/models?url=tiny-copy&model_name=x", headers=page).status_code == 401
+    added = client.post("/models?url=tiny-copy&model_name=from-page", headers={**AUTH, **page})
+    assert added.status_code == 200
+    assert client.delete("/models/from-page", headers={**AUTH, **page}).status_code == 200
+
+
+def test_allow_origin_admits_listed_origins_for_cors_and_management(store) -> None:
+    trusted = "http://localhost:3000"
+    with local_client(create_app(settings(store, allow_origins=[trusted + "/"]))) as c:
+        read = c.post("/predictions/tiny", json={"text": MUSIC}, headers={"origin": trusted})
+        assert read.status_code == 200 and read.headers["access-control-allow-origin"] == trusted
+        other = c.post(
+            "/predictions/tiny", json={"text": MUSIC}, headers={"origin": "http://attacker.example"}
+        )
+        assert "access-control-allow-origin" not in other.headers  # the browser will not let it read
+        preflight = c.options(
+            "/predictions/tiny",
+            headers={
+                "origin": trusted,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type",
+            },
+        )
+        assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == trusted
+        listed = {"origin": trusted, "sec-fetch-site": "same-site"}
+        assert c.post("/models?url=tiny-copy&model_name=x", headers=listed).status_code == 401  # token still
+        added = c.post("/models?url=tiny-copy&model_name=from-3000", headers={**AUTH, **listed})
+        assert added.status_code == 200
+    with local_client(create_app(settings(store, allow_origins=["*"]))) as c:
+        read = c.post("/predictions/tiny", json={"text": MUSIC}, headers={"origin": "http://any.example"})
+        assert read.headers["access-control-allow-origin"] == "*"
+        managed = c.post(
+            "/models?url=tiny-copy&model_name=y", headers={**AUTH, "origin": "http://any.example"}
+        )
+        assert managed.status_code == 403  # '*' never opens management
+    with pytest.raises(ConfigError, match="allow-origin"):
+        create_app(settings(store, allow_origins=["localhost:3000"]))
+
+
+def test_no_cors_headers_unless_an_origin_is_listed(client) -> None:
+    response = client.post(
+        "/predictions/tiny", json={"text": MUSIC}, headers={"origin": "http://attacker.example"}
+    )
+    assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+
+
+def test_registered_models_are_capped(store) -> None:
+    with local_client(create_app(settings(store, max_models=2))) as c:  # tiny + broken: full
+        full = c.post("/models?url=tiny-copy&model_name=third", headers=AUTH)
+        assert full.status_code == 409 and "--max-models" in error_of(full)["message"]
+        assert c.delete("/models/broken", headers=AUTH).status_code == 200
+        assert c.post("/models?url=tiny-copy&model_name=third", headers=AUTH).status_code == 200
+        assert c.post("/models?url=tiny-copy&model_name=fourth", headers=AUTH).status_code == 409
+        assert registered(c, AUTH) == ["tiny", "third"]
+    with pytest.raises(ConfigError, match="max-models"):
+        create_app(settings(store, max_models=1))
+
+
+def test_cli_serve_passes_the_safety_flags(monkeypatch, store) -> None:
+    from textcls import cli
+
+    seen = {}
+    monkeypatch.setattr("textcls.serve.app.serve", lambda s, **kw: seen.update(settings=s, **kw))
+    argv = [
+        "serve",
+        str(store / "tiny"),
+        "--allowed-hosts",
+        "a.example, *.lan",
+        "--allowed-hosts",
+        "b.example",
+    ]
+    argv += ["--allow-origin", "http://x.example:3000,https://y.example", "--max-models", "3"]
+    assert cli.main([*argv, "--graceful-timeout", "4"]) == 0
+    assert seen["settings"].allowed_hosts == ["a.example", "*.lan", "b.example"]
+    assert seen["settings"].allow_origins == ["http://x.example:3000", "https://y.example"]
+    assert seen["settings"].max_models == 3 and seen["graceful_timeout"] == 4
+
+
 # ---------------------------------------------------------------------------------- management
 def test_management_needs_the_bearer_token(client) -> None:
     assert client.get("/models").status_code == 401
@@ -210,7 +496,7 @@ def test_describe_model(client) -> None:
 
 
 def test_register_predict_and_unregister(store) -> None:
-    with TestClient(create_app(settings(store))) as c:
+    with local_client(create_app(settings(store))) as c:
         added = c.post("/models?url=tiny-copy&model_name=copy&backend=torch-int8", headers=AUTH)
         assert added.status_code == 200 and "copy" in added.json()["status"]
         body = c.post("/predictions/copy", json={"text": MUSIC}).json()
@@ -229,7 +515,7 @@ def test_registration_refuses_traversal_outside_paths_and_pickles(store, tmp_pat
     link = store / "sneaky-link"
     if not link.exists():
         link.symlink_to(outside, target_is_directory=True)
-    with TestClient(create_app(settings(store))) as c:
+    with local_client(create_app(settings(store))) as c:
         for url in ("../outside", str(outside), "sneaky-link", "tiny/../../outside"):
             response = c.post("/models", params={"url": url, "model_name": "x"}, headers=AUTH)
             assert response.status_code == 400, url
@@ -252,7 +538,7 @@ def test_registration_of_a_model_that_fails_to_load_keeps_the_server_up(store, t
     if not bad.exists():
         shutil.copytree(store / "tiny", bad)
         (bad / "model.safetensors").write_bytes(b"garbage")
-    with TestClient(create_app(settings(store))) as c:
+    with local_client(create_app(settings(store))) as c:
         response = c.post("/models?url=bad-weights", headers=AUTH)
         assert response.status_code == 500 and "failed to load" in error_of(response)["message"]
         assert c.post("/predictions/tiny", json={"text": MUSIC}).status_code == 200
@@ -264,12 +550,12 @@ def test_management_refused_off_loopback_without_token(store) -> None:
     with pytest.raises(ConfigError, match="needs a token"):
         create_app(settings(store, host="0.0.0.0", token=None))
     create_app(settings(store, host="0.0.0.0", token=None, management=False))  # inference only is fine
-    with TestClient(create_app(settings(store, management=False))) as c:
+    with local_client(create_app(settings(store, management=False))) as c:
         assert c.get("/models", headers=AUTH).status_code == 403
 
 
 def test_loopback_without_token_leaves_management_open(store) -> None:
-    with TestClient(create_app(settings(store, token=None))) as c:
+    with local_client(create_app(settings(store, token=None))) as c:
         assert c.get("/models").status_code == 200
 
 
@@ -413,26 +699,243 @@ def test_parallel_requests_each_get_their_own_answer_in_batches(store) -> None:
     assert count < len(texts)  # some requests shared a predictor call
 
 
-def test_graceful_shutdown_finishes_in_flight_requests(store) -> None:
+def test_oversized_bodies_get_413_over_a_real_socket(store) -> None:
+    """Through uvicorn, the client (still sending) must read the 413, not a connection reset."""
     import httpx
 
-    live = LiveServer(create_app(settings(store, max_delay_ms=500, max_batch_size=64)))
-    with live:
-        results: list[int] = []
+    app = create_app(settings(store, max_body_bytes=64 * 1024))
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+        text = {"content-type": "text/plain"}
+        streamed = http.post("/predictions/tiny", content=chunked(200_000), headers=text)
+        declared = http.post("/predictions/tiny", content=b"y" * 200_000, headers=text)
+        fine = http.post("/predictions/tiny", json={"text": MUSIC})
+    assert streamed.status_code == 413 and error_of(streamed)["type"] == "PayloadTooLargeException"
+    assert declared.status_code == 413 and error_of(declared)["type"] == "PayloadTooLargeException"
+    assert fine.status_code == 200
 
-        def call() -> None:
-            results.append(
-                httpx.post(f"{live.url}/predictions/tiny", json={"text": MUSIC}, timeout=30).status_code
-            )
 
-        workers = [threading.Thread(target=call) for _ in range(4)]
-        for worker in workers:
-            worker.start()
-        time.sleep(0.2)  # the requests are waiting in the 500 ms batch window
-        live.server.should_exit = True
-        for worker in workers:
-            worker.join(30)
-    assert results == [200, 200, 200, 200]
+# ------------------------------------------------------------- the real `textcls serve` process
+# Runs `textcls serve` (cli.main) in a child process whose predictor holds any batch containing
+# a text "HOLD <name> ..." until the file GATE/release exists, after touching GATE/entered-<name>:
+# the test then knows the request is inside the predictor, with no sleeps.
+GATED_SERVE = """
+import os, sys, time
+from pathlib import Path
+
+import textcls.inference.predictor as predictors
+
+gate = Path(os.environ["TEXTCLS_TEST_GATE"])
+load_predictor = predictors.load_predictor
+
+
+def gated_load(*args, **kwargs):
+    predictor = load_predictor(*args, **kwargs)
+    predict_proba = predictor.predict_proba
+
+    def gated(texts, *rest, **options):
+        held = [text.split()[1] for text in texts if text.startswith("HOLD ")]
+        for name in held:
+            (gate / f"entered-{name}").touch()
+        deadline = time.monotonic() + 300  # never an orphan for long
+        while held and not (gate / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return predict_proba(texts, *rest, **options)
+
+    predictor.predict_proba = gated
+    return predictor
+
+
+predictors.load_predictor = gated_load
+from textcls.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def wait_until(condition, what: str, process=None, seconds: float = 120) -> None:
+    """Poll ``condition`` (a liveness bound, not a timing assertion)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited ({process.returncode}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+def accepting(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class CliServer:
+    """``textcls serve ARGS --port P`` as a child process (gated: through GATED_SERVE)."""
+
+    def __init__(self, args: list[str], tmp_path: Path, env: dict | None = None, gate: Path | None = None):
+        import os
+        import sys
+
+        self.port = free_port()
+        self.log_path = tmp_path / f"serve-{self.port}.log"
+        environment = {k: v for k, v in os.environ.items() if k != "TEXTCLS_TOKEN"}  # only what env says
+        environment.update({"OMP_NUM_THREADS": "1", **(env or {})})
+        if gate is not None:
+            script = tmp_path / "gated_serve.py"
+            script.write_text(GATED_SERVE, encoding="utf-8")
+            environment["TEXTCLS_TEST_GATE"] = str(gate)
+            command = [sys.executable, str(script)]
+        else:
+            command = [sys.executable, "-m", "textcls"]
+        self.command = [*command, "serve", *args, "--port", str(self.port)]
+        self.environment = environment
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        """The end of the server's output, whitespace collapsed (the log handler wraps lines)."""
+        return " ".join(self.log_path.read_text(encoding="utf-8", errors="replace").split())[-3000:]
+
+    def __enter__(self) -> CliServer:
+        import subprocess
+
+        self.log_file = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            self.command, env=self.environment, stdout=self.log_file, stderr=subprocess.STDOUT
+        )
+
+        def ready() -> bool:
+            import httpx
+
+            try:
+                return httpx.get(self.url + "/ping", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            wait_until(ready, "the server to answer /ping", self.process, seconds=180)
+        except AssertionError as error:
+            self.__exit__()
+            raise AssertionError(f"{error}\n{self.log()}") from None
+        return self
+
+    def terminate(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGTERM)
+
+    def __exit__(self, *exc) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+        self.log_file.close()
+
+
+def post_in_thread(url: str, payload: dict, results: dict, key: str) -> threading.Thread:
+    import httpx
+
+    def call() -> None:
+        try:
+            response = httpx.post(url, json=payload, timeout=300)
+            results[key] = (response.status_code, response.text)
+        except httpx.HTTPError as error:  # a dropped connection is an answer too
+            results[key] = (None, repr(error))
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_sigterm_answers_requests_in_flight_then_exits_0(store, tmp_path) -> None:
+    import subprocess
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    names = ["a", "b", "c"]  # one model each: three predictor calls in flight at once
+    args = [f"{name}={store / 'tiny'}" for name in names] + ["--graceful-timeout", "120"]
+    with CliServer(args, tmp_path, gate=gate) as server:
+        results: dict = {}
+        threads = [
+            post_in_thread(f"{server.url}/predictions/{n}", {"text": f"HOLD {n} {MUSIC}"}, results, n)
+            for n in names
+        ]
+        wait_until(lambda: all((gate / f"entered-{n}").exists() for n in names), "3 requests in flight")
+        server.terminate()
+        wait_until(lambda: not accepting(server.port), "shutdown to begin", server.process)
+        assert all(thread.is_alive() for thread in threads)  # all three still waiting for answers
+        assert results == {}
+        (gate / "release").touch()
+        for thread in threads:
+            thread.join(120)
+        try:
+            code = server.process.wait(120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"no exit after the requests were answered\n{server.log()}") from None
+        log = server.log()
+    assert {n: results[n][0] for n in names} == {n: 200 for n in names}, results
+    for name in names:
+        assert json.loads(results[name][1])["predictions"][0][0]["label"] == "music"
+    assert code == 0, log  # before: uvicorn re-raised SIGTERM into the default handler (-15)
+    assert "timeout graceful shutdown exceeded" not in log
+
+
+def test_a_graceful_timeout_shorter_than_the_work_still_ends_the_process(store, tmp_path) -> None:
+    import subprocess
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    with CliServer([f"a={store / 'tiny'}", "--graceful-timeout", "1"], tmp_path, gate=gate) as server:
+        results: dict = {}
+        thread = post_in_thread(f"{server.url}/predictions/a", {"text": f"HOLD a {MUSIC}"}, results, "a")
+        wait_until(lambda: (gate / "entered-a").exists(), "the request to be in flight")
+        server.terminate()  # the gate is never opened: the predictor call outlives the timeout
+        try:
+            code = server.process.wait(60)  # before: the unload waited for the stuck batch forever
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after --graceful-timeout 1\n{server.log()}") from None
+        thread.join(60)
+        log = server.log()
+    assert code == 0, log
+    assert "timeout graceful shutdown exceeded" in log
+    assert results["a"][0] != 200, results  # the request was cut off, not answered
+
+
+def test_textcls_token_from_the_environment_guards_management(store, tmp_path) -> None:
+    import httpx
+
+    args = [f"tiny={store / 'tiny'}", "--model-store", str(store)]
+    with CliServer(args, tmp_path, env={"TEXTCLS_TOKEN": "from-the-env"}) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            assert http.get("/models").status_code == 401
+            assert http.get("/models", headers={"Authorization": "Bearer wrong"}).status_code == 403
+            assert http.post("/models?url=tiny-copy&model_name=t2").status_code == 401
+            good = {"Authorization": "Bearer from-the-env"}
+            assert http.get("/models", headers=good).status_code == 200
+            assert http.post("/models?url=tiny-copy&model_name=t2", headers=good).status_code == 200
+            assert "t2" in [m["modelName"] for m in http.get("/models", headers=good).json()["models"]]
+        server.terminate()
+        assert server.process.wait(60) == 0
+
+
+def test_workers_turn_management_off_in_the_real_server(store, tmp_path) -> None:
+    import httpx
+
+    args = [f"tiny={store / 'tiny'}", "--model-store", str(store), "--workers", "2"]
+    with CliServer(args, tmp_path) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            added = http.post("/models?url=tiny-copy&model_name=w")
+            listed = http.get("/models")
+            predicted = http.post("/predictions/tiny", json={"text": MUSIC})
+            served = [m["modelName"] for m in http.get("/served").json()["models"]]
+        server.terminate()
+        code = server.process.wait(60)
+        log = server.log()
+    assert added.status_code == 403 and "management API is off" in error_of(added)["message"]
+    assert listed.status_code == 403
+    assert predicted.status_code == 200 and predicted.json()["predictions"][0][0]["label"] == "music"
+    assert served == ["tiny"]
+    assert "management API is off" in log and code == 0
 
 
 # ------------------------------------------------------------------------------------- browser
@@ -482,7 +985,7 @@ def test_workers_build_their_app_from_the_environment(store, monkeypatch) -> Non
     from textcls.serve.app import SETTINGS_ENV, app_from_env
 
     monkeypatch.setenv(SETTINGS_ENV, json.dumps(dataclasses.asdict(settings(store, management=False))))
-    with TestClient(app_from_env()) as c:
+    with local_client(app_from_env()) as c:
         assert (
             c.post("/predictions/tiny", json={"text": MUSIC}).json()["predictions"][0][0]["label"] == "music"
         )

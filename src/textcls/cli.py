@@ -185,7 +185,10 @@ def _bench_parser(sub: Any) -> None:
         help="comma list (default: torch,torch-int8,onnx,onnx-int8)",
     )
     p.add_argument(
-        "--threads", default=None, help="comma list of thread counts, e.g. 1,2 (default: all cores)"
+        "--threads",
+        type=_int_list,
+        default=None,
+        help="comma list of thread counts, e.g. 1,2 (default: all cores)",
     )
     p.add_argument("--out", default="bench.md", help="Markdown report (default: bench.md)")
     p.add_argument(
@@ -198,14 +201,39 @@ def _serve_parser(sub: Any) -> None:
         "serve",
         help="serve models over HTTP (TorchServe-compatible API, dynamic batching, web page)",
         description="Serve model directories with FastAPI + uvicorn: POST /predictions/NAME, GET /ping, "
-        "management under /models (bearer token), GET /metrics, GET /docs, and a web page at /.",
+        "management under /models (bearer token), GET /metrics, GET /docs, and a web page at /. "
+        "Every request's Host must name this server (see --allowed-hosts); management requests from "
+        "other web pages (Origin, Sec-Fetch-Site) are refused, and a browser may change models only "
+        "when a token is set. Malformed or oversized requests get a JSON 4xx {code, type, message}.",
     )
     p.add_argument(
         "models", nargs="*", help="model directories, or NAME=DIR (the name defaults to the dir name)"
     )
     p.add_argument("--backend", default="torch", help=BACKEND_HELP)
-    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1, loopback: the Host header may then be it, localhost, "
+        "127.0.0.1 or [::1]; 0.0.0.0 or :: accept any Host unless --allowed-hosts is given)",
+    )
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument(
+        "--allowed-hosts",
+        action="append",
+        default=[],
+        metavar="HOSTS",
+        help="comma list of Host names accepted besides the bound address, e.g. models.example.com,"
+        "*.internal ('*' = any); with --host 0.0.0.0 / :: the only ones accepted (repeatable)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGINS",
+        help="comma list of other web origins (scheme://host[:port]) allowed to call the server from a "
+        "browser: CORS reads, and management (with the token); '*' = any origin, inference only "
+        "(repeatable; default: none, only the page at / itself)",
+    )
     p.add_argument("--workers", type=int, default=1, help="processes (more than 1 turns management off)")
     p.add_argument("--threads", type=int, help="intra-op threads per model")
     p.add_argument(
@@ -216,19 +244,37 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument(
         "--token",
         default=None,
-        help="bearer token for management (default: $TEXTCLS_TOKEN); required off loopback",
+        help="bearer token for management (default: $TEXTCLS_TOKEN); required off loopback, and for "
+        "changing models from a browser",
     )
-    p.add_argument("--no-management", action="store_true", help="no /models routes")
+    p.add_argument("--no-management", action="store_true", help="no /models routes (they answer 403)")
+    p.add_argument(
+        "--max-models",
+        type=int,
+        default=16,
+        help="models served at once; POST /models beyond it answers 409 (default 16)",
+    )
     p.add_argument("--max-batch-size", type=int, default=32, help="texts per predictor call (default 32)")
     p.add_argument(
         "--max-delay-ms", type=float, default=5.0, help="how long a batch waits to fill (default 5)"
     )
     p.add_argument("--no-batching", action="store_true", help="run requests one at a time")
-    p.add_argument("--max-body-kb", type=int, default=1024, help="request body limit (default 1024 KiB)")
-    p.add_argument("--max-texts", type=int, default=256, help="texts per request (default 256)")
-    p.add_argument("--max-text-chars", type=int, default=20000, help="characters per text (default 20000)")
     p.add_argument(
-        "--graceful-timeout", type=float, default=30, help="seconds to finish requests on shutdown"
+        "--max-body-kb",
+        type=int,
+        default=1024,
+        help="request body limit, with or without Content-Length (default 1024 KiB; over it: 413)",
+    )
+    p.add_argument("--max-texts", type=int, default=256, help="texts per request (default 256; over: 413)")
+    p.add_argument(
+        "--max-text-chars", type=int, default=20000, help="characters per text (default 20000; over: 413)"
+    )
+    p.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=30,
+        help="on SIGTERM / Ctrl-C, seconds for requests in flight to be answered before they are "
+        "cancelled and the process exits (default 30)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request (off: faster)")
 
@@ -435,9 +481,13 @@ def _apply_data_flags(classifier: Any, args: argparse.Namespace) -> None:
 def _print_predictions(text: str, prediction: Any, as_json: bool) -> None:
     ranked = prediction if isinstance(prediction, list) else [prediction]
     if as_json:
-        print(json.dumps({"text": text, "predictions": ranked}, ensure_ascii=False))
-    else:
-        print("\t".join([*(f"{p['label']} {p['score']:.4f}" for p in ranked), text]))
+        line = json.dumps({"text": text, "predictions": ranked}, ensure_ascii=False)
+        for separator in ("\u2028", "\u2029", "\x85"):  # line breaks to splitlines(): escaped
+            line = line.replace(separator, f"\\u{ord(separator):04x}")
+        print(line)
+    else:  # the text is shown on one line, whatever separators it holds
+        shown = " ".join(text.split()) if isinstance(text, str) else text
+        print("\t".join([*(f"{p['label']} {p['score']:.4f}" for p in ranked), shown]))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -446,13 +496,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     classifier = load(args.model_dir, backend=args.backend, threads=args.threads)
     if args.interactive:
         return _interactive(classifier, args)
+    from textcls.data.formats import read_text_lines
+
     texts = list(args.texts)
-    if texts == ["-"]:
-        texts = [line.strip() for line in sys.stdin if line.strip()]
+    if texts == ["-"]:  # one output row per input line, blank lines included, in order
+        texts = list(read_text_lines(sys.stdin.buffer))
     if args.file:
-        texts += [
-            line.strip() for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
+        texts += list(read_text_lines(args.file))
     if not texts:
         raise TextClsError("no texts: give texts as arguments, '-' for stdin, --file or --interactive")
     predictions = classifier.predict(texts, top_k=args.top_k, batch_size=args.batch_size)
@@ -518,7 +568,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     for backend in backends:
         BACKENDS.get(backend)  # unknown names fail before any work
-    threads = _int_list(args.threads) if args.threads else [None]
+    threads = args.threads or [None]
     rows = run_bench(
         args.model_dirs, args.data, backends=backends, threads=threads, out=args.out, export=args.export
     )
@@ -541,6 +591,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if name in models:
             raise TextClsError(f"two models are named '{name}': use NAME=DIR to name them apart")
         models[name] = path
+
+    def comma_list(values: list[str]) -> list[str]:
+        return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
     settings = ServeSettings(
         models=models,
         backend=args.backend,
@@ -549,6 +603,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         model_store=args.model_store,
         token=args.token or os.environ.get("TEXTCLS_TOKEN") or None,
         management=not args.no_management,
+        max_models=args.max_models,
+        allowed_hosts=comma_list(args.allowed_hosts),
+        allow_origins=comma_list(args.allow_origin),
         max_batch_size=1 if args.no_batching else args.max_batch_size,
         max_delay_ms=0 if args.no_batching else args.max_delay_ms,
         max_body_bytes=args.max_body_kb * 1024,

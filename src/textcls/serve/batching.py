@@ -6,26 +6,65 @@ A worker task takes the first waiting request and every request queued behind it
 it also waits up to ``max_delay_ms`` for the batch to fill. The predictor runs in one
 dedicated thread per model, so the event loop never blocks and a model never runs concurrently
 with itself. ``max_batch_size=1`` turns batching off (requests run one at a time, in order).
+
+That thread is a daemon: a predictor call that is still running when shutdown gives up on it
+(``close(timeout)``) cannot keep the process alive, as a ``ThreadPoolExecutor`` thread would
+(those are joined at interpreter exit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     texts: Sequence[Any]
     future: asyncio.Future
     queued: float = field(default_factory=time.perf_counter)
+
+
+class DaemonExecutor(Executor):
+    """One daemon thread running submitted calls in order."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        if self._closed:
+            raise RuntimeError("the executor is shut down")
+        future: Future = Future()
+        self._calls.put((future, fn, args, kwargs))
+        return future
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, fn, args, kwargs = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:  # handed to the awaiting request, never lost
+                future.set_exception(error)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed = True
+        self._calls.put(None)
+        if wait:
+            self._thread.join()
 
 
 class DynamicBatcher:
@@ -46,10 +85,11 @@ class DynamicBatcher:
         self.max_delay = max(0.0, max_delay_ms) / 1000
         self.on_batch = on_batch
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"textcls-{name}")
+        self.executor = DaemonExecutor(f"textcls-{name}")
         self.task: asyncio.Task | None = None
         self.closing = False
         self.busy = False  # a batch is being predicted
+        self.pending: set[_Job] = set()  # submitted, not yet answered
         self.last_jobs = 1  # requests in the previous batch: >1 means concurrent clients
 
     def start(self) -> None:
@@ -61,7 +101,10 @@ class DynamicBatcher:
             raise RuntimeError("the model is being unloaded")
         self.start()
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Job(list(texts), future))
+        job = _Job(list(texts), future)
+        self.pending.add(job)
+        future.add_done_callback(lambda _: self.pending.discard(job))
+        await self.queue.put(job)
         return await future
 
     async def _collect(self) -> list[_Job]:
@@ -115,13 +158,25 @@ class DynamicBatcher:
                     job.future.set_result(probabilities[start:end])
                 start = end
 
-    async def close(self) -> None:
-        """Finish what is queued, then stop the worker and its thread."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Finish the work someone still waits for (at most ``timeout`` seconds), then stop the
+        worker. Jobs whose requests were cancelled are not waited for; jobs still unanswered at
+        the timeout fail with a RuntimeError, and a predictor call still running is left to its
+        daemon thread."""
         self.closing = True
-        while self.task is not None and (self.busy or not self.queue.empty()):
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while self.task is not None and self._awaited():
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
             await asyncio.sleep(0.005)
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        self.executor.shutdown(wait=True)
+        for job in list(self.pending):
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the model was unloaded before this request ran"))
+        self.executor.shutdown(wait=False)
+
+    def _awaited(self) -> bool:
+        return any(not job.future.done() for job in self.pending)
