@@ -185,10 +185,7 @@ def _bench_parser(sub: Any) -> None:
         help="comma list (default: torch,torch-int8,onnx,onnx-int8)",
     )
     p.add_argument(
-        "--threads",
-        type=_int_list,
-        default=None,
-        help="comma list of thread counts, e.g. 1,2 (default: all cores)",
+        "--threads", default=None, help="comma list of thread counts, e.g. 1,2 (default: all cores)"
     )
     p.add_argument("--out", default="bench.md", help="Markdown report (default: bench.md)")
     p.add_argument(
@@ -481,13 +478,9 @@ def _apply_data_flags(classifier: Any, args: argparse.Namespace) -> None:
 def _print_predictions(text: str, prediction: Any, as_json: bool) -> None:
     ranked = prediction if isinstance(prediction, list) else [prediction]
     if as_json:
-        line = json.dumps({"text": text, "predictions": ranked}, ensure_ascii=False)
-        for separator in ("\u2028", "\u2029", "\x85"):  # line breaks to splitlines(): escaped
-            line = line.replace(separator, f"\\u{ord(separator):04x}")
-        print(line)
-    else:  # the text is shown on one line, whatever separators it holds
-        shown = " ".join(text.split()) if isinstance(text, str) else text
-        print("\t".join([*(f"{p['label']} {p['score']:.4f}" for p in ranked), shown]))
+        print(json.dumps({"text": text, "predictions": ranked}, ensure_ascii=False))
+    else:
+        print("\t".join([*(f"{p['label']} {p['score']:.4f}" for p in ranked), text]))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -496,13 +489,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     classifier = load(args.model_dir, backend=args.backend, threads=args.threads)
     if args.interactive:
         return _interactive(classifier, args)
-    from textcls.data.formats import read_text_lines
-
     texts = list(args.texts)
-    if texts == ["-"]:  # one output row per input line, blank lines included, in order
-        texts = list(read_text_lines(sys.stdin.buffer))
+    if texts == ["-"]:
+        texts = [line.strip() for line in sys.stdin if line.strip()]
     if args.file:
-        texts += list(read_text_lines(args.file))
+        texts += [
+            line.strip() for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
     if not texts:
         raise TextClsError("no texts: give texts as arguments, '-' for stdin, --file or --interactive")
     predictions = classifier.predict(texts, top_k=args.top_k, batch_size=args.batch_size)
@@ -568,7 +561,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     for backend in backends:
         BACKENDS.get(backend)  # unknown names fail before any work
-    threads = args.threads or [None]
+    threads = _int_list(args.threads) if args.threads else [None]
     rows = run_bench(
         args.model_dirs, args.data, backends=backends, threads=threads, out=args.out, export=args.export
     )
