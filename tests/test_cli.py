@@ -133,15 +133,18 @@ def test_predict_top_k(snips_run, capsys) -> None:
     assert top == ["PlayMusic", "GetWeather"]
 
 
-def test_predict_reads_stdin(snips_run, capsys, monkeypatch) -> None:
-    stdin = io.StringIO("add this song to my playlist\n\n  book a table for two \n")
-    monkeypatch.setattr(sys, "stdin", stdin)
+def _stdin(data: bytes) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+
+
+def test_predict_reads_stdin_one_row_per_line(snips_run, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stdin", _stdin(b"add this song to my playlist\n\n  book a table for two \n"))
     assert main(["predict", str(snips_run["model"]), "-"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    lines = capsys.readouterr().out.rstrip("\n").split("\n")
     texts = [line.split("\t")[-1] for line in lines]
-    assert texts == ["add this song to my playlist", "book a table for two"]
+    assert texts == ["add this song to my playlist", "", "book a table for two"]  # blank line kept
     assert all(len(line.split("\t")) == 2 for line in lines)  # top-1: one "label score" field
-    assert lines[1].split("\t")[0].split()[0] == "BookRestaurant"
+    assert lines[2].split("\t")[0].split()[0] == "BookRestaurant"
 
 
 def test_predict_json_and_file(snips_run, capsys, tmp_path) -> None:
@@ -149,13 +152,48 @@ def test_predict_json_and_file(snips_run, capsys, tmp_path) -> None:
     path.write_text("what is the forecast for boston\n\nrate this book five stars\n", encoding="utf-8")
     assert main(["predict", str(snips_run["model"]), "--file", str(path), "--json", "--top-k", "2"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    assert [r["text"] for r in records] == ["what is the forecast for boston", "rate this book five stars"]
+    assert [r["text"] for r in records] == [
+        "what is the forecast for boston",
+        "",
+        "rate this book five stars",
+    ]
     for record in records:
         assert len(record["predictions"]) == 2
         assert set(record["predictions"][0]) == {"label", "score"}
         assert record["predictions"][0]["score"] >= record["predictions"][1]["score"]
     assert records[0]["predictions"][0]["label"] == "GetWeather"
-    assert records[1]["predictions"][0]["label"] == "RateBook"
+    assert records[2]["predictions"][0]["label"] == "RateBook"
+
+
+def test_predict_file_lines_up_with_its_input(snips_run, capsys, tmp_path, monkeypatch) -> None:
+    # U+2028, NEL and a form feed inside a line are not line breaks; CRLF is one; blank lines stay
+    content = "play jazz\u2028now\r\nrate this\x85book\n\nwill it\x0crain\n"
+    path = tmp_path / "texts.txt"
+    path.write_bytes(content.encode("utf-8"))
+    assert main(["predict", str(snips_run["model"]), "--file", str(path), "--json"]) == 0
+    from_file = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["text"] for r in from_file] == [
+        "play jazz\u2028now",
+        "rate this\x85book",
+        "",
+        "will it\x0crain",
+    ]
+    monkeypatch.setattr(sys, "stdin", _stdin(content.encode("utf-8")))
+    assert main(["predict", str(snips_run["model"]), "-", "--json"]) == 0
+    from_stdin = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert from_stdin == from_file  # 4 lines in, 4 predictions out, both ways
+    assert main(["predict", str(snips_run["model"]), "--file", str(path)]) == 0
+    assert len(capsys.readouterr().out.rstrip("\n").split("\n")) == 4  # plain output: one row each
+
+
+def test_predict_file_errors_are_clear(snips_run, capsys, tmp_path) -> None:
+    assert main(["predict", str(snips_run["model"]), "--file", str(tmp_path / "missing.txt")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
+    assert main(["predict", str(snips_run["model"]), "--file", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: not valid UTF-8" in err and "Traceback" not in err
 
 
 def test_predict_interactive(snips_run, capsys, monkeypatch) -> None:
@@ -285,3 +323,73 @@ def test_help_in_a_subprocess() -> None:
     assert result.returncode == 0, result.stderr
     for word in ("train", "evaluate", "predict"):
         assert word in result.stdout
+
+
+def test_bench_with_bad_threads_is_a_usage_error(snips_run, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["bench", str(snips_run["model"]), "--data", "x.txt", "--threads", "a,b"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected comma-separated integers, got 'a,b'" in err and "Traceback" not in err
+
+
+TINY_FLAGS = ["--vectors", "random", "--epochs", "1", "--batch-size", "8", *COMMON]
+
+
+def test_label_first_layout_is_saved_and_reused_on_test_files(tmp_path, capsys) -> None:
+    from conftest import make_examples
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n, seed in (("train", 12, 1), ("valid", 3, 2)):
+        (data / f"{split}.txt").write_text(
+            "".join(f"{label}\t{text}\n" for text, label in make_examples(n, seed)), encoding="utf-8"
+        )
+    # one line alone looks label-last ("play jazz" has no space-free label column to spot)
+    (data / "test.txt").write_text("music\tplay jazz song\n", encoding="utf-8")
+    model = tmp_path / "model"
+    assert main(["train", "--data", str(data), "--out", str(model), *TINY_FLAGS]) == 0
+    assert "test (" in capsys.readouterr().out  # the same command evaluated its own test file
+    saved = json.loads((model / "config.json").read_text())["data"]
+    assert saved["format"] == "auto" and saved["detected_format"] == "tsv-label-first"
+    assert main(["evaluate", str(model), "--data", str(data / "test.txt"), "--no-latency", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.split("\nreports written")[0])
+    assert report["n"] == 1 and report["unseen"] == {}
+
+
+def test_train_and_evaluate_with_unseen_labels_header_and_bad_lines(tmp_path, capsys) -> None:
+    from conftest import make_examples
+
+    data = tmp_path / "data"
+    data.mkdir()
+    train = make_examples(12, 1)
+    lines = [
+        "sentence\tlabel\n",
+        *(f"{t}\t{label}\n" for t, label in train),
+        "broken\tline\tx\n",
+        "\tmusic\n",
+    ]
+    (data / "train.tsv").write_text("".join(lines), encoding="utf-8")
+    valid = [*make_examples(3, 2), ("fly me to rome", "flight#airfare")]
+    (data / "valid.tsv").write_text("".join(f"{t}\t{label}\n" for t, label in valid), encoding="utf-8")
+    test = [*make_examples(2, 3), ("fly me to rome", "flight#airfare"), ("and to oslo", "flight#airfare")]
+    (data / "test.tsv").write_text("".join(f"{t}\t{label}\n" for t, label in test), encoding="utf-8")
+    model = tmp_path / "model"
+    assert main(["train", "--data", str(data), "--out", str(model), *TINY_FLAGS]) == 2
+    assert "found 3" in capsys.readouterr().err  # the malformed line stops training by default
+    args = ["train", "--data", str(data), "--out", str(model), "--on-bad-lines", "skip", *TINY_FLAGS]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((model / "train_result.json").read_text())
+    assert summary["train_examples"] + summary["valid_examples"] == len(train) + 1 + len(valid)
+    assert summary["empty_texts"]["train"] == 1  # "\tmusic" is a valid example
+    assert summary["valid_unseen_labels"] == {"flight#airfare": 1}
+    assert any("header row" in n for n in summary["notes"])
+    assert any("skipped 1 malformed" in n for n in summary["notes"])
+    assert "header" not in json.loads((model / "labels.json").read_text())["labels"]
+    assert "label" not in json.loads((model / "labels.json").read_text())["labels"]
+    assert "test (" in out
+    report = json.loads((model / "eval" / "test" / "report.json").read_text())
+    assert report["n"] == len(test) and report["unseen"] == {"flight#airfare": 2}
+    assert main(["evaluate", str(model), "--data", str(data / "test.tsv"), "--strict-labels"]) == 2
+    assert "flight#airfare" in capsys.readouterr().err

@@ -14,59 +14,6 @@ from textcls.registry import DEFAULT_MODEL, PRESETS
 
 log = logging.getLogger(__name__)
 
-# Keyword overrides accepted by TextClassifier(...), mapped to their place in the config.
-_OVERRIDES = {
-    **{
-        k: ("train", k)
-        for k in (
-            "epochs",
-            "batch_size",
-            "lr",
-            "weight_decay",
-            "warmup_ratio",
-            "schedule",
-            "grad_clip",
-            "metric",
-            "patience",
-            "seed",
-            "class_weight",
-            "label_smoothing",
-            "tensorboard",
-            "cpu",
-            "backbone_lr",
-            "grad_accum",
-            "mixed_precision",
-            "track",
-            "tracking_uri",
-            "experiment",
-            "log_model",
-        )
-    },
-    "max_length": ("model", "tokenizer", "max_length"),
-    "lowercase": ("model", "tokenizer", "lowercase"),
-    "min_count": ("model", "embedding", "min_count"),
-    "trainable_vectors": ("model", "embedding", "trainable"),
-    "extra_vocab": ("model", "embedding", "extra_vocab"),
-    "vectors_dim": ("model", "embedding", "dim"),
-    "embedding_dropout": ("model", "embedding", "dropout"),
-    "head_dropout": ("model", "head_dropout"),
-    "encoder_params": ("model", "encoder", "params"),
-    "format": ("data", "format"),
-    "text_columns": ("data", "text_columns"),
-    "label_column": ("data", "label_column"),
-    "pair": ("data", "pair"),
-    "valid_fraction": ("data", "valid_fraction"),
-    "header": ("data", "header"),
-    "on_bad_lines": ("data", "on_bad_lines"),
-    "strict_labels": ("data", "strict_labels"),
-    "remove_layers": ("model", "backbone", "remove_layers"),
-    "freeze": ("model", "backbone", "freeze"),
-    "long_docs": ("model", "backbone", "long_docs"),
-    "aggregate": ("model", "backbone", "aggregate"),
-    "stride": ("model", "backbone", "stride"),
-    "max_chunks": ("model", "backbone", "max_chunks"),
-}
-
 TrainData = str | Path | Sequence[Example] | Sequence[tuple[str, str]]
 
 
@@ -106,16 +53,11 @@ def build_config(
         data = deep_update(data, {"model": {"encoder": {"name": encoder}}})
     if vectors is not None:
         data = deep_update(data, {"model": {"embedding": {"vectors": vectors}}})
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key not in _OVERRIDES:
-            raise ConfigError(f"unknown option '{key}'; known: {', '.join(sorted(_OVERRIDES))}")
-        *parents, leaf = _OVERRIDES[key]
-        update: dict[str, Any] = {leaf: value}
-        for parent in reversed(parents):
-            update = {parent: update}
-        data = deep_update(data, update)
+    from textcls.options import as_update
+
+    for key, value in overrides.items():  # keywords derived from the config fields, or dotted paths
+        if value is not None:
+            data = deep_update(data, as_update(key, value))
     backbone = data.get("model", {}).get("backbone")
     if isinstance(backbone, dict) and "name_or_path" not in backbone:
         options = ", ".join(sorted(backbone))
@@ -161,10 +103,25 @@ class TextClassifier:
         config: ClassifierConfig | dict | str | Path | None = None,
         **overrides: Any,
     ) -> None:
+        """``overrides``: any option by its keyword (``epochs=5``, ``max_length=256``; the list is
+        ``textcls.options.keyword_paths()``, one per config field) or by its dotted path in the
+        config (``**{"train.lr": 1e-3}``)."""
         self.config = build_config(model, encoder, vectors, config, **overrides)
         self.predictor: Any = None
         self.train_result: Any = None
         self.notes: list[str] = []
+
+    def configure(self, **overrides: Any) -> TextClassifier:
+        """Change options of this classifier's config (as in the constructor), e.g. the data
+        options of a loaded model before ``evaluate``."""
+        from textcls.options import as_update
+
+        data = self.config.model_dump()
+        for key, value in overrides.items():
+            if value is not None:
+                data = deep_update(data, as_update(key, value))
+        self.config = ClassifierConfig.from_dict(data)
+        return self
 
     # ----------------------------------------------------------------- training
     def fit(

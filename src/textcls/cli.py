@@ -16,32 +16,22 @@ log = logging.getLogger("textcls")
 BACKEND_HELP = "torch (default), torch-int8, onnx, onnx-int8 (the ONNX ones after 'textcls export')"
 
 
-def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data format")
-    group.add_argument(
-        "--format",
-        choices=["auto", "tsv", "tsv-label-first", "csv", "jsonl", "fasttext"],
-        default=None,
-        help="input format (default: detected)",
-    )
-    group.add_argument(
-        "--text-column",
-        action="append",
-        dest="text_columns",
-        default=None,
-        help="CSV/JSONL text column; repeat to join several (title + body)",
-    )
-    group.add_argument("--label-column", default=None, help="CSV/JSONL label column (default: label)")
-    group.add_argument(
-        "--pair", action="store_true", default=None, help="two text fields form a sentence pair"
-    )
+def _add_data_flags(parser: argparse.ArgumentParser, *, carve: bool = False) -> None:
+    """The data options (format, columns, header, bad lines, unseen labels), from DataConfig."""
+    from textcls.options import add_arguments
+
+    add_arguments(parser, ["data"], skip=() if carve else ("valid_fraction",))
 
 
 def _train_parser(sub: Any) -> None:
+    from textcls.options import add_arguments
+
     p = sub.add_parser(
         "train",
         help="train a model on a data directory or file",
-        description="Train a classifier; writes the model directory to --out.",
+        description="Train a classifier; writes the model directory to --out. Every option below is a "
+        "field of the config saved in the model directory (config.json); --config FILE gives a whole "
+        "config and --set PATH=VALUE any single field.",
     )
     p.add_argument("--data", required=True, help="directory with train.* [valid.* test.*] or a train file")
     p.add_argument("--valid", help="validation file (default: valid.* in --data, else a 10%% carve)")
@@ -58,47 +48,9 @@ def _train_parser(sub: Any) -> None:
     )
     p.add_argument("--vectors", help="glove-6b-50d (default), spacy-md-300d, random, or a vectors file")
     p.add_argument("--config", help="YAML/JSON config file; flags override it")
-    p.add_argument("--epochs", type=int, help="default 10 (transformer presets: 3)")
-    p.add_argument("--batch-size", type=int, help="default 64 (transformer presets: 32)")
-    p.add_argument("--lr", type=float, help="peak learning rate, AdamW (default 1e-3; transformers 5e-5)")
-    p.add_argument("--seed", type=int, help="default 42; the same seed gives the same model on CPU")
-    p.add_argument("--max-length", type=int, help="tokens per text (default 128)")
-    p.add_argument("--metric", choices=["accuracy", "macro_f1", "loss"], help="early-stopping metric")
-    p.add_argument("--patience", type=int, help="epochs without improvement before stopping (0: never)")
-    p.add_argument("--schedule", choices=["linear", "cosine", "constant"])
-    p.add_argument("--warmup-ratio", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--grad-clip", type=float)
-    p.add_argument("--class-weight", choices=["balanced"])
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--min-count", type=int, help="minimum training count for a word to enter the vocabulary")
-    p.add_argument("--freeze-vectors", action="store_true", default=None, help="keep word vectors fixed")
-    t = p.add_argument_group("transformers (--model minilm-l6 or a local Hugging Face model directory)")
-    t.add_argument("--remove-layers", type=_int_list, help="encoder layers to drop, e.g. 8,9,10,11")
-    t.add_argument("--freeze", help="none | embeddings | all-but-last-N | feature-based")
-    t.add_argument(
-        "--backbone-lr", type=float, help="learning rate of the pretrained weights (default: --lr)"
-    )
-    t.add_argument("--grad-accum", type=int, help="batches per optimizer step")
-    t.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="on GPU")
-    t.add_argument("--long-docs", choices=["truncate", "head-tail", "chunk"], help="texts over --max-length")
-    t.add_argument("--aggregate", choices=["mean", "max"], help="how chunk logits combine (chunk mode)")
-    t.add_argument("--stride", type=int, help="tokens shared by neighbouring chunks (default 64)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--cpu", action="store_true", default=None, help="train on CPU even if a GPU is present")
-    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard scalars")
-    p.add_argument(
-        "--track", choices=["tensorboard", "mlflow", "none"], help="experiment tracking (default tensorboard)"
-    )
-    p.add_argument(
-        "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<parent of --out>/mlflow.db)"
-    )
-    p.add_argument("--experiment", help="MLflow experiment name (default textcls)")
-    p.add_argument(
-        "--log-model", action="store_true", default=None, help="MLflow: upload the model directory"
-    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_data_flags(p)
+    add_arguments(p)
 
 
 def _int_list(value: str) -> list[int]:
@@ -185,7 +137,10 @@ def _bench_parser(sub: Any) -> None:
         help="comma list (default: torch,torch-int8,onnx,onnx-int8)",
     )
     p.add_argument(
-        "--threads", default=None, help="comma list of thread counts, e.g. 1,2 (default: all cores)"
+        "--threads",
+        type=_int_list,
+        default=None,
+        help="comma list of thread counts, e.g. 1,2 (default: all cores)",
     )
     p.add_argument("--out", default="bench.md", help="Markdown report (default: bench.md)")
     p.add_argument(
@@ -304,7 +259,7 @@ def _search_parser(sub: Any) -> None:
         "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<parent of --out>/mlflow.db)"
     )
     p.add_argument("--progress", action="store_true", help="progress bars for each trial")
-    _add_data_flags(p)
+    _add_data_flags(p, carve=True)
 
 
 def _augment_parser(sub: Any) -> None:
@@ -386,45 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from textcls.api import TextClassifier
+    from textcls.options import from_args
 
     classifier = TextClassifier(
-        model=args.model,
-        encoder=args.encoder,
-        vectors=args.vectors,
-        config=args.config,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        max_length=args.max_length,
-        metric=args.metric,
-        patience=args.patience,
-        schedule=args.schedule,
-        warmup_ratio=args.warmup_ratio,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        class_weight=args.class_weight,
-        label_smoothing=args.label_smoothing,
-        min_count=args.min_count,
-        trainable_vectors=False if args.freeze_vectors else None,
-        cpu=args.cpu,
-        tensorboard=False if args.no_tensorboard else None,
-        track=args.track,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        log_model=args.log_model,
-        format=args.format,
-        text_columns=args.text_columns,
-        label_column=args.label_column,
-        pair=args.pair,
-        remove_layers=args.remove_layers,
-        freeze=args.freeze,
-        backbone_lr=args.backbone_lr,
-        grad_accum=args.grad_accum,
-        mixed_precision=args.mixed_precision,
-        long_docs=args.long_docs,
-        aggregate=args.aggregate,
-        stride=args.stride,
+        model=args.model, encoder=args.encoder, vectors=args.vectors, config=args.config, **from_args(args)
     )
     classifier.fit(args.data, args.valid, out_dir=args.out, resume=args.resume, progress=not args.no_progress)
     result = classifier.train_result
@@ -468,19 +388,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _apply_data_flags(classifier: Any, args: argparse.Namespace) -> None:
-    data = classifier.config.data
-    for name in ("format", "text_columns", "label_column", "pair"):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(data, name, value)
+    from textcls.options import from_args
+
+    classifier.configure(**from_args(args))
 
 
 def _print_predictions(text: str, prediction: Any, as_json: bool) -> None:
     ranked = prediction if isinstance(prediction, list) else [prediction]
     if as_json:
-        print(json.dumps({"text": text, "predictions": ranked}, ensure_ascii=False))
-    else:
-        print("\t".join([*(f"{p['label']} {p['score']:.4f}" for p in ranked), text]))
+        line = json.dumps({"text": text, "predictions": ranked}, ensure_ascii=False)
+        for separator in ("\u2028", "\u2029", "\x85"):  # line breaks to splitlines(): escaped
+            line = line.replace(separator, f"\\u{ord(separator):04x}")
+        print(line)
+    else:  # the text is shown on one line, whatever separators it holds
+        shown = " ".join(text.split()) if isinstance(text, str) else text
+        print("\t".join([*(f"{p['label']} {p['score']:.4f}" for p in ranked), shown]))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -489,13 +411,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     classifier = load(args.model_dir, backend=args.backend, threads=args.threads)
     if args.interactive:
         return _interactive(classifier, args)
+    from textcls.data.formats import read_text_lines
+
     texts = list(args.texts)
-    if texts == ["-"]:
-        texts = [line.strip() for line in sys.stdin if line.strip()]
+    if texts == ["-"]:  # one output row per input line, blank lines included, in order
+        texts = list(read_text_lines(sys.stdin.buffer))
     if args.file:
-        texts += [
-            line.strip() for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
+        texts += list(read_text_lines(args.file))
     if not texts:
         raise TextClsError("no texts: give texts as arguments, '-' for stdin, --file or --interactive")
     predictions = classifier.predict(texts, top_k=args.top_k, batch_size=args.batch_size)
@@ -561,7 +483,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     for backend in backends:
         BACKENDS.get(backend)  # unknown names fail before any work
-    threads = _int_list(args.threads) if args.threads else [None]
+    threads = args.threads or [None]
     rows = run_bench(
         args.model_dirs, args.data, backends=backends, threads=threads, out=args.out, export=args.export
     )
@@ -616,6 +538,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from textcls.options import from_args
     from textcls.search import run_search
 
     summary = run_search(
@@ -635,10 +558,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri,
         progress=args.progress,
         epochs=args.epochs,
-        format=args.format,
-        text_columns=args.text_columns,
-        label_column=args.label_column,
-        pair=args.pair,
+        **from_args(args),
     )
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
     print(f"study {summary['study']} in {summary['storage']}: {summary['trials']} trials ({counts})")

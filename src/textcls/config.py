@@ -25,7 +25,9 @@ class DataConfig(_Strict):
         "auto", description="input format (default: detected)"
     )
     text_columns: list[str] | None = Field(
-        None, description="CSV/JSONL (or headed TSV) text column(s); several are joined (title + body)"
+        None,
+        description="CSV/JSONL (or headed TSV) text column(s), comma-separated; several are joined (title + body)",
+        json_schema_extra={"cli": {"append": "text-column"}},
     )
     label_column: str | None = Field(None, description="CSV/JSONL label column (default: label)")
     pair: bool = Field(False, description="two text fields form a sentence pair")
@@ -43,6 +45,7 @@ class DataConfig(_Strict):
         None,
         description="set by training: the TSV layout found in the training file, reused for files "
         "read later with format auto that look alike",
+        json_schema_extra={"cli": False},
     )
 
 
@@ -58,40 +61,77 @@ class TokenizerConfig(_Strict):
     # clitics split as in the Penn Treebank and in GloVe's vocabulary ("doesn't" -> "does" "n't",
     # "it's" -> "it" "'s"), and every other grapheme cluster (a punctuation mark, an emoji with
     # its modifiers) as one token.
-    pattern: str = r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?:-\w+)*|(?![\w\s])\X"
+    pattern: str = Field(
+        r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?:-\w+)*|(?![\w\s])\X",
+        description="the token pattern (Python 'regex' syntax)",
+        json_schema_extra={"cli": {"flag": "token-pattern", "keyword": "token_pattern"}},
+    )
     max_length: int = Field(128, ge=1, description="tokens kept per text")
 
 
 class EmbeddingConfig(_Strict):
     """Word vectors: a registered name (glove-6b-50d, spacy-md-300d, random) or a file path."""
 
-    vectors: str = "glove-6b-50d"
-    dim: int | None = Field(None, ge=1, description="only for random vectors; else read from file")
-    trainable: bool = True
-    min_count: int = Field(1, ge=1)
+    vectors: str = Field("glove-6b-50d", json_schema_extra={"cli": False})  # --vectors
+    dim: int | None = Field(
+        None,
+        ge=1,
+        description="dimension of random vectors (others read it from the file)",
+        json_schema_extra={"cli": {"flag": "vectors-dim", "keyword": "vectors_dim"}},
+    )
+    trainable: bool = Field(
+        True,
+        description="fine-tune the word vectors",
+        json_schema_extra={
+            "cli": {
+                "flag": "trainable-vectors",
+                "keyword": "trainable_vectors",
+                "also": {"freeze-vectors": False},
+            }
+        },
+    )
+    min_count: int = Field(1, ge=1, description="minimum training count for a word to enter the vocabulary")
     # The N most frequent words of the vector file join the vocabulary even when unseen in
     # training, so words that first appear at prediction time still get their pretrained vector.
-    extra_vocab: int = Field(20000, ge=0)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    extra_vocab: int = Field(
+        20000, ge=0, description="most frequent pretrained words added to the vocabulary even if unseen"
+    )
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="dropout on the word embeddings",
+        json_schema_extra={"cli": {"flag": "embedding-dropout", "keyword": "embedding_dropout"}},
+    )
 
 
 class EncoderConfig(_Strict):
     """An encoder from the registry plus its own keyword parameters."""
 
-    name: str = "cnn"
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field("cnn", json_schema_extra={"cli": False})  # --encoder
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the encoder's own parameters as JSON, e.g. '{\"num_filters\": 64}'",
+        json_schema_extra={"cli": {"flag": "encoder-params", "keyword": "encoder_params"}},
+    )
 
 
 class BackboneConfig(_Strict):
     """A Hugging Face encoder (a registered name such as ``minilm-l6`` or a local directory)."""
 
-    name_or_path: str
-    remove_layers: list[int] = Field(default_factory=list, description="encoder layers dropped at load")
+    name_or_path: str = Field(json_schema_extra={"cli": False})  # --model
+    remove_layers: list[int] = Field(
+        default_factory=list, description="encoder layers dropped at load, e.g. 8,9,10,11"
+    )
     freeze: str = Field("none", description="none | embeddings | all-but-last-N | feature-based")
-    long_docs: Literal["truncate", "head-tail", "chunk"] = "truncate"
-    aggregate: Literal["mean", "max"] = "mean"
+    long_docs: Literal["truncate", "head-tail", "chunk"] = Field(
+        "truncate", description="texts longer than --max-length: cut, keep head and tail, or split in chunks"
+    )
+    aggregate: Literal["mean", "max"] = Field("mean", description="how chunk logits combine (chunk mode)")
     stride: int = Field(64, ge=0, description="tokens shared by neighbouring chunks")
-    max_chunks: int = Field(16, ge=1, description="chunks kept per document")
+    max_chunks: int = Field(
+        16, ge=1, description="chunks kept per document (chunk mode); cut documents are reported"
+    )
 
     @field_validator("freeze")
     @classmethod
@@ -110,29 +150,35 @@ class ModelConfig(_Strict):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     backbone: BackboneConfig | None = None
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
-    head_dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    labels: list[str] = Field(default_factory=list)
+    head_dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout before the classification layer")
+    labels: list[str] = Field(default_factory=list, json_schema_extra={"cli": False})  # from the data
 
 
 class TrainConfig(_Strict):
     """The training loop's settings."""
 
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(10, ge=1, description="passes over the training data")
+    batch_size: int = Field(64, ge=1, description="examples per batch")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate, AdamW")
     backbone_lr: float | None = Field(None, gt=0, description="transformer weights' LR (default: lr)")
     grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="used on GPU only")
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    weight_decay: float = Field(
+        0.01, ge=0, description="AdamW weight decay (not on biases, norms, embeddings)"
+    )
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of the steps spent warming up")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="learning-rate schedule")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
-    metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
+    metric: Literal["accuracy", "macro_f1", "loss"] = Field(
+        "accuracy", description="validation metric for early stopping and the best epoch"
+    )
     patience: int = Field(3, ge=0, description="epochs without improvement before stopping; 0 = never")
-    seed: int = 42
-    class_weight: Literal["balanced"] | None = None
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    tensorboard: bool = True
+    seed: int = Field(42, description="random seed; the same seed gives the same model on CPU")
+    class_weight: Literal["balanced"] | None = Field(
+        None, description="'balanced': weight classes by n / (classes * count) in the loss"
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the cross-entropy")
+    tensorboard: bool = Field(True, description="write TensorBoard scalars")
     track: Literal["tensorboard", "mlflow", "none"] = Field(
         "tensorboard", description="experiment tracking backend (tensorboard needs tensorboard: true)"
     )
@@ -141,7 +187,7 @@ class TrainConfig(_Strict):
     )
     experiment: str = Field("textcls", description="MLflow experiment name")
     log_model: bool = Field(False, description="MLflow: upload the model directory as an artifact")
-    cpu: bool = False
+    cpu: bool = Field(False, description="train on CPU even if a GPU is present")
 
 
 class ClassifierConfig(_Strict):
