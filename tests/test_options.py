@@ -145,7 +145,7 @@ def test_set_reaches_any_field_with_yaml_values() -> None:
 
 
 def test_unknown_or_bad_options_say_what_exists() -> None:
-    with pytest.raises(ConfigError, match="unknown config field 'train.lrr'.*lr"):
+    with pytest.raises(ConfigError, match=r"unknown config field 'train\.lrr'.*lr"):
         config_from(["--set", "train.lrr=1"])
     with pytest.raises(ConfigError, match="PATH=VALUE"):
         config_from(["--set", "train.lr"])

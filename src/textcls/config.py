@@ -26,7 +26,8 @@ class DataConfig(_Strict):
     )
     text_columns: list[str] | None = Field(
         None,
-        description="CSV/JSONL (or headed TSV) text column(s), comma-separated; several are joined (title + body)",
+        description="CSV/JSONL (or headed TSV) text column(s), comma-separated; "
+        "several are joined (title + body)",
         json_schema_extra={"cli": {"append": "text-column"}},
     )
     label_column: str | None = Field(None, description="CSV/JSONL label column (default: label)")
