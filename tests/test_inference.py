@@ -744,3 +744,267 @@ def test_evaluate_with_torch_int8_and_one_thread(exported_dir, synthetic_dir, tm
     assert abs(report["accuracy"] - reference["accuracy"]) <= 0.1  # at most 2 of 24 labels differ
     assert main([*args, "--backend", "torch-int8", "--threads", "0"]) == 2
     assert "threads must be at least 1" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------- exports are bound to their weights
+@pytest.fixture(scope="module")
+def other_cnn(tmp_path_factory, synthetic_splits) -> Path:
+    """Another CNN on the same data (another seed: other weights), exported to fp32 ONNX."""
+    from textcls.inference.export import export_model
+
+    classifier = textcls.TextClassifier(**{**WORD, "seed": 7, "encoder_params": SMALL_ENCODER_PARAMS["cnn"]})
+    classifier.fit(synthetic_splits["train"], synthetic_splits["valid"], progress=False)
+    directory = tmp_path_factory.mktemp("other") / "other-cnn"
+    classifier.save(directory)
+    export_model(directory)
+    return directory
+
+
+def replace_weights(directory: Path, source: Path) -> None:
+    """Put another model's files into ``directory`` behind textcls's back (copied by hand, or
+    written by an older textcls): the export files stay."""
+    for name in ("config.json", "model.safetensors", "vocab.txt", "labels.json"):
+        shutil.copyfile(source / name, directory / name)
+
+
+def test_retraining_over_an_exported_directory_removes_the_export(exported_dir, synthetic_splits) -> None:
+    """``train --out DIR`` over an exported DIR with another seed: the onnx backends must not
+    serve the old graph (before the fix they agreed with the new weights on a third of labels)."""
+    texts = texts_of(synthetic_splits["test"])
+    old = load_predictor(exported_dir, "onnx").logits(texts)
+    classifier = textcls.TextClassifier(**{**WORD, "seed": 7, "encoder_params": SMALL_ENCODER_PARAMS["cnn"]})
+    classifier.fit(synthetic_splits["train"], synthetic_splits["valid"], out_dir=exported_dir, progress=False)
+    new = load_predictor(exported_dir, "torch").logits(texts)
+    assert np.abs(new - old).max() > 0.1  # the retrained model really is another model
+    for backend in ONNX_BACKENDS:
+        with pytest.raises(ModelLoadError, match="textcls export"):
+            load_predictor(exported_dir, backend)
+    assert not {ONNX_FILE, INT8_FILE, "export.json"} & {p.name for p in exported_dir.iterdir()}
+    # exported again, the graph is the new model's
+    from textcls.inference.export import export_model
+
+    export_model(exported_dir)
+    np.testing.assert_allclose(load_predictor(exported_dir, "onnx").logits(texts), new, atol=1e-4)
+
+
+def test_save_over_an_exported_directory_removes_the_export(exported_dir, cnn_classifier) -> None:
+    cnn_classifier.save(exported_dir)  # TextClassifier.save → save_model, as training does
+    assert not (exported_dir / ONNX_FILE).exists() and not (exported_dir / INT8_FILE).exists()
+    assert not (exported_dir / "export.json").exists()
+    assert (exported_dir / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("backend", ONNX_BACKENDS)
+def test_an_export_of_other_weights_is_refused(
+    exported_dir, other_cnn, synthetic_dir, backend, capsys
+) -> None:
+    replace_weights(exported_dir, other_cnn)
+    command = f"textcls export {exported_dir} --format onnx" + (
+        " --quantize int8" if backend != "onnx" else ""
+    )
+    with pytest.raises(ModelLoadError) as caught:
+        load_predictor(exported_dir, backend)
+    message = str(caught.value)
+    name = {"onnx": ONNX_FILE, "onnx-int8": INT8_FILE}[backend]
+    assert f"{name} was exported from other weights" in message and f"run '{command}' again" in message
+    # evaluate and predict refuse it with the same message (exit status 2), never the old answers
+    data = str(synthetic_dir / "test.txt")
+    assert main(["evaluate", str(exported_dir), "--data", data, "--backend", backend, "--no-latency"]) == 2
+    assert "was exported from other weights" in capsys.readouterr().err
+    assert main(["predict", str(exported_dir), "song", "--backend", backend]) == 2
+    assert "was exported from other weights" in capsys.readouterr().err
+
+
+def test_a_graph_copied_from_another_model_is_refused(exported_dir, plain_dir, other_cnn) -> None:
+    # export.json is this directory's (its weights match), but model.onnx is another model's
+    shutil.copyfile(other_cnn / ONNX_FILE, exported_dir / ONNX_FILE)
+    with pytest.raises(ModelLoadError, match=r"model\.onnx is not the file its export wrote"):
+        load_predictor(exported_dir, "onnx")
+    load_predictor(exported_dir, "onnx-int8")  # the int8 file still is what the export wrote
+    # no export record at all: nothing binds the graph to these weights
+    shutil.copyfile(other_cnn / ONNX_FILE, plain_dir / ONNX_FILE)
+    with pytest.raises(ModelLoadError, match=r"model\.onnx is not recorded in export\.json"):
+        load_predictor(plain_dir, "onnx")
+    # another model's graph with its export.json
+    shutil.copyfile(other_cnn / "export.json", plain_dir / "export.json")
+    with pytest.raises(ModelLoadError, match=r"model\.onnx was exported from other weights"):
+        load_predictor(plain_dir, "onnx")
+
+
+def test_an_export_record_without_a_weights_digest_is_refused(exported_dir, synthetic_dir, tmp_path) -> None:
+    """export.json written before exports were bound to weights: refused, and bench --export
+    exports it again."""
+    from textcls.model import weights_digest
+
+    record = json.loads((exported_dir / "export.json").read_text())
+    for backend in ONNX_BACKENDS:
+        del record[backend]["weights_digest"], record[backend]["sha256"]
+    (exported_dir / "export.json").write_text(json.dumps(record))
+    for backend in ONNX_BACKENDS:
+        with pytest.raises(ModelLoadError, match=r"records no weights digest .* older textcls"):
+            load_predictor(exported_dir, backend)
+    data = synthetic_dir / "test.txt"
+    rows = run_bench([exported_dir], data, backends=("onnx",), threads=(1,), out=tmp_path / "a.md")
+    assert rows == []
+    [skipped] = json.loads((tmp_path / "a.json").read_text())["skipped"]
+    assert skipped.startswith("exported-cnn × onnx: ") and "older textcls" in skipped
+    rows = run_bench([exported_dir], data, backends=("onnx",), threads=(1,), export=True)
+    assert [r["backend"] for r in rows] == ["onnx"]
+    assert json.loads((exported_dir / "export.json").read_text())["onnx"]["weights_digest"] == weights_digest(
+        exported_dir
+    )
+
+
+def test_bench_export_exports_a_stale_export_again(exported_dir, other_cnn, synthetic_dir, tmp_path) -> None:
+    replace_weights(exported_dir, other_cnn)
+    data = synthetic_dir / "test.txt"
+    # without --export: refused and listed as skipped, with the reason
+    rows = run_bench([exported_dir], data, backends=("torch", "onnx"), threads=(1,), out=tmp_path / "a.md")
+    assert [r["backend"] for r in rows] == ["torch"]
+    [skipped] = json.loads((tmp_path / "a.json").read_text())["skipped"]
+    assert "model.onnx was exported from other weights" in skipped
+    # with --export: exported again from the weights now in the directory, then benched
+    rows = run_bench([exported_dir], data, backends=("torch", "onnx"), threads=(1,), export=True)
+    by_backend = {r["backend"]: r for r in rows}
+    assert by_backend["onnx"]["accuracy"] == by_backend["torch"]["accuracy"]
+    texts = texts_of(make_examples(5, 11))
+    np.testing.assert_allclose(
+        load_predictor(exported_dir, "onnx").logits(texts),
+        load_predictor(other_cnn, "torch").logits(texts),
+        atol=1e-4,
+    )
+    # the stale int8 file (not asked for, no validation split to gate it again) went with its entry
+    assert not (exported_dir / INT8_FILE).exists()
+    assert "onnx-int8" not in json.loads((exported_dir / "export.json").read_text())
+
+
+def test_export_drops_a_stale_int8_file_it_does_not_rewrite(exported_dir, other_cnn) -> None:
+    from textcls.inference.export import export_model
+
+    replace_weights(exported_dir, other_cnn)
+    record = export_model(exported_dir)  # fp32 only
+    assert set(record) >= {"onnx"} and "onnx-int8" not in record
+    assert not (exported_dir / INT8_FILE).exists()
+    load_predictor(exported_dir, "onnx")
+
+
+def test_the_server_reports_a_stale_export_as_failed(exported_dir, other_cnn) -> None:
+    pytest.importorskip("fastapi", reason="pip install 'textcls[serve]'")
+    from fastapi.testclient import TestClient
+
+    from textcls.serve.app import ServeSettings, create_app
+
+    replace_weights(exported_dir, other_cnn)
+    settings = ServeSettings(
+        models={"stale": str(exported_dir)}, backend="onnx", model_store=str(exported_dir.parent), token="t"
+    )
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8080") as client:
+        [info] = client.get("/models/stale", headers={"Authorization": "Bearer t"}).json()
+        assert info["status"] == "FAILED" and "exported from other weights" in info["error"]
+        answer = client.post("/predictions/stale", json={"text": "guitar song"})
+        assert answer.status_code == 503
+
+
+def test_export_record_binds_each_file_to_the_weights(word_models) -> None:
+    from textcls.inference.onnx import file_sha256
+    from textcls.model import weights_digest
+
+    directory, record = word_models("cnn")
+    for backend, name in (("onnx", ONNX_FILE), ("onnx-int8", INT8_FILE)):
+        assert record[backend]["weights_digest"] == weights_digest(directory)
+        assert record[backend]["sha256"] == file_sha256(directory / name)
+
+
+# ------------------------------------------------------- the int8 gate on a model int8 really breaks
+OUTLIER = 1e4  # one head weight per class, 10^4 times the others
+
+
+@pytest.fixture(scope="module")
+def fragile_model(tmp_path_factory, synthetic_splits) -> Path:
+    """A bag-of-vectors model that int8 really breaks, as outlier weights do: one embedding
+    dimension is zero for every word, and the head gives it a weight of 10^4 for every class. In
+    fp32 the outlier multiplies zeros and changes nothing; quantized per output channel, it sets
+    each column's scale (10^4 / 63), so every real weight rounds to 0 and the int8 logits are the
+    bias alone: one class for every text."""
+    classifier = textcls.TextClassifier(**{**WORD, "encoder": "mean", "encoder_params": {}})
+    classifier.fit(synthetic_splits["train"], synthetic_splits["valid"], progress=False)
+    model = classifier.predictor.model
+    with torch.no_grad():
+        model.embedder.embedding.weight[:, 0] = 0.0
+        model.head.linear.weight[:, 0] = OUTLIER
+    directory = tmp_path_factory.mktemp("fragile") / "fragile"
+    classifier.save(directory)
+    return directory
+
+
+def measured_accuracy(directory: Path, backend: str, examples) -> float:
+    """Accuracy (points) of a backend of ``directory`` on ``examples``, measured here."""
+    predicted = [p["label"] for p in load_predictor(directory, backend).predict(texts_of(examples))]
+    return 100 * float(np.mean([p == gold for p, (_, gold) in zip(predicted, examples, strict=True)]))
+
+
+def test_gate_refuses_an_int8_model_that_lost_accuracy(
+    fragile_model, synthetic_dir, synthetic_splits, tmp_path
+) -> None:
+    """With the real --max-drop (1.0): refused, the file removed, the fp32 export kept. A gate that
+    compared PyTorch with itself would pass this model."""
+    from textcls.inference.export import export_model
+
+    directory = copy_model(fragile_model, tmp_path / "fragile")
+    valid = synthetic_splits["valid"]
+    assert measured_accuracy(directory, "torch", valid) >= 90  # the fp32 model is fine
+    with pytest.raises(AccuracyGateError, match=r"int8 model rejected.*--max-drop 1\b") as caught:
+        export_model(directory, quantize="int8", valid=synthetic_dir / "valid.txt")
+    assert "in PyTorch, a drop of" in str(caught.value)
+    assert not (directory / INT8_FILE).exists() and not list(directory.glob("*.tmp"))
+    record = json.loads((directory / "export.json").read_text())
+    assert "onnx-int8" not in record and record["onnx"]["max_abs_diff"] <= 1e-3
+    np.testing.assert_allclose(  # the outlier is harmless in fp32: ONNX still matches PyTorch
+        load_predictor(directory, "onnx").logits(texts_of(valid)),
+        load_predictor(directory, "torch").logits(texts_of(valid)),
+        atol=1e-3,
+    )
+    with pytest.raises(ModelLoadError):
+        load_predictor(directory, "onnx-int8")
+
+
+def test_gate_figures_are_the_accuracies_of_the_files(
+    fragile_model, synthetic_dir, synthetic_splits, tmp_path
+) -> None:
+    """--force keeps the failing int8 file; the gate's recorded accuracies are what running the
+    int8 file and PyTorch on the validation split measure."""
+    from textcls.inference.export import export_model
+
+    directory = copy_model(fragile_model, tmp_path / "fragile")
+    record = export_model(directory, quantize="int8", valid=synthetic_dir / "valid.txt", force=True)
+    gate = record["onnx-int8"]["gate"]
+    assert gate["passed"] is False and gate["forced"] is True and gate["max_drop"] == 1.0
+    valid = synthetic_splits["valid"]
+    int8 = measured_accuracy(directory, "onnx-int8", valid)
+    assert gate["int8_accuracy"] == pytest.approx(int8)
+    assert gate["torch_accuracy"] == pytest.approx(measured_accuracy(directory, "torch", valid))
+    assert int8 <= 50 and gate["drop"] >= 40  # int8 really broke it: the gate saw that
+    assert record["onnx-int8"]["label_agreement"] <= 50
+
+
+def test_recorded_int8_accuracy_is_measured_on_a_passing_model_too(word_models, synthetic_splits) -> None:
+    directory, record = word_models("lstm")
+    gate = record["onnx-int8"]["gate"]
+    valid = synthetic_splits["valid"]
+    assert gate["int8_accuracy"] == pytest.approx(measured_accuracy(directory, "onnx-int8", valid))
+    assert gate["torch_accuracy"] == pytest.approx(measured_accuracy(directory, "torch", valid))
+
+
+def test_gate_on_the_command_line_with_the_default_max_drop(
+    fragile_model, synthetic_dir, tmp_path, capsys
+) -> None:
+    directory = copy_model(fragile_model, tmp_path / "fragile")
+    valid = str(synthetic_dir / "valid.txt")
+    assert main(["export", str(directory), "--quantize", "int8", "--valid", valid]) == 2
+    err = capsys.readouterr().err
+    assert "error: int8 model rejected" in err and "--max-drop 1 " in err
+    assert not (directory / INT8_FILE).exists() and (directory / ONNX_FILE).is_file()
+    assert main(["export", str(directory), "--quantize", "int8", "--valid", valid, "--force"]) == 0
+    assert "gate FAILED (kept: --force)" in capsys.readouterr().out
+    assert (directory / INT8_FILE).is_file()
+    assert load_predictor(directory, "onnx-int8").predict_proba(["guitar song"]).shape == (1, 3)
