@@ -6,24 +6,30 @@ through an Optuna storage URL, failed trials recorded and skipped.
                storage="sqlite:///runs/search.db", study="snips-cnn", out="runs/snips-cnn-best")
 
 The search space (YAML) maps dotted config paths to distributions, sampled in file order; a
-``when`` clause makes a parameter conditional on values sampled before it:
+``when`` clause makes a parameter conditional on values sampled before it. Categorical choices
+may be any JSON value (numbers, strings, booleans, null, lists, mappings):
 
     params:
       train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
       train.batch_size: {type: categorical, choices: [32, 64, 128]}
       model.encoder.name: {type: categorical, choices: [cnn, densenet-cnn]}
+      model.encoder.params.kernel_sizes: {type: categorical, choices: [[2, 3], [3, 4, 5]]}
       model.encoder.params.num_filters:
         {type: int, low: 64, high: 256, step: 32, when: {model.encoder.name: cnn}}
 
 The best trial's model directory is kept in ``out`` (a normal model directory; retrained from its
 parameters when another worker ran it), with ``search/``: the trials table (Markdown + JSON), the
-optimization history and parameter importances (PNG).
+optimization history and parameter importances (PNG). ``out`` may hold other work: a swap
+replaces only the entries the previous kept model consists of (listed in
+``search/model_files.json``), and the exports and evaluations made from it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import shutil
 import tempfile
 import time
@@ -36,7 +42,34 @@ from textcls.errors import ConfigError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 DISTRIBUTIONS = {"float", "int", "categorical"}
-BEST_FILE = "search_trial.json"
+BEST_FILE = "search_trial.json"  # in OUT: which study and trial the kept model is
+REPORT_DIR = "search"
+MODEL_RECORD = "model_files.json"  # in OUT/search/: the entries of OUT the kept model consists of
+SWAP_PREFIX = ".textcls-swap-"
+HEARTBEAT_INTERVAL, GRACE_PERIOD = 30, 120  # seconds: a trial silent for longer lost its worker
+# Entries a model directory written by textcls may have (word models, Hugging Face directories,
+# transformers under another head); an ``out`` holding them unrecorded holds someone else's model.
+MODEL_NAMES = (
+    "config.json",
+    "model.safetensors",
+    "vocab.txt",
+    "labels.json",
+    "train_result.json",
+    "backbone",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    BEST_FILE,
+)
+
+
+def derived_names() -> tuple[str, ...]:
+    """What later commands write into a model directory from its model (exports, evaluations):
+    stale once that model is replaced."""
+    from textcls.inference.export import EXPORT_FILE
+    from textcls.inference.onnx import INT8_FILE, ONNX_FILE
+
+    return (ONNX_FILE, INT8_FILE, EXPORT_FILE, "eval")
 
 
 def import_optuna() -> Any:
@@ -54,15 +87,33 @@ def counted(optuna: Any) -> tuple[Any, ...]:
     return (state.COMPLETE, state.PRUNED, state.FAIL, state.RUNNING)
 
 
+def _plain(choices: list[Any]) -> bool:
+    """Choices Optuna holds as they are: scalars no two of which compare equal (``1`` and ``true``
+    do, and would be confused)."""
+    scalars = all(c is None or isinstance(c, bool | int | float | str) for c in choices)
+    return scalars and len(set(choices)) == len(choices)
+
+
+def encode_choice(choice: Any) -> str:
+    return json.dumps(choice, sort_keys=True)
+
+
 @dataclass
 class Param:
     path: str
     spec: dict[str, Any]
 
+    @property
+    def encoded(self) -> bool:
+        """Categorical choices Optuna cannot hold (lists, mappings, mixed equal scalars) go to it
+        as JSON strings (``"[2, 3, 4]"``, readable in its dashboard) and come back decoded."""
+        return self.spec["type"] == "categorical" and not _plain(self.spec["choices"])
+
     def applies(self, sampled: dict[str, Any]) -> bool:
         return all(sampled.get(key) == value for key, value in (self.spec.get("when") or {}).items())
 
     def suggest(self, trial: Any) -> Any:
+        """The sampled value, as the config takes it (a decoded choice)."""
         kind = self.spec["type"]
         if kind == "float":
             return trial.suggest_float(
@@ -76,7 +127,14 @@ class Param:
                 step=int(self.spec.get("step", 1)),
                 log=bool(self.spec.get("log")),
             )
-        return trial.suggest_categorical(self.path, list(self.spec["choices"]))
+        choices = list(self.spec["choices"])
+        if self.encoded:
+            return json.loads(trial.suggest_categorical(self.path, [encode_choice(c) for c in choices]))
+        return trial.suggest_categorical(self.path, choices)
+
+    def decode(self, value: Any) -> Any:
+        """Optuna's stored value → the real one (a trial recorded without ``params``)."""
+        return json.loads(value) if self.encoded and isinstance(value, str) else value
 
 
 def read_space(path: str | Path) -> list[Param]:
@@ -92,8 +150,7 @@ def read_space(path: str | Path) -> list[Param]:
         if not isinstance(spec, dict) or spec.get("type") not in DISTRIBUTIONS:
             raise ConfigError(f"{where}: give 'type' as one of {', '.join(sorted(DISTRIBUTIONS))}")
         if spec["type"] == "categorical":
-            if not isinstance(spec.get("choices"), list) or not spec["choices"]:
-                raise ConfigError(f"{where}: a categorical parameter needs a non-empty 'choices' list")
+            _check_choices(where, spec.get("choices"))
         else:
             if "low" not in spec or "high" not in spec:
                 raise ConfigError(f"{where}: give 'low' and 'high'")
@@ -107,6 +164,17 @@ def read_space(path: str | Path) -> list[Param]:
         seen.add(name)
         space.append(Param(name, spec))
     return space
+
+
+def _check_choices(where: str, choices: Any) -> None:
+    if not isinstance(choices, list) or not choices:
+        raise ConfigError(f"{where}: a categorical parameter needs a non-empty 'choices' list")
+    try:
+        encoded = [encode_choice(c) for c in choices]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: choices must be JSON values (numbers, strings, lists, ...)") from None
+    if len(set(encoded)) < len(encoded):
+        raise ConfigError(f"{where}: choices repeat a value")
 
 
 def dotted_update(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -174,8 +242,10 @@ def run_search(
     base.train.metric = metric
     direction = "minimize" if metric == "loss" else "maximize"
     out_path = Path(out) if out else None
-    if storage is None and out_path is not None:
+    if out_path is not None:
+        check_out(out_path)  # before any trial: a search never overwrites a model it did not write
         out_path.mkdir(parents=True, exist_ok=True)
+    if storage is None and out_path is not None:
         storage = f"sqlite:///{(out_path / 'search.db').resolve()}"
     storage_object = _storage(optuna, storage)
     existing = _count(optuna, storage_object, study)
@@ -196,6 +266,16 @@ def run_search(
         for param in params:
             if param.applies(sampled):
                 sampled[param.path] = param.suggest(trial)
+        trial.set_user_attr("params", sampled)  # the real values (Optuna may hold encoded ones)
+        try:
+            return run_trial(trial, sampled)
+        except optuna.TrialPruned:
+            raise
+        except BaseException as error:  # recorded for the report, then a FAIL trial
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+            raise
+
+    def run_trial(trial: Any, sampled: dict[str, Any]) -> float:
         trial_cfg = trial_config(base, sampled)
         if track:
             trial_cfg.train.track = track
@@ -207,47 +287,57 @@ def run_search(
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
             trial.report(metrics[metric], epoch)
-            if trial.should_prune():
+            if epoch < trial_cfg.train.epochs and trial.should_prune():  # a finished trial is kept
                 raise optuna.TrialPruned(f"epoch {epoch}: {metric} {metrics[metric]:.4f}")
 
         classifier = TextClassifier(config=trial_cfg)
-        classifier.fit(
-            data,
-            out_dir=directory,
-            progress=progress,
-            on_epoch=report,
-            run_name=f"{study}-trial-{trial.number}",
-            parent_run_id=parent.run_ref["run_id"] if parent.run_ref else None,
-        )
-        value = classifier.train_result.best_metric
-        if out_path is not None and _is_best(optuna_study, trial.number, value, direction):
-            _keep(directory, out_path, trial.number, value, metric)
-        shutil.rmtree(directory, ignore_errors=True)
+        try:
+            classifier.fit(
+                data,
+                out_dir=directory,
+                progress=progress,
+                on_epoch=report,
+                run_name=f"{study}-trial-{trial.number}",
+                parent_run_id=parent.run_ref["run_id"] if parent.run_ref else None,
+            )
+            value = classifier.train_result.best_metric
+            if math.isnan(value):
+                raise ValueError(f"validation {metric} is NaN (the training diverged?)")
+            if out_path is not None and _is_best(optuna_study, trial.number, value, direction):
+                keep(directory, out_path, {"study": study, "trial": trial.number, metric: value}, direction)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
         return value
 
     started = time.perf_counter()
     callbacks = [optuna.study.MaxTrialsCallback(trials, states=counted(optuna))]  # other workers' too
     remaining = max(0, trials - existing)
-    if remaining:
-        optuna_study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=timeout,
-            callbacks=callbacks,
-            catch=(Exception,),  # a failed trial is recorded as FAIL and the search goes on
-            gc_after_trial=True,
-        )
-    shutil.rmtree(scratch, ignore_errors=True)
-    summary = summarize(optuna, optuna_study, metric, time.perf_counter() - started)
+    try:
+        if remaining:
+            optuna_study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=timeout,
+                callbacks=callbacks,
+                catch=(Exception,),  # a failed trial is recorded as FAIL and the search goes on
+                gc_after_trial=True,
+            )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    summary = summarize(optuna, optuna_study, metric, time.perf_counter() - started, params)
     if out_path is not None and summary.get("best_trial") is not None:
-        _ensure_best_model(optuna_study, out_path, data, progress)
-        write_report(optuna, optuna_study, out_path / "search", summary)
+        _ensure_best_model(optuna_study, out_path, data, progress, metric, direction)
+    if out_path is not None:
+        try:
+            write_report(optuna, optuna_study, out_path / REPORT_DIR, summary, params)
+        except Exception as error:  # the study and the model are safe; the report is a convenience
+            log.warning("search report not written: %s: %s", type(error).__name__, error)
     if parent.run_ref:
         parent.log_metrics(
             {f"best_{metric}": summary["best_value"]} if summary.get("best_value") is not None else {}
         )
         if out_path is not None:
-            parent.log_artifact(out_path / "search", "search")
+            parent.log_artifact(out_path / REPORT_DIR, "search")
         parent.close()
     summary.update(storage=storage, study=study, out=str(out_path) if out_path else None)
     return summary
@@ -260,7 +350,7 @@ def _storage(optuna: Any, url: str | None) -> Any:
         return None
     import warnings
 
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # optuna >= 4.9
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeats are marked experimental
         options = (
@@ -272,7 +362,9 @@ def _storage(optuna: Any, url: str | None) -> Any:
             options["engine_kwargs"] = {"connect_args": {"timeout": 60}}
         for attempt in range(5):
             try:
-                return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, **options)
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD, **options
+                )
             except Exception as error:  # two workers creating the same new database's tables at once
                 racing = "UNIQUE constraint" in str(error) or "already exists" in str(error)
                 if not racing or attempt == 4:
@@ -303,47 +395,167 @@ def _parent_logger(
     return logger
 
 
+def _better(value: float, than: float, direction: str) -> bool:
+    return value > than if direction == "maximize" else value < than
+
+
 def _is_best(study: Any, number: int, value: float, direction: str) -> bool:
     """Better than every trial finished so far (this trial is still running)."""
     values = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None and t.number != number]
     if not values:
         return True
-    return value > max(values) if direction == "maximize" else value < min(values)
+    return _better(value, max(values) if direction == "maximize" else min(values), direction)
 
 
-def _keep(directory: Path, out: Path, number: int, value: float, metric: str) -> None:
-    """Replace the model files in ``out`` by this trial's (the search report stays)."""
-    model_dir = out / "model.tmp"
-    shutil.rmtree(model_dir, ignore_errors=True)
-    shutil.copytree(directory, model_dir, ignore=shutil.ignore_patterns("checkpoint", "tensorboard"))
-    for item in out.iterdir():
-        if item.name not in ("search", "search.db", "model.tmp"):
-            shutil.rmtree(item) if item.is_dir() else item.unlink()
-    for item in model_dir.iterdir():
-        item.rename(out / item.name)
-    model_dir.rmdir()
-    (out / BEST_FILE).write_text(
-        json.dumps({"trial": number, metric: value}, indent=2) + "\n", encoding="utf-8"
-    )
+# ------------------------------------------------------------------------------ the kept model
+def model_entries(out: Path) -> set[str]:
+    """The entries of ``out`` the kept model consists of, as recorded when it was swapped in (an
+    ``out`` from before the record: the model names present beside its ``search_trial.json``)."""
+    record = out / REPORT_DIR / MODEL_RECORD
+    if record.is_file():
+        names = json.loads(record.read_text(encoding="utf-8")).get("entries", [])
+        return {n for n in names if isinstance(n, str) and n not in ("", ".", "..") and Path(n).name == n}
+    if (out / BEST_FILE).is_file():
+        return {n for n in (*MODEL_NAMES, *derived_names()) if _exists(out / n)}
+    return set()
 
 
-def _ensure_best_model(study: Any, out: Path, data: Any, progress: bool) -> None:
+def check_out(out: Path) -> None:
+    """Refuse an ``out`` holding a model that no search kept there: the best model would
+    overwrite it. Everything else in ``out`` (other models in sub-directories, notes, other
+    studies' databases) is left alone by the search."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a directory")
+    ours = model_entries(out)
+    allowed = ours | (set(derived_names()) if ours else set())  # exports of the kept model
+    foreign = sorted(n for n in (*MODEL_NAMES, *derived_names()) if _exists(out / n) and n not in allowed)
+    if foreign:
+        raise ConfigError(
+            f"{out} already holds {', '.join(foreign)}, not written by textcls search (a model "
+            "directory?); the best model would replace them. Give --out a new directory, or one "
+            "that only holds other work in sub-directories"
+        )
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _kept(out: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out / BEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _lock(out: Path) -> Any:
+    """Workers on one machine may share ``out`` (its default SQLite study): one swap at a time."""
+    from filelock import FileLock  # a dependency of torch
+
+    (out / REPORT_DIR).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(out / REPORT_DIR / ".model.lock"))
+
+
+def keep(directory: Path, out: Path, best: dict[str, Any], direction: str, *, force: bool = False) -> bool:
+    """Make ``directory``'s model the one kept in ``out`` unless a better trial of the same study
+    is kept there already (another worker's); ``best`` = {"study", "trial", metric: value}."""
+    metric = next(k for k in best if k not in ("study", "trial"))
+    with _lock(out):
+        kept = _kept(out)
+        same = kept.get("study") == best["study"] and isinstance(kept.get(metric), int | float)
+        if not force and same and not _better(best[metric], kept[metric], direction):
+            return False
+        swap_model(directory, out, best)
+    return True
+
+
+def swap_model(source: Path, out: Path, best: dict[str, Any]) -> None:
+    """Replace the model in ``out`` by the one in ``source``, entry by entry with renames.
+
+    The new model is first copied into a temporary directory inside ``out`` (same file system),
+    then each file replaces its predecessor with an atomic rename. Removed: only the entries the
+    previous kept model consisted of (``search/model_files.json``) and what was derived from it
+    (ONNX exports, ``export.json``, ``eval/``); nothing else in ``out`` is touched."""
+    from textcls.training.loop import CHECKPOINT_DIR
+
+    old = model_entries(out)
+    derived = set(derived_names())
+    staging = Path(tempfile.mkdtemp(prefix=SWAP_PREFIX, dir=out))
+    try:
+        incoming = staging / "new"
+        shutil.copytree(source, incoming, ignore=shutil.ignore_patterns(CHECKPOINT_DIR, "tensorboard"))
+        _write_json(incoming / BEST_FILE, best)
+        new = sorted(p.name for p in incoming.iterdir())
+        foreign = [n for n in new if _exists(out / n) and n not in old and not (old and n in derived)]
+        if foreign:
+            raise ConfigError(f"{out}: {', '.join(foreign)} not written by textcls search; not replaced")
+        stale = {n for n in old - set(new)} | ({n for n in derived if _exists(out / n)} if old else set())
+        # a crash from here on leaves a record naming every entry that may be the search's
+        _write_json(out / REPORT_DIR / MODEL_RECORD, _record(old | set(new)))
+        trash = staging / "old"
+        trash.mkdir()
+        for name in sorted(stale - set(new)):
+            if _exists(out / name):
+                (out / name).rename(trash / name)
+        for name in sorted(new, key=lambda n: n == BEST_FILE):  # the trial record goes in last
+            target, replacement = out / name, incoming / name
+            if replacement.is_dir() or (target.is_dir() and not target.is_symlink()):
+                if _exists(target):
+                    target.rename(trash / name)
+                replacement.rename(target)
+            else:
+                os.replace(replacement, target)  # atomic: readers see the old file or the new one
+        _write_json(out / REPORT_DIR / MODEL_RECORD, _record(set(new)))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _record(names: set[str]) -> dict[str, Any]:
+    return {
+        "entries": sorted(names),
+        "about": "the entries of this search's --out that the kept model consists of; "
+        "textcls search replaces only these (and the exports made from them)",
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _ensure_best_model(study: Any, out: Path, data: Any, progress: bool, metric: str, direction: str) -> None:
     """The best trial's model in ``out``: kept when this worker ran it, else retrained."""
     from textcls.api import TextClassifier
 
     best = study.best_trial
-    kept = json.loads((out / BEST_FILE).read_text()) if (out / BEST_FILE).is_file() else {}
-    if kept.get("trial") == best.number:
+    kept = _kept(out)
+    if kept.get("study") == study.study_name and kept.get("trial") == best.number:
         return
     log.info("retraining trial %d (run by another worker) into %s", best.number, out)
     config = ClassifierConfig.from_dict(best.user_attrs["config"], source=f"trial {best.number}")
     config.train.track = "none"
     with tempfile.TemporaryDirectory(prefix="textcls-best-") as tmp:
         TextClassifier(config=config).fit(data, out_dir=Path(tmp) / "model", progress=progress)
-        _keep(Path(tmp) / "model", out, best.number, float(best.value), config.train.metric)
+        record = {"study": study.study_name, "trial": best.number, metric: float(best.value)}
+        keep(Path(tmp) / "model", out, record, direction, force=True)
 
 
-def summarize(optuna: Any, study: Any, metric: str, seconds: float) -> dict[str, Any]:
+# ------------------------------------------------------------------------------------- report
+def trial_params(trial: Any, space: list[Param] | None = None) -> dict[str, Any]:
+    """A trial's sampled values as the config took them."""
+    if isinstance(trial.user_attrs.get("params"), dict):
+        return dict(trial.user_attrs["params"])
+    decoders = {p.path: p for p in space or []}
+    return {k: decoders[k].decode(v) if k in decoders else v for k, v in trial.params.items()}
+
+
+def summarize(
+    optuna: Any, study: Any, metric: str, seconds: float, space: list[Param] | None = None
+) -> dict[str, Any]:
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -358,14 +570,23 @@ def summarize(optuna: Any, study: Any, metric: str, seconds: float) -> dict[str,
     }
     if counts.get("complete"):
         best = study.best_trial
-        summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
+        summary.update(best_trial=best.number, best_value=best.value, best_params=trial_params(best, space))
     return summary
 
 
-def trials_table(study: Any) -> list[dict[str, Any]]:
+def trials_table(study: Any, space: list[Param] | None = None) -> list[dict[str, Any]]:
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    for t in trials:
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        error = None
+        if t.state.name == "FAIL":
+            error = t.user_attrs.get("error") or t.system_attrs.get("fail_reason")
+            if error is None:  # objectives record theirs: this trial's worker died
+                error = "its worker stopped sending heartbeats" + (
+                    " (retried)" if t.number in retried else ""
+                )
         rows.append(
             {
                 "number": t.number,
@@ -373,17 +594,20 @@ def trials_table(study: Any) -> list[dict[str, Any]]:
                 "value": t.value,
                 "epochs": len(t.intermediate_values),
                 "seconds": seconds,
-                "params": t.params,
-                "error": t.system_attrs.get("fail_reason") if t.state.name == "FAIL" else None,
+                "params": trial_params(t, space),
+                "retry_of": t.system_attrs.get("failed_trial"),  # Optuna's retry of a dead worker's trial
+                "error": error,
             }
         )
     return rows
 
 
-def write_report(optuna: Any, study: Any, folder: Path, summary: dict[str, Any]) -> None:
+def write_report(
+    optuna: Any, study: Any, folder: Path, summary: dict[str, Any], space: list[Param] | None = None
+) -> None:
     """trials.md / trials.json, history.png and importances.png (when they can be computed)."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows = trials_table(study)
+    rows = trials_table(study, space)
     (folder / "trials.json").write_text(
         json.dumps({"summary": summary, "trials": rows}, indent=2, default=str) + "\n", encoding="utf-8"
     )
@@ -399,7 +623,7 @@ def write_report(optuna: Any, study: Any, folder: Path, summary: dict[str, Any])
     for row in rows:
         value = "" if row["value"] is None else f"{row['value']:.4f}"
         seconds = "" if row["seconds"] is None else f"{row['seconds']:.1f}"
-        cells = [_cell(row["params"].get(name)) for name in names]
+        cells = [_cell(row["params"], name) for name in names]
         lines.append(
             f"| {row['number']} | {row['state']} | {value} | {row['epochs']} | {seconds} | "
             + " | ".join(cells)
@@ -409,36 +633,45 @@ def write_report(optuna: Any, study: Any, folder: Path, summary: dict[str, Any])
     _plots(optuna, study, folder)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
+def _cell(params: dict[str, Any], name: str) -> str:
+    """A sampled value as the space file writes it (``null``, ``true``, ``[2, 3]``); empty when the
+    parameter did not apply to the trial."""
+    if name not in params:
         return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    value = params[name]
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.replace("|", "\\|")
 
 
 def _plots(optuna: Any, study: Any, folder: Path) -> None:
+    """history.png and importances.png; one that cannot be drawn (too few trials, a plotting
+    library's error) is a warning, never a lost search."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from optuna.visualization import matplotlib as views
-    except ImportError:
+    except ImportError as error:
+        log.warning("no search plots (pip install 'textcls[plot]'): %s", error)
         return
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # optuna marks its matplotlib views experimental
-        for name, draw in (
-            ("history", views.plot_optimization_history),
-            ("importances", views.plot_param_importances),
-        ):
-            try:
+    for name, draw in (
+        ("history", views.plot_optimization_history),
+        ("importances", views.plot_param_importances),
+    ):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # optuna marks its matplotlib views experimental
                 axes = draw(study)
-            except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few trials
-                log.info("no %s plot: %s", name, error)
-                continue
             figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
             figure.set_size_inches(8, 5)
             figure.tight_layout()
             figure.savefig(folder / f"{name}.png", dpi=100)
             plt.close(figure)
+        except Exception as error:  # e.g. importances need two or more completed trials
+            log.warning("no %s plot: %s: %s", name, type(error).__name__, error)
+            plt.close("all")
