@@ -145,6 +145,21 @@ def test_sentence_pairs_train_and_predict(backbones) -> None:
     np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("encoder", ["cls", "mean"])
+def test_sentence_pairs_read_the_second_text(backbones, encoder) -> None:
+    # the first text is the same for every example: only the second one can tell them apart
+    noise = "tell me about this"
+    pairs = [Example(text=noise, text_pair=t, label=label) for t, label in TRAIN]
+    classifier = textcls.TextClassifier(model=str(backbones["bert"]), encoder=encoder, **FAST)
+    classifier.fit(
+        pairs, [Example(text=noise, text_pair=t, label=label) for t, label in VALID], progress=False
+    )
+    first, second = classifier.predict_proba([(noise, "rain storm snow"), (noise, "goal match team")])
+    assert np.abs(first - second).max() > 1e-6  # a model that dropped text_pair scores both alike
+    encoded = classifier.predictor.featurizer.encode([(noise, "rain storm snow")])[0][0]["input_ids"]
+    assert len(encoded) > len(classifier.predictor.featurizer.encode([noise])[0][0]["input_ids"])
+
+
 # ------------------------------------------------------------------------------ long documents
 def featurizer(backbones, mode: str, max_length: int = 12, stride: int = 2, max_chunks: int = 16):
     from transformers import AutoTokenizer

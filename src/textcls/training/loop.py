@@ -55,6 +55,14 @@ def class_weights(label_ids: Sequence[int], num_labels: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def make_loss(config: TrainConfig, train_labels: Sequence[int], num_labels: int) -> nn.Module:
+    """Cross-entropy with the config's class weights and label smoothing; gold id -1 (a training
+    text without a label, in distillation) is ignored."""
+    known = [label for label in train_labels if label >= 0]
+    weight = class_weights(known, num_labels) if config.class_weight else None
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing, ignore_index=-1)
+
+
 def _param_groups(
     model: nn.Module, weight_decay: float, lr: float, backbone_lr: float | None
 ) -> list[dict[str, Any]]:
@@ -138,9 +146,7 @@ def train(
         optimizer, config.schedule, steps_per_epoch * config.epochs, config.warmup_ratio
     )
     model, optimizer = accelerator.prepare(model, optimizer)
-    known = [label for label in train_labels if label >= 0]  # -1: no gold label (distillation)
-    weight = class_weights(known, num_labels).to(device) if config.class_weight else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing, ignore_index=-1)
+    loss_fn = make_loss(config, train_labels, num_labels).to(device)
 
     state: dict[str, Any] = {
         "epoch": 0,

@@ -1,0 +1,116 @@
+"""The training loop's promises, each checked so that a one-line mutation fails: the loss really
+is weighted / smoothed, every example is trained on every epoch, sentence pairs really use their
+second text, and default tracking writes TensorBoard scalars."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CLASS_WORDS, TINY
+from textcls.api import TextClassifier
+from textcls.config import TrainConfig
+from textcls.data.formats import Example
+from textcls.training.loop import make_loss
+
+
+def tiny(**changes) -> TextClassifier:
+    return TextClassifier(**{**TINY, **changes})
+
+
+def test_balanced_class_weights_match_scikit_learn_inside_the_loss() -> None:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = [0, 0, 0, 0, 1, 1, 2]
+    loss_fn = make_loss(TrainConfig(class_weight="balanced"), labels, 3)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=labels)
+    np.testing.assert_allclose(loss_fn.weight.numpy(), expected, rtol=1e-6)
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0], [0.0, 0.0, 3.0]])
+    gold = torch.tensor([0, 1, 2])
+    log_p = torch.log_softmax(logits, -1)[torch.arange(3), gold]
+    w = torch.tensor(expected, dtype=torch.float32)[gold]
+    torch.testing.assert_close(loss_fn(logits, gold), -(w * log_p).sum() / w.sum())
+    assert make_loss(TrainConfig(), labels, 3).weight is None  # no weights unless asked
+
+
+def test_label_smoothing_is_the_formula() -> None:
+    eps, k = 0.2, 3
+    loss_fn = make_loss(TrainConfig(label_smoothing=eps), [0, 1, 2], k)
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    gold = torch.tensor([0, 1])
+    log_p = torch.log_softmax(logits, -1)
+    target = torch.full((2, k), eps / k)
+    target[torch.arange(2), gold] += 1 - eps
+    torch.testing.assert_close(loss_fn(logits, gold), -(target * log_p).sum(-1).mean())
+
+
+def test_unlabelled_training_texts_are_ignored_by_the_loss() -> None:
+    loss_fn = make_loss(TrainConfig(), [0, 1, -1], 2)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [9.0, -9.0]])
+    torch.testing.assert_close(
+        loss_fn(logits, torch.tensor([0, 1, -1])), loss_fn(logits[:2], torch.tensor([0, 1]))
+    )
+
+
+def test_every_training_example_is_seen_every_epoch(synthetic_splits, monkeypatch) -> None:
+    """No partial batch is dropped: 90 examples at batch size 16 is 5 full batches and one of 10."""
+    from textcls.data import batching
+
+    seen: list[int] = []
+    original = batching.WordFeaturizer.collate
+
+    def counting(items):
+        seen.append(len(items))
+        return original(items)
+
+    monkeypatch.setattr(batching.WordFeaturizer, "collate", staticmethod(counting))
+    train, valid = synthetic_splits["train"], synthetic_splits["valid"]
+    tiny(epochs=2, batch_size=16).fit(train, valid, progress=False)
+    # per epoch: the training batches (in shuffled order), then validation in one batch of up to 64
+    assert len(seen) == 2 * 7
+    for epoch in (seen[:7], seen[7:]):
+        assert sorted(epoch[:6]) == [10, 16, 16, 16, 16, 16] and sum(epoch[:6]) == len(train)
+        assert epoch[6] == len(valid)
+
+
+def pair_examples(n: int, seed: int) -> list[Example]:
+    """The first text is the same noise for every class; only the second text tells the class."""
+    rng = random.Random(seed)
+    noise = "tell me about this one please"
+    return [
+        Example(text=noise, text_pair=" ".join(rng.choices(words, k=3)), label=label, line=i + 1)
+        for i, (label, words) in enumerate(
+            (label, words) for label, words in CLASS_WORDS.items() for _ in range(n)
+        )
+    ]
+
+
+def test_a_word_model_reads_the_second_text_of_a_pair() -> None:
+    classifier = tiny(epochs=6).fit(pair_examples(20, 1), pair_examples(5, 2), progress=False)
+    test = pair_examples(5, 3)
+    assert classifier.evaluate(test, latency=False)["accuracy"] >= 0.9
+    # and the prediction changes with the second text alone
+    first = classifier.predict([("tell me about this one please", "rain snow storm")])[0]["label"]
+    second = classifier.predict([("tell me about this one please", "goal match team")])[0]["label"]
+    assert (first, second) == ("weather", "sports")
+
+
+def test_default_tracking_writes_tensorboard_scalars(synthetic_splits, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    options = {**TINY, "tensorboard": True}  # the default; TINY turns it off for speed
+    TextClassifier(**options).fit(
+        synthetic_splits["train"], synthetic_splits["valid"], out_dir=tmp_path / "run", progress=False
+    )
+    events = list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    tags = accumulator.Tags()["scalars"]
+    assert {"valid/accuracy", "valid/loss", "valid/macro_f1"} <= set(tags)
+    assert len(accumulator.Scalars("valid/accuracy")) == TINY["epochs"]
