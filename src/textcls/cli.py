@@ -199,7 +199,9 @@ def _serve_parser(sub: Any) -> None:
         help="bearer token for management (default: $TEXTCLS_TOKEN); required off loopback, and for "
         "changing models from a browser",
     )
-    p.add_argument("--no-management", action="store_true", help="no /models routes (they answer 403)")
+    p.add_argument(
+        "--no-management", action="store_true", help="management off: the /models routes answer 403"
+    )
     p.add_argument(
         "--max-models",
         type=int,
