@@ -1008,3 +1008,15 @@ def test_gate_on_the_command_line_with_the_default_max_drop(
     assert "gate FAILED (kept: --force)" in capsys.readouterr().out
     assert (directory / INT8_FILE).is_file()
     assert load_predictor(directory, "onnx-int8").predict_proba(["guitar song"]).shape == (1, 3)
+
+
+def test_an_onnx_only_directory_checks_the_file_itself(exported_dir, other_cnn, synthetic_splits) -> None:
+    """Without model.safetensors (a deployment of the graph alone) there are no weights to compare:
+    the file must still be the one its export wrote."""
+    texts = texts_of(synthetic_splits["test"][:5])
+    expected = load_predictor(exported_dir, "onnx").logits(texts)
+    (exported_dir / "model.safetensors").unlink()
+    np.testing.assert_array_equal(load_predictor(exported_dir, "onnx").logits(texts), expected)
+    shutil.copyfile(other_cnn / ONNX_FILE, exported_dir / ONNX_FILE)
+    with pytest.raises(ModelLoadError, match=r"model\.onnx is not the file its export wrote"):
+        load_predictor(exported_dir, "onnx")

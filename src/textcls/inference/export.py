@@ -41,7 +41,6 @@ from textcls.inference.onnx import (
 )
 
 log = logging.getLogger(__name__)
-__all__ = ["EXPORT_FILE", "export_model", "resolve_validation"]
 CHECK_TEXTS = 256
 
 
