@@ -16,11 +16,11 @@ log = logging.getLogger("textcls")
 BACKEND_HELP = "torch (default), torch-int8, onnx, onnx-int8 (the ONNX ones after 'textcls export')"
 
 
-def _add_data_flags(parser: argparse.ArgumentParser, *, carve: bool = False) -> None:
+def _add_data_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ("valid_fraction",)) -> None:
     """The data options (format, columns, header, bad lines, unseen labels), from DataConfig."""
     from textcls.options import add_arguments
 
-    add_arguments(parser, ["data"], skip=() if carve else ("valid_fraction",))
+    add_arguments(parser, ["data"], skip=skip)
 
 
 def _train_parser(sub: Any) -> None:
@@ -261,7 +261,7 @@ def _search_parser(sub: Any) -> None:
         "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<parent of --out>/mlflow.db)"
     )
     p.add_argument("--progress", action="store_true", help="progress bars for each trial")
-    _add_data_flags(p, carve=True)
+    _add_data_flags(p, skip=())
 
 
 def _augment_parser(sub: Any) -> None:
@@ -288,6 +288,7 @@ def _augment_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     p.add_argument("--no-progress", action="store_true")
+    _add_data_flags(p, skip=("valid_fraction", "strict_labels"))
 
 
 def _distill_parser(sub: Any) -> None:
@@ -575,6 +576,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_augment(args: argparse.Namespace) -> int:
     from textcls.compress.augment import AugmentConfig, augment_file
+    from textcls.options import from_args
 
     config = AugmentConfig(
         n_per_example=args.n_per_example,
@@ -594,6 +596,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
         preserve_label=args.preserve_label,
         workers=args.workers,
         progress=not args.no_progress,
+        **from_args(args),
     )
     print(f"{counts['sources']} sentences → {counts['written']} lines ({counts['new']} new) in {args.out}")
     return 0

@@ -259,14 +259,20 @@ def augment_file(
     *,
     preserve_label: bool = False,
     workers: int = 1,
-    format: str = "auto",
     progress: bool = False,
+    options: Any = None,
+    **data_fields: Any,
 ) -> dict[str, int]:
     """Read a labelled file, write originals + samples: ``text<TAB>label`` with ``preserve_label``,
-    else one text per line (the teacher labels them). Returns counts."""
-    from textcls.data.formats import read_examples
+    else one text per line (the teacher labels them). Returns counts. The file is read like every
+    other data file: ``options`` (a DataConfig) or its field names as keywords (``format``,
+    ``on_bad_lines``, ...)."""
+    from textcls.data.splits import read_data_file
 
-    examples = read_examples(path, format)
+    notes: list[str] = []
+    examples = read_data_file(path, options, notes=notes, **data_fields)
+    for note in notes:
+        log.info("%s", note)
     texts = [e.text for e in examples]
     samples = augment_texts(texts, config, workers, progress)
     out = Path(out)
