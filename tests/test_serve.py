@@ -632,6 +632,31 @@ def test_batcher_close_finishes_queued_work() -> None:
     assert all(asyncio.run(scenario()))
 
 
+def test_batcher_close_gives_up_on_a_stuck_predictor_after_its_timeout() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def predict(texts):
+        entered.set()
+        release.wait(60)  # stuck until the test lets it go
+        return np.ones((len(texts), 2))
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, max_batch_size=1, max_delay_ms=0)
+        pending = asyncio.ensure_future(batcher.submit(["stuck"]))
+        while not entered.is_set():
+            await asyncio.sleep(0.005)
+        await batcher.close(timeout=0.05)  # before: no timeout, it waited for the call forever
+        with pytest.raises(RuntimeError, match="unloaded"):
+            await pending
+        return batcher.executor
+
+    executor = asyncio.run(scenario())
+    assert executor._thread.daemon and executor._thread.is_alive()  # cannot keep the process alive
+    release.set()
+    executor._thread.join(30)
+    assert not executor._thread.is_alive()  # and it ends once its call returns
+
+
 # --------------------------------------------------------------------------------- live server
 def free_port() -> int:
     with socket.socket() as sock:

@@ -88,7 +88,6 @@ class DynamicBatcher:
         self.executor = DaemonExecutor(f"textcls-{name}")
         self.task: asyncio.Task | None = None
         self.closing = False
-        self.busy = False  # a batch is being predicted
         self.pending: set[_Job] = set()  # submitted, not yet answered
         self.last_jobs = 1  # requests in the previous batch: >1 means concurrent clients
 
@@ -114,7 +113,6 @@ class DynamicBatcher:
         wait. When the last batch held several requests (concurrent clients), the worker also
         waits up to ``max_delay_ms`` until as many have arrived; a lone client never waits."""
         jobs = [await self.queue.get()]
-        self.busy = True  # from here until answered, close() waits for these jobs
         size = len(jobs[0].texts)
         deadline = jobs[0].queued + (self.max_delay if self.last_jobs > 1 else 0.0)
         while size < self.max_batch_size:
@@ -147,8 +145,6 @@ class DynamicBatcher:
                     if not job.future.done():
                         job.future.set_exception(error)
                 continue
-            finally:
-                self.busy = False
             if self.on_batch is not None:
                 self.on_batch(len(texts))
             start = 0
