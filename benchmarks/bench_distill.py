@@ -88,6 +88,7 @@ def main() -> int:
         from textcls.compress.augment import AugmentConfig, augment_file
         from textcls.compress.distill import distill
         from textcls.inference.export import export_model
+        from textcls.inference.onnx import export_problem
 
         args.runs.mkdir(parents=True, exist_ok=True)
         teacher_dir = args.teacher or args.runs / "sst2-minilm"
@@ -97,7 +98,7 @@ def main() -> int:
             textcls.TextClassifier(model="minilm-l6", epochs=args.teacher_epochs, tensorboard=False).fit(
                 str(teacher_data), out_dir=teacher_dir, progress=False
             )
-        if not (teacher_dir / "model.int8.onnx").is_file():
+        if export_problem(teacher_dir, "onnx-int8"):  # missing, or exported from other weights
             export_model(teacher_dir, quantize="int8", valid=args.data / "valid.txt")
         teacher_seconds = time.perf_counter() - started
         data = subset_dir(args.data, args.train_limit, args.runs)

@@ -37,6 +37,7 @@ BACKENDS = ["torch", "torch-int8", "onnx", "onnx-int8"]
 def ensure_models(root: Path, data: Path, encoders: list[str], transformer: bool) -> list[Path]:
     from textcls import TextClassifier
     from textcls.inference.export import export_model
+    from textcls.inference.onnx import export_problem
     from textcls.model import WEIGHTS_FILE
 
     jobs = [(f"snips-{e}", {"model": e}) for e in encoders]
@@ -48,8 +49,7 @@ def ensure_models(root: Path, data: Path, encoders: list[str], transformer: bool
         if not (directory / WEIGHTS_FILE).is_file():
             print(f"training {name}", flush=True)
             TextClassifier(tensorboard=False, **options).fit(str(data), out_dir=directory, progress=False)
-        record = directory / "export.json"
-        if not record.is_file() or "onnx-int8" not in json.loads(record.read_text()):
+        if export_problem(directory, "onnx") or export_problem(directory, "onnx-int8"):  # missing or stale
             print(f"exporting {name}", flush=True)
             export_model(directory, quantize="int8", valid=data / "valid.txt")
         directories.append(directory)

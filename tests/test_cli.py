@@ -393,3 +393,53 @@ def test_train_and_evaluate_with_unseen_labels_header_and_bad_lines(tmp_path, ca
     assert report["n"] == len(test) and report["unseen"] == {"flight#airfare": 2}
     assert main(["evaluate", str(model), "--data", str(data / "test.tsv"), "--strict-labels"]) == 2
     assert "flight#airfare" in capsys.readouterr().err
+
+
+def test_every_data_verb_reads_through_the_shared_path(tmp_path, capsys) -> None:
+    """train, evaluate, bench, augment and distill read the same awkward file alike: a header row,
+    an empty text, a malformed line skipped with --on-bad-lines skip, a test label never seen."""
+    from conftest import make_examples
+
+    data = tmp_path / "data"
+    data.mkdir()
+    header, bad = "sentence\tlabel\n", "one\ttwo\tthree\tfour\n"
+    train = make_examples(10, 1)
+    (data / "train.tsv").write_text(
+        header + "".join(f"{t}\t{label}\n" for t, label in train) + bad + "\tmusic\n", encoding="utf-8"
+    )
+    (data / "valid.tsv").write_text(header + "".join(f"{t}\t{lab}\n" for t, lab in make_examples(3, 2)))
+    test = [*make_examples(2, 3), ("fly to rome", "flight#airfare")]
+    (data / "test.tsv").write_text(header + bad + "".join(f"{t}\t{label}\n" for t, label in test))
+    skip = ["--on-bad-lines", "skip"]
+    teacher = tmp_path / "teacher"
+    assert main(["train", "--data", str(data), "--out", str(teacher), *skip, *TINY_FLAGS]) == 0
+    capsys.readouterr()
+    test_file = str(data / "test.tsv")
+    assert main(["evaluate", str(teacher), "--data", test_file, "--no-latency", "--json", *skip]) == 0
+    report = json.loads(capsys.readouterr().out.split("\nreports written")[0])
+    assert report["n"] == len(test) and report["unseen"] == {"flight#airfare": 1}
+    # the data options are saved with the model (skip, here); a flag overrides them
+    assert (
+        main(["evaluate", str(teacher), "--data", test_file, "--no-latency", "--on-bad-lines", "error"]) == 2
+    )
+    assert "found 4" in capsys.readouterr().err
+    bench_out = tmp_path / "bench.md"
+    args = ["bench", str(teacher), "--data", test_file, "--backends", "torch", "--out", str(bench_out)]
+    assert main([*args, *skip]) == 0
+    rows = json.loads(bench_out.with_suffix(".json").read_text())["rows"]
+    assert rows[0]["examples"] == len(test) and rows[0]["unseen"] == 1
+    assert "never seen in training" in bench_out.read_text()
+    assert main([*args, *skip, "--strict-labels"]) == 2
+    augmented = tmp_path / "aug.txt"
+    aug = ["augment", str(data / "train.tsv"), "--out", str(augmented), "--n-per-example", "1"]
+    aug += ["--preserve-label", "--no-progress", "--workers", "1", "--p-pos", "0", "--p-neighbor", "0"]
+    assert main([*aug, *skip]) == 0
+    lines = augmented.read_text(encoding="utf-8").splitlines()
+    assert not any(line.startswith("sentence\t") for line in lines)  # the header is no example
+    assert "\tmusic" in lines  # the empty text came through
+    student = tmp_path / "student"
+    distill = ["distill", "--teacher", str(teacher), "--data", str(data), "--out", str(student)]
+    distill += ["--student", "cnn", "--no-baseline", "--epochs", "1", "--no-progress", *skip]
+    assert main(distill) == 0
+    distilled = json.loads((student / "train_result.json").read_text())
+    assert distilled["train_examples"] >= len(train)

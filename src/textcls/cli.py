@@ -144,8 +144,11 @@ def _bench_parser(sub: Any) -> None:
     )
     p.add_argument("--out", default="bench.md", help="Markdown report (default: bench.md)")
     p.add_argument(
-        "--export", action="store_true", help="export models that lack an ONNX file first (int8 gated)"
+        "--export",
+        action="store_true",
+        help="export models whose ONNX file is missing or stale (other weights) first (int8 gated)",
     )
+    _add_data_flags(p)
 
 
 def _serve_parser(sub: Any) -> None:
@@ -323,6 +326,7 @@ def _distill_parser(sub: Any) -> None:
     p.add_argument("--remove-layers", type=_int_list, help="transformer students: layers to drop")
     p.add_argument("--threads", type=int)
     p.add_argument("--no-progress", action="store_true")
+    _add_data_flags(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -480,6 +484,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from textcls.inference.bench import markdown_table, run_bench
+    from textcls.options import from_args
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     from textcls.registry import BACKENDS
@@ -488,7 +493,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         BACKENDS.get(backend)  # unknown names fail before any work
     threads = args.threads or [None]
     rows = run_bench(
-        args.model_dirs, args.data, backends=backends, threads=threads, out=args.out, export=args.export
+        args.model_dirs,
+        args.data,
+        backends=backends,
+        threads=threads,
+        out=args.out,
+        export=args.export,
+        **from_args(args),
     )
     print(markdown_table(rows))
     out = Path(args.out)
@@ -604,6 +615,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from textcls.compress.distill import distill, report_markdown
+    from textcls.options import from_args
 
     report = distill(
         args.teacher,
@@ -625,6 +637,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         lr=args.lr,
         batch_size=args.batch_size,
         remove_layers=args.remove_layers,
+        **from_args(args),
     )
     print(report_markdown(report))
     print(f"distilled student saved to {args.out}; report: {Path(args.out) / 'distill_report.md'}")

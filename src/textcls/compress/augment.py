@@ -79,7 +79,7 @@ def tag_english(texts: Sequence[str], workers: int = 1) -> list[list[Token]]:
     # pre-tokenized on whitespace, so the samples keep the data's own tokenization
     from spacy.tokens import Doc
 
-    docs = (Doc(nlp.vocab, words=text.split() or [text]) for text in texts)
+    docs = (Doc(nlp.vocab, words=text.split()) for text in texts)  # an empty text: no tokens
     tagged = nlp.pipe(docs, batch_size=512, n_process=max(1, workers))
     return [[(token.text, token.tag_) for token in doc] for doc in tagged]
 

@@ -233,7 +233,10 @@ def distill(
         raise ConfigError(f"unknown distillation loss '{loss}': kl or mse")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    splits = load_splits(data)
+    from textcls.config import DataConfig
+
+    data_fields = {k: v for k, v in overrides.items() if k in DataConfig.model_fields}
+    splits = load_splits(data, **data_fields)  # read like every other verb reads its data
     labels = sorted({str(e.label) for e in splits.train})
     extra = read_unlabeled(unlabeled, labels) if unlabeled else []
     train_texts = {e.text for e in splits.train}

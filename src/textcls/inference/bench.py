@@ -62,7 +62,12 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> set[int]:
 
 
 def bench_one(
-    directory: Path, backend: str, threads: int | None, examples: Sequence[Any], source: str
+    directory: Path,
+    backend: str,
+    threads: int | None,
+    examples: Sequence[Any],
+    source: str,
+    strict_labels: bool = False,
 ) -> dict[str, Any]:
     from textcls.evaluation import evaluate
     from textcls.inference.predictor import load_predictor
@@ -70,7 +75,7 @@ def bench_one(
     start = time.perf_counter()
     predictor = load_predictor(directory, backend=backend, threads=threads)
     load_s = time.perf_counter() - start
-    report = evaluate(predictor, examples, latency=True, source=source)
+    report = evaluate(predictor, examples, latency=True, source=source, strict_labels=strict_labels)
     latency = report["latency"]
     return {
         "model": directory.name,
@@ -85,6 +90,7 @@ def bench_one(
         "load_s": load_s,
         "size_mb": model_size_mb(directory, backend, predictor),
         "examples": report["n"],
+        "unseen": sum(report["unseen"].values()),  # examples whose label the model never saw (wrong)
     }
 
 
@@ -96,11 +102,14 @@ def run_bench(
     threads: Sequence[int | None] = (None,),
     out: str | Path | None = None,
     export: bool = False,
+    **data_fields: Any,
 ) -> list[dict[str, Any]]:
     """Benchmark every combination; ONNX backends of a directory without an export, or whose
     export came from other weights (``export_problem``), are skipped (noted) unless ``export``
-    (then ``textcls export`` runs first, int8 with its accuracy gate)."""
+    (then ``textcls export`` runs first, int8 with its accuracy gate). ``data_fields`` (DataConfig
+    field names: ``format``, ``strict_labels``, ...) override how each model reads ``data``."""
     from textcls.api import read_labelled
+    from textcls.data.splits import data_options
     from textcls.inference.onnx import BACKEND_FILES, export_problem
     from textcls.model import read_model_config
 
@@ -112,7 +121,9 @@ def run_bench(
     skipped: list[str] = []
     for name in model_dirs:
         directory = Path(name)
-        examples = read_labelled(data, read_model_config(directory))
+        config = read_model_config(directory)
+        config.data = data_options(config.data, **data_fields)
+        examples = read_labelled(data, config)
         for backend in backends:
             problem = export_problem(directory, backend) if backend in BACKEND_FILES else None
             if problem is not None:
@@ -135,7 +146,16 @@ def run_bench(
             for count in threads:
                 log.info("bench %s × %s × %s threads", directory.name, backend, count or "default")
                 try:
-                    rows.append(bench_one(directory, backend, count or default_threads, examples, str(data)))
+                    rows.append(
+                        bench_one(
+                            directory,
+                            backend,
+                            count or default_threads,
+                            examples,
+                            str(data),
+                            strict_labels=config.data.strict_labels,
+                        )
+                    )
                 except ModelLoadError as error:
                     skipped.append(f"{directory.name} × {backend}: {error}")
     for i in pareto_front(rows):
@@ -171,6 +191,9 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
             f"| {r['p50_ms']:.3f} | {r['p95_ms']:.3f} | {r['throughput_per_s']:,.0f} | {load} "
             f"| {r['size_mb']:.2f} | {'★' if r.get('pareto') else ''} |"
         )
+    unseen = {r["model"]: r["unseen"] for r in rows if r.get("unseen")}
+    for model, count in unseen.items():
+        lines.append(f"\n{model}: {count} examples whose label was never seen in training count as wrong")
     return "\n".join(lines)
 
 
