@@ -352,15 +352,16 @@ def poll(condition, what: str, worker: subprocess.Popen, timeout: float = 300) -
         time.sleep(0.1)
 
 
-def beating(db: Path) -> set[int]:
-    """Numbers of the RUNNING trials whose worker has recorded a heartbeat."""
+def training(db: Path) -> set[int]:
+    """Numbers of the RUNNING trials whose worker has recorded a heartbeat and a first epoch (so
+    every parameter has been sampled)."""
     if not db.is_file():
         return set()
     connection = sqlite3.connect(db, timeout=60)
     try:
         rows = connection.execute(
-            "SELECT t.number FROM trials t JOIN trial_heartbeats h ON h.trial_id = t.trial_id"
-            " WHERE t.state = 'RUNNING'"
+            "SELECT DISTINCT t.number FROM trials t JOIN trial_heartbeats h ON h.trial_id = t.trial_id"
+            " JOIN trial_intermediate_values v ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING'"
         ).fetchall()
     except sqlite3.OperationalError:  # the worker has not created the tables yet
         return set()
@@ -387,12 +388,12 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried_once(data, tm
     common = {"space": str(space_file(tmp_path)), "trials": 3, "storage": f"sqlite:///{db}", "study": "h"}
     endless = {**FAST, "epochs": 10**6}  # a trial that runs until its worker is killed
     first = start_worker(data=str(data), **common, **endless)
-    poll(lambda: beating(db) == {0}, "trial 0 running with a heartbeat", first)
+    poll(lambda: training(db) == {0}, "trial 0 training, with a heartbeat", first)
     kill_and_age(first, db)
     assert [t.state.name for t in trials_of(common["storage"], "h")] == ["RUNNING"]  # left behind
 
     second = start_worker(data=str(data), **common, **endless)  # fails trial 0, runs it again
-    poll(lambda: beating(db) == {1}, "the retry of trial 0 running", second)
+    poll(lambda: training(db) == {1}, "the retry of trial 0 training", second)
     kill_and_age(second, db)
     zero, one = trials_of(common["storage"], "h")
     assert zero.state.name == "FAIL" and one.state.name == "RUNNING"
@@ -497,7 +498,7 @@ JSON_CHOICES = """params:
   model.encoder.params.kernel_sizes: {type: categorical, choices: [[2], [2, 3]]}
   model.embedding.trainable: {type: categorical, choices: [true, false]}
   train.class_weight: {type: categorical, choices: [null, balanced]}
-  train.lr: {type: categorical, choices: [0.03, 0.01]}
+  train.lr: {type: categorical, choices: [0.03, 1.0e-7]}
 """
 
 
@@ -547,10 +548,13 @@ def read_space_text(text: str):
 
 
 def test_categorical_choices_may_be_lists_nulls_and_booleans(data, tmp_path) -> None:
-    out = tmp_path / "j"
+    out, storage = tmp_path / "j", f"sqlite:///{tmp_path / 'j.db'}"
+    study = optuna.create_study(study_name="j", storage=storage, direction="maximize")
+    for lr in (0.03, 1e-7, 0.03, 1e-7):  # values that differ, so that importances can be computed
+        study.enqueue_trial({"train.lr": lr})
     summary = run_search(
-        str(data), space=space_file(tmp_path, JSON_CHOICES), trials=4, out=out, study="j", pruner="none",
-        **FAST,
+        str(data), space=space_file(tmp_path, JSON_CHOICES), trials=4, out=out, study="j", storage=storage,
+        pruner="none", **FAST,
     )  # fmt: skip
     trials = trials_of(summary["storage"], "j")
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4

@@ -66,8 +66,7 @@ MODEL_NAMES = (
 def derived_names() -> tuple[str, ...]:
     """What later commands write into a model directory from its model (exports, evaluations):
     stale once that model is replaced."""
-    from textcls.inference.export import EXPORT_FILE
-    from textcls.inference.onnx import INT8_FILE, ONNX_FILE
+    from textcls.inference.onnx import EXPORT_FILE, INT8_FILE, ONNX_FILE
 
     return (ONNX_FILE, INT8_FILE, EXPORT_FILE, "eval")
 
