@@ -73,6 +73,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# One mutmut run per core module, each with only its own tests (tools/mutate.py); the working
+# copies stay in mutants/ (git-ignored). MUTATE_JOBS=1 for one worker, MUTATE_MODULES="metrics splits" for some.
+mutate: $(STAMP)  ## mutation testing of the core modules: killed / survived per module, every survivor
+	$(PY) tools/mutate.py $(MUTATE_MODULES)
+
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
