@@ -164,6 +164,8 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(data, tmp_path, capsy
     space = space_file(tmp_path, "params:\n  train.batch_size: {type: categorical, choices: [0, -3]}\n")
     summary = run_search(str(data), space=space, trials=2, out=tmp_path / "o", study="f", **FAST)
     assert summary["counts"] == {"fail": 2} and summary["best_trial"] is None
+    rows = json.loads((tmp_path / "o" / "search" / "trials.json").read_text())["trials"]
+    assert all("batch_size" in row["error"] for row in rows)  # each failure says why
     code = main(
         ["search", "--data", str(data), "--space", str(space), "--trials", "3", "--out", str(tmp_path / "o"),
          "--study", "f", "--model", "cnn", "--epochs", "1"]

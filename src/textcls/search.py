@@ -261,12 +261,12 @@ def run_search(
     scratch = Path(tempfile.mkdtemp(prefix="textcls-search-"))
 
     def objective(trial: Any) -> float:
-        sampled: dict[str, Any] = {}
-        for param in params:
-            if param.applies(sampled):
-                sampled[param.path] = param.suggest(trial)
-        trial.set_user_attr("params", sampled)  # the real values (Optuna may hold encoded ones)
         try:
+            sampled: dict[str, Any] = {}
+            for param in params:
+                if param.applies(sampled):
+                    sampled[param.path] = param.suggest(trial)
+            trial.set_user_attr("params", sampled)  # the real values (Optuna may hold encoded ones)
             return run_trial(trial, sampled)
         except optuna.TrialPruned:
             raise
