@@ -63,11 +63,11 @@ def test_every_training_example_is_seen_every_epoch(synthetic_splits, monkeypatc
     seen: list[int] = []
     original = batching.WordFeaturizer.collate
 
-    def counting(items):
+    def counting(self, items):
         seen.append(len(items))
-        return original(items)
+        return original(self, items)
 
-    monkeypatch.setattr(batching.WordFeaturizer, "collate", staticmethod(counting))
+    monkeypatch.setattr(batching.WordFeaturizer, "collate", counting)
     train, valid = synthetic_splits["train"], synthetic_splits["valid"]
     tiny(epochs=2, batch_size=16).fit(train, valid, progress=False)
     # per epoch: the training batches (in shuffled order), then validation in one batch of up to 64

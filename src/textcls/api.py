@@ -39,7 +39,8 @@ def build_config(
         data = {}
     if model is not None:
         preset = resolve_preset(model)
-        data = deep_update({"train": preset.get("train", {})}, data)  # a preset's defaults yield to the file
+        # a preset's defaults (training, model parts such as the tokenizer) yield to the file
+        data = deep_update({"train": preset.get("train", {}), "model": preset.get("model", {})}, data)
         part: dict[str, Any] = {"encoder": {"name": preset["encoder"]}, "backbone": None}
         if "vectors" in preset:
             part["embedding"] = {"vectors": preset["vectors"]}
@@ -67,7 +68,10 @@ def build_config(
     result = ClassifierConfig.from_dict(data)
     from textcls.registry import ENCODERS
 
-    ENCODERS.get(result.model.encoder.name)  # fail early on unknown encoder names
+    encoder = ENCODERS.get(result.model.encoder.name)  # fail early on unknown encoder names
+    if getattr(encoder, "reads_ids", False) and result.model.backbone is None:
+        # an encoder over a bag of n-gram ids (linear) reads counted tokens, never cut
+        result.model.tokenizer.bag = True
     return result
 
 

@@ -67,7 +67,44 @@ class TokenizerConfig(_Strict):
         description="the token pattern (Python 'regex' syntax)",
         json_schema_extra={"cli": {"flag": "token-pattern", "keyword": "token_pattern"}},
     )
-    max_length: int = Field(128, ge=1, description="tokens kept per text")
+    max_length: int | Literal["auto"] = Field(
+        "auto",
+        description="tokens kept per text; auto: the 95th percentile of the training texts' lengths "
+        "(word models: within 16..1024; transformers: within 32..256), reported and saved "
+        "(default auto)",
+    )
+    word_ngrams: int = Field(
+        1,
+        ge=1,
+        le=6,
+        description="word n-grams up to N join the tokens (fastText -wordNgrams); 1: words only",
+    )
+    char_ngrams: list[int] | None = Field(
+        None, description="character n-grams MIN,MAX inside word boundaries join the tokens, e.g. 2,5"
+    )
+    ngram_buckets: int = Field(
+        0,
+        ge=0,
+        description="n-grams are hashed into this many rows after the vocabulary (fastText's -bucket); "
+        "0: n-grams are vocabulary entries",
+    )
+    bag: bool = Field(
+        False, description="a bag of tokens: each distinct token once with its count (linear models)"
+    )
+
+    @field_validator("max_length")
+    @classmethod
+    def _check_max_length(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("max_length must be at least 1 or 'auto'")
+        return value
+
+    @field_validator("char_ngrams")
+    @classmethod
+    def _check_char_ngrams(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not (len(value) == 2 and 1 <= value[0] <= value[1]):
+            raise ValueError("char_ngrams must be MIN,MAX with 1 <= MIN <= MAX, e.g. 2,5")
+        return value
 
 
 class EmbeddingConfig(_Strict):
@@ -96,6 +133,12 @@ class EmbeddingConfig(_Strict):
     # training, so words that first appear at prediction time still get their pretrained vector.
     extra_vocab: int = Field(
         20000, ge=0, description="most frequent pretrained words added to the vocabulary even if unseen"
+    )
+    sparse: bool = Field(
+        False,
+        description="sparse embedding gradients: a step updates only the rows its batch uses (large "
+        "tables such as fastText's hashed n-grams; needs --optimizer sgd)",
+        json_schema_extra={"cli": {"flag": "sparse-embeddings", "keyword": "sparse_embeddings"}},
     )
     dropout: float = Field(
         0.0,
@@ -164,6 +207,9 @@ class TrainConfig(_Strict):
     backbone_lr: float | None = Field(None, gt=0, description="transformer weights' LR (default: lr)")
     grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="used on GPU only")
+    optimizer: Literal["adamw", "sgd"] = Field(
+        "adamw", description="AdamW, or plain SGD (fastText's; works with sparse embedding gradients)"
+    )
     weight_decay: float = Field(
         0.01, ge=0, description="AdamW weight decay (not on biases, norms, embeddings)"
     )

@@ -74,19 +74,26 @@ class TextClassificationModel(nn.Module):
 
             self.embedder, self.encoder, self.head = NativeClassifier(backbone), nn.Identity(), nn.Identity()
             return
+        encoder_class = ENCODERS.get(config.encoder.name)
+        input_dim = vocab_size  # an encoder that reads ids (linear) sees one input per vocabulary row
         if backbone is not None:
             from textcls.embeddings.transformer import TransformerEmbedder
 
             self.embedder = TransformerEmbedder(backbone)
+            input_dim = self.embedder.output_dim
+        elif getattr(encoder_class, "reads_ids", False):
+            self.embedder = nn.Identity()
         else:
             from textcls.embeddings.word import WordEmbedder
 
+            rows = vocab_size + config.tokenizer.ngram_buckets  # hashed n-grams follow the words
+            embedding = config.embedding
             self.embedder = WordEmbedder(
-                vocab_size, dim, config.embedding.trainable, config.embedding.dropout, weights
+                rows, dim, embedding.trainable, embedding.dropout, weights, sparse=embedding.sparse
             )
-        encoder_class = ENCODERS.get(config.encoder.name)
+            input_dim = self.embedder.output_dim
         try:
-            self.encoder = encoder_class(self.embedder.output_dim, num_labels, **config.encoder.params)
+            self.encoder = encoder_class(input_dim, num_labels, **config.encoder.params)
         except TypeError as error:
             raise ConfigError(f"encoder '{config.encoder.name}': bad parameters: {error}") from None
         self.head = (

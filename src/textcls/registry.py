@@ -53,6 +53,7 @@ ENCODERS = Registry(
         "densenet-cnn": "textcls.encoders.densenet:DenseNetCNNEncoder",
         "densenet-dsa": "textcls.encoders.densenet:DenseNetDSAEncoder",
         "lstm": "textcls.encoders.lstm:BiLSTMEncoder",
+        "linear": "textcls.encoders.linear:LinearEncoder",
         "cls": "textcls.encoders.cls:CLSEncoder",
     },
 )
@@ -76,8 +77,41 @@ BACKBONES = Registry("backbone", {"minilm-l6": "textcls.embeddings.transformer:m
 DEFAULT_VECTORS = "glove-6b-50d"
 DEFAULT_MODEL = "cnn"
 TRANSFORMER_TRAIN_DEFAULTS = {"lr": 5e-5, "batch_size": 32, "epochs": 3, "patience": 2, "warmup_ratio": 0.1}
+# The bottom of the ladder. A preset may set any part of the model config ("model") and training
+# defaults ("train"); a config file and explicit options override both.
+LINEAR_PRESET = {
+    "encoder": "linear",
+    # words and word bigrams as vocabulary entries, counted; documents are never cut
+    "model": {"tokenizer": {"word_ngrams": 2, "bag": True, "max_length": 1_000_000}, "head_dropout": 0.0},
+}
+FASTTEXT_PRESET = {
+    "encoder": "mean",
+    "vectors": DEFAULT_VECTORS,
+    # Joulin et al. 2017: the mean of word and hashed word-bigram embeddings, then a linear layer,
+    # trained as fastText is: plain SGD on sparse rows with a linearly decaying learning rate
+    "model": {
+        "tokenizer": {"word_ngrams": 2, "ngram_buckets": 100_000, "max_length": 1_000_000},
+        "embedding": {"sparse": True},
+        "head_dropout": 0.0,
+    },
+    "train": {
+        "epochs": 5,
+        "optimizer": "sgd",
+        "lr": 5.0,
+        "batch_size": 32,
+        "weight_decay": 0.0,
+        "grad_clip": 0.0,
+        "warmup_ratio": 0.0,
+    },
+}
 PRESETS: dict[str, dict] = {
-    **{name: {"encoder": name, "vectors": DEFAULT_VECTORS} for name in ENCODERS.names() if name != "cls"},
+    **{
+        name: {"encoder": name, "vectors": DEFAULT_VECTORS}
+        for name in ENCODERS.names()
+        if name not in ("cls", "linear")
+    },
+    "linear": LINEAR_PRESET,
+    "fasttext": FASTTEXT_PRESET,
     **{
         name: {"encoder": "cls", "backbone": name, "train": TRANSFORMER_TRAIN_DEFAULTS}
         for name in BACKBONES.names()

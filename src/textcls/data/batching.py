@@ -3,47 +3,102 @@
 from __future__ import annotations
 
 import random
+import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from textcls.config import TokenizerConfig
 from textcls.data.tokenizer import RegexTokenizer, Vocab
+from textcls.errors import ConfigError
 
 
 class WordFeaturizer:
-    """Text → token ids for the word models; the part of a model that reads raw text."""
+    """Text → token ids for the word models; the part of a model that reads raw text.
+
+    The tokens are the words, then (``word_ngrams`` > 1) the word n-grams and (``char_ngrams``)
+    the character n-grams inside word boundaries. N-grams are vocabulary entries, or with
+    ``ngram_buckets`` hashed (crc32, stable across processes) into rows after the vocabulary, as
+    fastText does. ``max_length`` caps the words; n-grams come from the kept words. With ``bag``
+    each distinct id appears once and ``token_weights`` holds its count (a linear model's input).
+    """
 
     def __init__(self, config: TokenizerConfig, vocab: Vocab) -> None:
+        if not isinstance(config.max_length, int):
+            raise ConfigError("max_length 'auto' is resolved by training; a saved model has a number")
         self.config = config
         self.tokenizer = RegexTokenizer(config)
         self.vocab = vocab
+        self.input_names = ["input_ids", "attention_mask"] + (["token_weights"] if config.bag else [])
 
-    def encode(self, texts: Sequence[str | tuple[str, str]]) -> list[list[int]]:
-        tokenize, encode, limit = self.tokenizer.tokenize, self.vocab.encode, self.config.max_length
-        return [encode(tokenize(join_pair(text)), limit) for text in texts]
+    def words(self, text: str | tuple[str, str]) -> list[str]:
+        return self.tokenizer.tokenize(join_pair(text))
+
+    def features(self, words: Sequence[str]) -> list[str]:
+        """The n-gram tokens of (already cut) ``words``, words excluded."""
+        grams: list[str] = []
+        for n in range(2, self.config.word_ngrams + 1):
+            grams += [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+        if self.config.char_ngrams:
+            low, high = self.config.char_ngrams
+            for word in words:
+                padded = f" {word} "
+                grams += [padded[i : i + n] for n in range(low, high + 1) for i in range(len(padded) - n + 1)]
+        return grams
+
+    def tokens(self, text: str | tuple[str, str]) -> list[str]:
+        """Every token string of a text as the vocabulary sees it (for building it)."""
+        words = self.words(text)[: self.config.max_length]
+        return words + ([] if self.config.ngram_buckets else self.features(words))
+
+    def encode(self, texts: Sequence[str | tuple[str, str]]) -> list[Any]:
+        limit, lookup = self.config.max_length, self.vocab.index.get
+        hashed, buckets, size = bool(self.config.ngram_buckets), self.config.ngram_buckets, len(self.vocab)
+        plain = self.config.word_ngrams == 1 and not self.config.char_ngrams
+        encoded: list[Any] = []
+        for text in texts:
+            words = self.words(text)[:limit]
+            ids = [lookup(word, 1) for word in words]
+            if not plain:
+                grams = self.features(words)
+                if hashed:
+                    ids += [size + zlib.crc32(g.encode("utf-8")) % buckets for g in grams]
+                else:
+                    ids += [i for i in map(lookup, grams) if i is not None]  # unseen n-grams: dropped
+            if self.config.bag:
+                counts = Counter(i for i in ids if i != 1) or Counter([1])
+                encoded.append((list(counts), list(counts.values())))
+            else:
+                encoded.append(ids or [1])  # an empty text still gets one (unknown) token
+        return encoded
 
     def count_long(self, texts: Sequence[str | tuple[str, str]]) -> int:
         limit = self.config.max_length
-        return sum(len(self.tokenizer.tokenize(join_pair(text))) > limit for text in texts)
+        return sum(len(self.words(text)) > limit for text in texts)
 
     def truncation(self, texts: Sequence[str | tuple[str, str]]) -> dict[str, int]:
         """How many texts ``max_length`` cuts and how many of their tokens it drops."""
-        lengths = [len(self.tokenizer.tokenize(join_pair(text))) for text in texts]
+        lengths = [len(self.words(text)) for text in texts]
         return truncation_stats(lengths, [min(n, self.config.max_length) for n in lengths])
 
-    @staticmethod
-    def length(item: Sequence[int]) -> int:
-        return len(item)
+    def length(self, item: Any) -> int:
+        return len(item[0]) if self.config.bag else len(item)
 
-    @staticmethod
-    def collate(items: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        return collate(items)
+    def collate(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        return {name: torch.from_numpy(array) for name, array in self.collate_numpy(items).items()}
 
-    @staticmethod
-    def collate_numpy(items: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-        return collate_numpy(items)
+    def collate_numpy(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
+        if not self.config.bag:
+            return collate_numpy(items)
+        batch = collate_numpy([ids for ids, _ in items])
+        weights = np.zeros(batch["input_ids"].shape, dtype=np.float32)
+        for row, (_, counts) in enumerate(items):
+            weights[row, : len(counts)] = counts
+        batch["token_weights"] = weights
+        return batch
 
 
 def truncation_stats(total: Sequence[int], kept: Sequence[int]) -> dict[str, int]:

@@ -17,9 +17,10 @@ class WordEmbedder(nn.Module):
         trainable: bool = True,
         dropout: float = 0.0,
         weights: np.ndarray | None = None,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0, sparse=sparse)
         if weights is not None:
             self.embedding.weight.data.copy_(torch.from_numpy(weights))
         self.embedding.weight.requires_grad_(trainable)

@@ -76,6 +76,8 @@ def logits_graph(model: Any, input_names: Sequence[str]) -> Any:
 
 def graph_inputs(featurizer: Any) -> list[str]:
     """The graph's input names, from what the featurizer produces (never from model names)."""
+    if getattr(featurizer, "input_names", None):
+        return list(featurizer.input_names)
     names = ["input_ids", "attention_mask"]
     if getattr(featurizer, "use_token_types", False):
         names.append("token_type_ids")

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from textcls.config import ClassifierConfig
 from textcls.data.batching import WordFeaturizer, describe_truncation, join_pair, truncation_stats
 from textcls.data.formats import Example
@@ -51,33 +53,76 @@ def build_vocab_and_vectors(
     return vocab, matrix, stats
 
 
+WORD_LENGTH_RANGE, TRANSFORMER_LENGTH_RANGE = (16, 1024), (32, 256)
+
+
+def resolve_max_length(config: ClassifierConfig, lengths: Sequence[int], kind: str) -> int:
+    """``max_length: auto`` → the 95th percentile of the training lengths, within the range of the
+    model kind (word models see all of most texts; transformers stay affordable). Logged."""
+    requested = config.model.tokenizer.max_length
+    if requested != "auto":
+        return int(requested)
+    low, high = WORD_LENGTH_RANGE if kind == "word" else TRANSFORMER_LENGTH_RANGE
+    p95 = int(np.ceil(np.percentile(lengths, 95))) if len(lengths) else low
+    chosen = min(max(p95, low), high)
+    log.info(
+        "max_length auto: %d (the 95th percentile of training lengths is %d; %s range %d..%d)",
+        chosen,
+        p95,
+        kind,
+        low,
+        high,
+    )
+    config.model.tokenizer.max_length = chosen
+    return chosen
+
+
 def _build_word_model(
     config: ClassifierConfig, train_examples: Sequence[Example]
 ) -> tuple[Any, Any, dict[str, Any]]:
     from textcls.model import TextClassificationModel
+    from textcls.registry import ENCODERS
 
     tokenizer = RegexTokenizer(config.model.tokenizer)
-    train_tokens = [tokenizer.tokenize(join_pair(e.as_input())) for e in train_examples]
-    max_length = config.model.tokenizer.max_length
-    stats = length_stats([len(t) for t in train_tokens], max_length)
+    train_words = [tokenizer.tokenize(join_pair(e.as_input())) for e in train_examples]
+    max_length = resolve_max_length(config, [len(t) for t in train_words], "word")
+    stats = length_stats([len(t) for t in train_words], max_length)
     log.info(
         "training texts: %d, tokens mean %.1f / p95 %.0f / max %d; %d longer than max_length %d",
-        len(train_tokens),
+        len(train_words),
         stats["mean"],
         stats["p95"],
         stats["max"],
         stats["truncated"],
         max_length,
     )
-    vocab, matrix, vocab_stats = build_vocab_and_vectors(config, train_tokens)
-    model = TextClassificationModel(config.model, len(vocab), matrix.shape[1], matrix)
+    options = config.model.tokenizer
+    probe = WordFeaturizer(options, Vocab([]))  # the token strings the vocabulary is built from
+    train_tokens = [words[:max_length] + probe.features(words[:max_length]) for words in train_words]
+    if options.ngram_buckets:  # hashed n-grams need no vocabulary entries
+        train_tokens = [words[:max_length] for words in train_words]
+    if getattr(ENCODERS.get(config.model.encoder.name), "reads_ids", False):  # no word vectors
+        vocab = Vocab.build(train_tokens, config.model.embedding.min_count)
+        model = TextClassificationModel(config.model, len(vocab), 0)
+        vocab_stats: dict[str, Any] = {"vocab_size": len(vocab), "vectors": None}
+        log.info("vocabulary: %d tokens (words and n-grams)", len(vocab))
+    else:
+        vocab, matrix, vocab_stats = build_vocab_and_vectors(config, train_tokens)
+        if options.ngram_buckets:  # fastText's initialisation for the n-gram rows
+            rng = np.random.default_rng(config.train.seed)
+            dim = matrix.shape[1]
+            buckets = rng.uniform(-1 / dim, 1 / dim, (options.ngram_buckets, dim)).astype(np.float32)
+            matrix = np.concatenate([matrix, buckets])
+            vocab_stats["ngram_buckets"] = options.ngram_buckets
+        model = TextClassificationModel(config.model, len(vocab), matrix.shape[1], matrix)
     return (
         model,
         WordFeaturizer(config.model.tokenizer, vocab),
         {
             "length_stats": stats,
+            "max_length": max_length,
             "truncation": truncation_stats(
-                [len(t) for t in train_tokens], [min(len(t), max_length) for t in train_tokens]
+                [len(t) for t in train_words], [min(len(t), max_length) for t in train_words]
             ),
             "vocabulary": vocab_stats,
         },
@@ -99,6 +144,12 @@ def _build_transformer(
     tokenizer = import_transformers().AutoTokenizer.from_pretrained(
         resolve_backbone(backbone_config.name_or_path)
     )
+    if config.model.tokenizer.max_length == "auto":
+        sample = [e.as_input() for e in train_examples[:5000]]
+        lengths = [
+            len(ids) for ids in tokenizer([join_pair(t) for t in sample], truncation=False)["input_ids"]
+        ]
+        resolve_max_length(config, lengths, "transformer")
     featurizer = TransformerFeaturizer(tokenizer, config.model.tokenizer.max_length, backbone_config)
     backbone = load_backbone(backbone_config, config.model.labels, uses_native_head(config.model))
     model = TextClassificationModel(config.model, backbone=backbone)
@@ -155,7 +206,7 @@ def fit(
     from textcls.inference.predictor import TorchPredictor
     from textcls.model import load_model, read_model_config, save_model
     from textcls.training.loggers import make_logger
-    from textcls.training.loop import CHECKPOINT_DIR, set_seed, train
+    from textcls.training.loop import CHECKPOINT_DIR, fit_closed_form, set_seed, train
 
     labels = sorted({str(e.label) for e in train_examples if e.label is not None})
     if len(labels) < 2:
@@ -167,7 +218,10 @@ def fit(
 
     resuming = bool(resume and out_path and (out_path / CHECKPOINT_DIR).exists())
     if resuming:
-        if read_model_config(out_path).model != config.model:
+        saved = read_model_config(out_path).model
+        if config.model.tokenizer.max_length == "auto":  # resolved by the first run
+            config.model.tokenizer.max_length = saved.tokenizer.max_length
+        if saved != config.model:
             raise ConfigError(f"{out_path}: --resume with a different model config; use a new --out")
         model, featurizer, _ = load_model(out_path)
         extra: dict[str, Any] = {"resumed": True}
@@ -201,8 +255,9 @@ def fit(
     )
     logger.log_params(config.model_dump())
     on_best = (lambda m: save_model(out_path, m, featurizer, config)) if out_path else None
+    runner = fit_closed_form if hasattr(model.encoder, "fit_closed_form") else train
     try:
-        result = train(
+        result = runner(
             model,
             featurizer,
             train_data,
@@ -220,6 +275,7 @@ def fit(
         logger.close("KILLED")
         raise
     result.extra = {
+        **result.extra,
         **extra,
         "train_examples": len(train_examples),
         "valid_examples": len(valid_examples),
