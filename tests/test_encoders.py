@@ -50,7 +50,7 @@ CASES = [(name, {}) for name in OVER_EMBEDDINGS] + [
     ("lstm", {"pooling": "last", "num_layers": 2}),
     ("cnn", {"kernel_sizes": [1, 2, 6]}),
 ]
-CASE_IDS = [*OVER_EMBEDDINGS] + ["lstm-mean", "lstm-last-2layers", "cnn-k1-2-6"]
+CASE_IDS = [*OVER_EMBEDDINGS, "lstm-mean", "lstm-last-2layers", "cnn-k1-2-6"]
 cases = pytest.mark.parametrize(("name", "params"), CASES, ids=CASE_IDS)
 
 
