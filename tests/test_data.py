@@ -517,3 +517,252 @@ def test_detected_layout_is_reused_for_later_files(tmp_path: Path) -> None:
     assert read_examples(test)[0].label == "play jazz"
     options = DataConfig(detected_format="tsv-label-first")
     assert [(e.text, e.label) for e in read_data_file(test, options)] == [("play jazz", "a")]
+
+
+# --------------------------------------------------------------------------- splits: what users see
+# Each promise of textcls.data.splits that a mutation run showed no test held: file discovery,
+# the errors' path / hint / listing, the notes a training run prints, options, and carving.
+
+
+def test_find_split_files_ignores_hidden_copies(tmp_path: Path) -> None:
+    # macOS leaves "._name" AppleDouble files next to copied data; they must not make a second train file
+    for name in ("r52train.tsv", "._r52train.tsv", "r52test.tsv", ".test.tsv"):
+        write(tmp_path / name, "x")
+    found = find_split_files(tmp_path)
+    assert {k: p.name for k, p in found.items()} == {"train": "r52train.tsv", "test": "r52test.tsv"}
+
+
+def test_two_training_files_are_refused(tmp_path: Path) -> None:
+    write(tmp_path / "train.txt", "a\tx\n")
+    write(tmp_path / "train.tsv", "a\tx\n")
+    with pytest.raises(DataError) as info:
+        find_split_files(tmp_path)
+    error = info.value
+    assert error.message == "several train files: train.tsv, train.txt"
+    assert error.path == str(tmp_path) and "keep one of them" in (error.hint or "")
+
+
+def test_a_file_is_not_a_data_directory(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.txt", "a\tx\n")
+    with pytest.raises(DataError) as info:
+        find_split_files(path)
+    error = info.value
+    assert error.message == "not a directory" and error.path == str(path)
+    assert "pass a data directory" in (error.hint or "")
+
+
+def test_a_missing_data_path_says_where_relative_paths_start(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_splits("no-such-dir")
+    error = info.value
+    assert error.path == "no-such-dir" and "not found" in error.message
+    assert f"relative paths start from {tmp_path}" in (error.hint or "")
+
+
+@pytest.mark.parametrize(("entries", "more"), [(0, ""), (20, ""), (21, " and 1 more"), (23, " and 3 more")])
+def test_no_training_file_lists_the_directory(tmp_path: Path, entries: int, more: str) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    names = []
+    for i in range(entries):
+        if i == 0:
+            (root / "archive").mkdir()  # a folder is shown with a trailing slash
+            names.append("archive/")
+        else:
+            names.append(write(root / f"notes{i:02d}.md", "x").name)
+    with pytest.raises(DataError) as info:
+        load_splits(root)
+    error = info.value
+    shown = ", ".join(sorted(names)[:20]) or "nothing"
+    assert error.message == f"no training file found; the directory holds: {shown}{more}"
+    assert error.path == str(root)
+    assert "train.txt" in (error.hint or "") and "pass the training file itself" in (error.hint or "")
+
+
+def test_every_named_file_is_read_with_the_given_options(tmp_path: Path) -> None:
+    from textcls.config import DataConfig
+
+    train = write(tmp_path / "mine.txt", "good film\tpos\nbad film\tneg\nfine\tpos\n \tneg\n")
+    valid = write(tmp_path / "v.txt", "ok\tpos\n")
+    test = write(tmp_path / "t.txt", "meh\tneg\nnew\tbird\n")
+    splits = load_splits(train, valid=valid, test=test, options=DataConfig(format="tsv"))
+    assert [e.text for e in splits.train] == ["good film", "bad film", "fine", ""]
+    assert [e.text for e in splits.valid] == ["ok"]
+    assert [(e.text, e.label) for e in splits.test or []] == [("meh", "neg"), ("new", "bird")]
+    assert splits.labels == ["pos", "neg"] and splits.format == "tsv"
+    assert splits.paths == {"train": str(train), "valid": str(valid), "test": str(test)}
+    assert splits.notes == [
+        f"train: {train} (4 examples, 1 with an empty text, format tsv, given)",
+        f"valid: {valid} (1 examples, format tsv, given)",
+        f"test: {test} (2 examples, format tsv, given)",
+        f"{test}: 1 example(s) with 1 label(s) never seen in training: 'bird' (1 example, first on line 2); "
+        "they count as errors (--strict-labels refuses them)",
+    ]
+    assert splits.unseen == {"test": {"bird": 1}}
+    with pytest.raises(DataError) as info:  # strict labels apply to the test file too
+        load_splits(train, valid=valid, test=test, options=DataConfig(strict_labels=True))
+    assert info.value.path == str(test) and info.value.line == 2
+
+
+def test_detected_files_and_a_missing_test_split_are_noted(tmp_path: Path) -> None:
+    train = write(tmp_path / "train.txt", "good film\tpos\nbad film\tneg\n")
+    valid = write(tmp_path / "valid.txt", "ok\tpos\n")
+    splits = load_splits(tmp_path)
+    assert splits.notes == [
+        f"train: {train} (2 examples, format tsv, auto-detected)",
+        f"valid: {valid} (1 examples, format tsv, auto-detected)",
+        "no test split",
+    ]
+    assert splits.test is None
+
+
+def test_empty_texts_of_a_pair_file_are_counted_when_both_texts_are_empty(tmp_path: Path) -> None:
+    train = write(tmp_path / "train.txt", "a\tb\tyes\n\tonly second\tno\n\t\tyes\n\tanother\tno\n")
+    splits = load_splits(train, valid=write(tmp_path / "valid.txt", "c\td\tyes\n"), pair=True)
+    assert splits.notes[0] == f"train: {train} (4 examples, 1 with an empty text, format tsv, auto-detected)"
+
+
+def test_too_little_training_data_to_carve_names_the_file(tmp_path: Path) -> None:
+    from textcls.data.splits import carve_validation
+
+    train = write(tmp_path / "train.txt", "only one\tx\n")
+    with pytest.raises(DataError) as info:
+        load_splits(tmp_path)
+    error = info.value
+    assert error.path == str(train) and "too few training examples (1)" in error.message
+    assert "valid.txt" in (error.hint or "")
+    with pytest.raises(DataError) as info:
+        carve_validation(labelled({"x": 1, "y": 1}), 0.5, seed=0)
+    assert info.value.path == "<in-memory data>" and "too few training examples (2)" in info.value.message
+
+
+def test_carve_validation_needs_a_fraction_strictly_between_0_and_1() -> None:
+    from textcls.data.splits import carve_validation
+    from textcls.errors import ConfigError
+
+    examples = labelled({"a": 10, "b": 10})
+    for fraction in (0, 1, 1.5, -0.1):
+        with pytest.raises(ConfigError, match=r"valid_fraction must be between 0 and 1 .*got"):
+            carve_validation(examples, fraction, seed=0)
+    kept, held = carve_validation(examples, 0.5, seed=0)
+    assert Counter(e.label for e in held) == {"a": 5, "b": 5} and len(kept) == 10
+
+
+def test_unknown_labels_are_refused_by_default_with_the_line_of_a_single_one() -> None:
+    examples = [Example("a", "cat", line=1), Example("b", "bird", line=4), Example("c", "bird", line=6)]
+    with pytest.raises(DataError) as info:
+        check_known_labels(examples, {"cat", "dog"}, "valid.txt")  # strict is the default
+    error = info.value
+    assert error.path == "valid.txt" and error.line == 4
+    assert error.message == "1 label(s) not in the training data: 'bird' (2 examples, first on line 4)"
+    assert "fix the labels" in (error.hint or "") and "without --strict-labels" in (error.hint or "")
+    assert "wrong format" not in (error.hint or "")  # one unknown label among two known ones
+
+
+def test_several_unknown_labels_or_an_unknown_line_give_no_line() -> None:
+    two = [Example("a", "bird", line=2), Example("b", "fish", line=3)]
+    with pytest.raises(DataError) as info:
+        check_known_labels(two, {"cat", "dog"}, "valid.txt")
+    assert info.value.line is None and "wrong format" not in (info.value.hint or "")
+    in_memory = [Example("a", "bird", line=0)]  # examples built in memory have no line
+    with pytest.raises(DataError) as info:
+        check_known_labels(in_memory, {"cat"}, "<in-memory data>")
+    assert info.value.line is None
+    assert info.value.message == "1 label(s) not in the training data: 'bird' (1 example)"
+
+
+def test_more_unknown_labels_than_known_ones_suggest_a_wrong_layout() -> None:
+    examples = [Example(t, label, line=i + 1) for i, (t, label) in enumerate([("x", "a"), ("y", "b")])]
+    with pytest.raises(DataError) as info:
+        check_known_labels(examples, {"pos"}, "test.txt")
+    hint = info.value.hint or ""
+    assert "fix the labels" in hint and "wrong format or column order" in hint
+    assert "without --strict-labels" in hint
+
+
+def test_at_most_ten_unknown_labels_are_listed() -> None:
+    def unknown(n: int) -> list[Example]:
+        return [Example(f"t{i}", f"label{i:02d}", line=i + 1) for i in range(n)]
+
+    with pytest.raises(DataError) as info:
+        check_known_labels(unknown(12), {"x"}, "valid.txt")
+    message = info.value.message
+    assert message.startswith("12 label(s) not in the training data: 'label00' (1 example, first on line 1)")
+    assert message.endswith("'label09' (1 example, first on line 10) and 2 more") and "label10" not in message
+    with pytest.raises(DataError) as info:
+        check_known_labels(unknown(10), {"x"}, "valid.txt")
+    assert info.value.message.endswith("'label09' (1 example, first on line 10)")
+
+
+def test_unknown_labels_note_counts_examples_and_labels() -> None:
+    labels = ["cat", "bird", "fish", "bird"]
+    examples = [Example(f"text {i}", label, line=i + 1) for i, label in enumerate(labels)]
+    note = check_known_labels(examples, {"cat"}, "test.txt", strict=False)
+    assert note == (
+        "test.txt: 3 example(s) with 2 label(s) never seen in training: "
+        "'bird' (2 examples, first on line 2), 'fish' (1 example, first on line 3); "
+        "they count as errors (--strict-labels refuses them)"
+    )
+
+
+def test_unknown_data_options_are_named(tmp_path: Path) -> None:
+    from textcls.data.splits import data_options, read_data_file
+    from textcls.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown data option\(s\): colour, fmt"):
+        data_options(fmt="tsv", colour="red")
+    with pytest.raises(ConfigError, match="fmt"):
+        read_data_file(write(tmp_path / "t.txt", "a\tx\n"), fmt="tsv")
+
+
+def test_read_data_file_reads_the_way_the_options_say(tmp_path: Path) -> None:
+    from textcls.config import DataConfig
+    from textcls.data.splits import read_data_file
+
+    news = write(
+        tmp_path / "news.csv", "id,title,body,topic\n1,Rain,heavy today,weather\n2,Goal,late win,sports\n"
+    )
+    expected = [("Rain heavy today", "weather"), ("Goal late win", "sports")]
+    options = DataConfig(text_columns=["title", "body"], label_column="topic")
+    assert [(e.text, e.label) for e in read_data_file(news, options)] == expected
+    keywords = read_data_file(news, text_columns=["title", "body"], label_column="topic")
+    assert [(e.text, e.label) for e in keywords] == expected
+    pairs = write(tmp_path / "p.csv", "sentence1,sentence2,label\nit rains,it is wet,yes\n")
+    (pair,) = read_data_file(pairs, DataConfig(pair=True))
+    assert (pair.text, pair.text_pair) == ("it rains", "it is wet")
+    headed = write(tmp_path / "h.tsv", "my text\tmy class\ngood\tpos\nbad\tneg\n")
+    assert [e.text for e in read_data_file(headed, DataConfig(header=True))] == ["good", "bad"]
+    unlabeled = write(tmp_path / "u.txt", "just some text\nmore text\n")
+    with pytest.raises(DataError):
+        read_data_file(unlabeled, DataConfig(format="tsv"))  # labels are required unless told otherwise
+    assert [e.label for e in read_data_file(unlabeled, format="tsv", require_labels=False)] == [None, None]
+
+
+def test_stratified_split_holds_out_unlabelled_examples_too() -> None:
+    examples = labelled({"a": 10, "b": 10}) + [Example(f"u{i}", None, line=100 + i) for i in range(10)]
+    kept, held = stratified_split(examples, 0.2, seed=0)
+    assert Counter(e.label for e in held) == {"a": 2, "b": 2, None: 2}
+    assert stratified_split(examples, 0.2, seed=0) == (kept, held)
+
+
+def test_the_carved_split_does_not_depend_on_the_order_classes_appear_in() -> None:
+    a, b = labelled({"a": 10}), labelled({"b": 10})
+    _, held_ab = stratified_split(a + b, 0.3, seed=5)
+    _, held_ba = stratified_split(b + a, 0.3, seed=5)
+    assert sorted(e.text for e in held_ab) == sorted(e.text for e in held_ba)
+
+
+def test_tiny_data_holds_out_one_example_of_the_largest_class_and_never_a_singleton() -> None:
+    examples = labelled({"a": 3, "b": 2})  # 10 % rounds to nothing in both classes
+    _, held = stratified_split(examples, 0.1, seed=0)
+    assert [e.label for e in held] == ["a"]
+    singletons = labelled({"a": 1, "b": 1, "c": 1})
+    assert stratified_split(singletons, 0.5, seed=0) == (singletons, [])
+    assert stratified_split(examples, 0.0, seed=0) == (examples, [])  # nothing asked, nothing held
+
+
+def test_data_splits_labels_default_to_the_order_of_first_appearance() -> None:
+    train = [Example("x", "b", line=1), Example("y", None, line=2), Example("z", "a", line=3)]
+    assert DataSplits(train, [], None).labels == ["b", "a"]
+    assert DataSplits(train, [], None, labels=["a", "b"]).labels == ["a", "b"]

@@ -121,6 +121,24 @@ def test_unseen_gold_labels_count_as_errors_in_every_metric() -> None:
     assert np.isfinite(metrics["loss"])
 
 
+def test_metrics_of_a_single_example_and_of_none() -> None:
+    from textcls.metrics import accuracy, macro_f1
+
+    assert accuracy(["alarm"], ["alarm"]) == 1.0 and macro_f1(["alarm"], ["alarm"]) == 1.0
+    assert accuracy(["alarm"], ["music"]) == 0.0 and macro_f1(["alarm"], ["music"]) == 0.0
+    # an empty split (a tiny validation carve, an empty test file) scores 0 instead of failing
+    assert accuracy([], []) == 0.0 and macro_f1([], []) == 0.0
+
+
+def test_accuracy_refuses_predictions_that_do_not_match_the_examples() -> None:
+    from textcls.metrics import accuracy
+
+    with pytest.raises(ValueError):  # one prediction missing: never score the shorter list silently
+        accuracy(["alarm", "music", "weather"], ["alarm", "music"])
+    with pytest.raises(ValueError):
+        accuracy(["alarm"], ["alarm", "music"])
+
+
 def test_report_markdown() -> None:
     report = classification_report(GOLD, PRED, LABELS)
     report.update(source="test.txt", backend="fake")
