@@ -98,7 +98,7 @@ FASTTEXT_PRESET = {
         "epochs": 5,
         "optimizer": "sgd",
         "lr": 5.0,
-        "batch_size": 32,
+        "batch_size": 16,
         "weight_decay": 0.0,
         "grad_clip": 0.0,
         "warmup_ratio": 0.0,
@@ -126,5 +126,6 @@ BACKENDS = Registry(
         "torch-int8": "textcls.inference.predictor:torch_int8_backend",
         "onnx": "textcls.inference.onnx:onnx_backend",
         "onnx-int8": "textcls.inference.onnx:onnx_int8_backend",
+        "numpy": "textcls.inference.bag:numpy_backend",  # bag-of-n-gram models only
     },
 )
