@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from textcls.config import TokenizerConfig
 from textcls.data.tokenizer import PAD, UNK, RegexTokenizer, Vocab, length_stats
@@ -190,3 +191,157 @@ def test_an_old_pattern_saved_in_a_model_still_works() -> None:
     old = r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?:-\w+)*|[^\w\s]"
     tokenizer = RegexTokenizer(TokenizerConfig(pattern=old))
     assert tokenizer.tokenize("Doesn't it, Miles?") == ["does", "n't", "it", ",", "miles", "?"]
+
+
+# ---------------------------------------------------------------------------- featurizer and batches
+# textcls.data.batching: text → ids (words, n-grams, bags), padded batches, truncation figures and
+# the batch orders of training and inference.
+
+WORDS = ["play", "some", "jazz", "rain"]  # ids 2, 3, 4, 5 (0 padding, 1 unknown)
+
+
+def featurizer(words=WORDS, **options):
+    from textcls.data.batching import WordFeaturizer
+
+    return WordFeaturizer(TokenizerConfig(**{"max_length": 16, **options}), Vocab(list(words)))
+
+
+def test_featurizer_encodes_words_unknowns_pairs_and_empty_texts() -> None:
+    encode = featurizer(max_length=3).encode
+    assert encode(["Play some JAZZ", "play xyz jazz", "rain", ""]) == [[2, 3, 4], [2, 1, 4], [5], [1]]
+    assert encode(["play some jazz rain rain"]) == [[2, 3, 4]]  # cut at max_length
+    assert encode([("play some", "jazz")]) == [[2, 3, 4]]  # a pair is read as one text
+    plain = featurizer()
+    assert plain.input_names == ["input_ids", "attention_mask"]
+    assert plain.length([2, 3, 4]) == 3
+
+
+def test_featurizer_counts_and_measures_what_max_length_cuts() -> None:
+    cut = featurizer(max_length=3)
+    texts = ["play some jazz", "play some jazz rain rain", "rain"]
+    assert cut.count_long(texts) == 1  # exactly max_length words is not long
+    assert cut.truncation(texts) == {
+        "texts": 3,
+        "cut": 1,
+        "tokens_total": 9,
+        "tokens_dropped": 2,
+        "max_dropped": 2,
+    }
+
+
+def test_a_max_length_left_on_auto_is_refused() -> None:
+    from textcls.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_length 'auto' is resolved by training"):
+        featurizer(max_length="auto")
+
+
+def test_word_ngrams_from_the_vocabulary_come_from_the_kept_words() -> None:
+    words = [*WORDS, "play some", "some jazz"]  # "play some" = 6, "some jazz" = 7
+    bigrams = featurizer(words, word_ngrams=2)
+    assert bigrams.encode(["play some jazz", "jazz play"]) == [[2, 3, 4, 6, 7], [4, 2]]  # unseen: dropped
+    assert featurizer(words, word_ngrams=2, max_length=2).encode(["play some jazz"]) == [[2, 3, 6]]
+    assert bigrams.tokens("play some jazz") == ["play", "some", "jazz", "play some", "some jazz"]
+    trigrams = featurizer(word_ngrams=3)
+    assert trigrams.features(["a", "b", "c", "d"]) == ["a b", "b c", "c d", "a b c", "b c d"]
+    assert trigrams.features(["a"]) == []
+
+
+def test_char_ngrams_stay_inside_word_boundaries() -> None:
+    chars = featurizer(char_ngrams=[2, 3])
+    assert chars.features(["ab", "c"]) == [" a", "ab", "b ", " ab", "ab ", " c", "c ", " c "]
+    both = featurizer(word_ngrams=2, char_ngrams=[2, 2])
+    assert both.features(["ab", "c"]) == ["ab c", " a", "ab", "b ", " c", "c "]
+    grams = featurizer([*WORDS, " r", "n "], char_ngrams=[2, 2])  # " r" = 6, "n " = 7
+    assert grams.encode(["rain"]) == [[5, 6, 7]]
+
+
+def test_hashed_ngrams_land_in_stable_rows_after_the_vocabulary() -> None:
+    import zlib
+
+    hashed = featurizer(word_ngrams=2, ngram_buckets=100)
+    size = len(WORDS) + 2
+    expected = [2, 3, 4] + [size + zlib.crc32(g.encode("utf-8")) % 100 for g in ("play some", "some jazz")]
+    (ids,) = hashed.encode(["play some jazz"])
+    assert ids == expected and all(size <= i < size + 100 for i in ids[3:])
+    assert hashed.tokens("play some jazz") == ["play", "some", "jazz"]  # n-grams are no vocabulary entries
+    chars = featurizer(char_ngrams=[2, 2], ngram_buckets=50)
+    assert chars.encode(["ab"]) == [[1] + [size + zlib.crc32(g.encode()) % 50 for g in (" a", "ab", "b ")]]
+
+
+def test_bags_hold_each_id_once_with_its_count() -> None:
+    bag = featurizer(bag=True)
+    assert bag.input_names == ["input_ids", "attention_mask", "token_weights"]
+    encoded = bag.encode(["play jazz play", "rain some jazz", "xyz", ""])
+    assert encoded == [([2, 4], [2, 1]), ([5, 3, 4], [1, 1, 1]), ([1], [1]), ([1], [1])]
+    assert [bag.length(item) for item in encoded] == [2, 3, 1, 1]
+    batch = bag.collate_numpy(encoded)
+    np.testing.assert_array_equal(batch["input_ids"], [[2, 4, 0], [5, 3, 4], [1, 0, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(batch["token_weights"], [[2, 1, 0], [1, 1, 1], [1, 0, 0], [1, 0, 0]])
+    assert batch["token_weights"].dtype == np.float32
+    tensors = bag.collate(encoded)
+    assert set(tensors) == {"input_ids", "attention_mask", "token_weights"}
+    assert tensors["token_weights"].dtype == torch.float32
+
+
+def test_collate_pads_with_zeros_and_masks_only_the_padding() -> None:
+    from textcls.data.batching import collate, collate_numpy
+
+    batch = collate_numpy([[2, 1, 4], [5]])  # id 1 (unknown) is a real token, not padding
+    np.testing.assert_array_equal(batch["input_ids"], [[2, 1, 4], [5, 0, 0]])
+    np.testing.assert_array_equal(batch["attention_mask"], [[True, True, True], [True, False, False]])
+    assert batch["input_ids"].dtype == np.int64 and batch["attention_mask"].dtype == bool
+    tensors = collate([[2, 1, 4], [5]])
+    assert tensors["input_ids"].dtype == torch.int64 and tensors["attention_mask"].dtype == torch.bool
+    assert tensors["input_ids"].tolist() == [[2, 1, 4], [5, 0, 0]]
+    assert featurizer().collate([[2, 1, 4], [5]])["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_truncation_stats_and_their_description() -> None:
+    from textcls.data.batching import describe_truncation, truncation_stats
+
+    assert truncation_stats([5, 4, 1], [3, 3, 1]) == {
+        "texts": 3,
+        "cut": 2,
+        "tokens_total": 10,
+        "tokens_dropped": 3,
+        "max_dropped": 2,
+    }
+    nothing = {"texts": 0, "cut": 0, "tokens_total": 0, "tokens_dropped": 0, "max_dropped": 0}
+    assert truncation_stats([], []) == nothing
+    with pytest.raises(ValueError):
+        truncation_stats([5, 4], [3])
+    stats = {"texts": 500, "cut": 12, "tokens_total": 90112, "tokens_dropped": 3401, "max_dropped": 2016}
+    assert describe_truncation(stats) == (
+        "12 of 500 texts cut: 3,401 of 90,112 tokens dropped (3.8 %, at most 2,016 from one)"
+    )
+    assert "(0.0 %" in describe_truncation(nothing)
+    one = {"texts": 1, "cut": 1, "tokens_total": 1, "tokens_dropped": 1, "max_dropped": 1}
+    assert "1 of 1 tokens dropped (100.0 %, at most 1 from one)" in describe_truncation(one)
+
+
+def test_training_batches_cover_every_example_once_with_similar_lengths() -> None:
+    import itertools
+    import random
+
+    from textcls.data.batching import length_grouped_batches
+
+    lengths = [random.Random(7).randint(1, 100) for _ in range(500)]
+    batches = length_grouped_batches(lengths, 8, seed=3)
+    assert sorted(i for batch in batches for i in batch) == list(range(500))
+    assert sorted(map(len, batches)) == [4] + [8] * 62
+    # one pool (500 <= 8 * 50): the batches cut the length-sorted examples into consecutive runs
+    by_length = sorted(batches, key=lambda batch: min(lengths[i] for i in batch))
+    for first, second in itertools.pairwise(by_length):
+        assert max(lengths[i] for i in first) <= min(lengths[i] for i in second)
+    assert length_grouped_batches(lengths, 8, seed=3) == batches  # deterministic for a seed
+    assert length_grouped_batches(lengths, 8, seed=4) != batches
+    many = length_grouped_batches([1] * 1000, 4, seed=0, pool_factor=10)  # 25 pools of 40
+    assert sorted(i for batch in many for i in batch) == list(range(1000)) and len(many) == 250
+
+
+def test_inference_batches_are_sorted_by_length() -> None:
+    from textcls.data.batching import sorted_batches
+
+    assert list(sorted_batches([5, 1, 3, 3, 8, 2, 1], 2)) == [[1, 6], [5, 2], [3, 0], [4]]
+    assert list(sorted_batches([], 4)) == []
