@@ -173,4 +173,6 @@ def test_help_text_comes_from_the_field_descriptions(capsys) -> None:
         assert option.flag in text
         first_words = " ".join(option.description.split()[:3])
         assert first_words in text, option.flag
-    assert "default 10; transformer presets: 3" in text  # --epochs
+    from textcls.registry import TRANSFORMER_TRAIN_DEFAULTS
+
+    assert f"default 10; transformer presets: {TRANSFORMER_TRAIN_DEFAULTS['epochs']}" in text  # --epochs

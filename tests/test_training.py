@@ -114,3 +114,23 @@ def test_default_tracking_writes_tensorboard_scalars(synthetic_splits, tmp_path:
     tags = accumulator.Tags()["scalars"]
     assert {"valid/accuracy", "valid/loss", "valid/macro_f1"} <= set(tags)
     assert len(accumulator.Scalars("valid/accuracy")) == TINY["epochs"]
+
+
+def test_target_steps_scales_epochs_to_the_data() -> None:
+    from textcls.training.loop import planned_epochs
+
+    config = TrainConfig(epochs=10, target_steps=1500)
+    assert planned_epochs(config, 157) == 10  # 5k examples at batch 32: capped at epochs
+    assert planned_epochs(config, 409) == 4  # SNIPS: ceil(1500 / 409)
+    assert planned_epochs(config, 2105) == 3  # SST-2: at least 3
+    assert planned_epochs(TrainConfig(epochs=7), 10) == 7  # without a target: epochs
+
+
+def test_target_steps_drive_the_training_loop(synthetic_splits) -> None:
+    # 90 examples at batch 16 = 6 steps per epoch; 20 target steps = 4 epochs (patience off)
+    result = (
+        tiny(epochs=10, batch_size=16, target_steps=20)
+        .fit(synthetic_splits["train"], synthetic_splits["valid"], progress=False)
+        .train_result
+    )
+    assert len(result.history) == 4 and result.steps == 24

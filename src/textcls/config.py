@@ -201,7 +201,13 @@ class ModelConfig(_Strict):
 class TrainConfig(_Strict):
     """The training loop's settings."""
 
-    epochs: int = Field(10, ge=1, description="passes over the training data")
+    epochs: int = Field(10, ge=1, description="passes over the training data (with target_steps: at most)")
+    target_steps: int | None = Field(
+        None,
+        ge=1,
+        description="train for the passes that reach this many optimizer steps (at least 3, at most "
+        "epochs), so small data sets get more epochs and large ones fewer (transformer presets: 1500)",
+    )
     batch_size: int = Field(64, ge=1, description="examples per batch")
     lr: float = Field(1e-3, gt=0, description="peak learning rate, AdamW")
     backbone_lr: float | None = Field(None, gt=0, description="transformer weights' LR (default: lr)")

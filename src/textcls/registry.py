@@ -76,7 +76,18 @@ BACKBONES = Registry("backbone", {"minilm-l6": "textcls.embeddings.transformer:m
 # file or explicit options override).
 DEFAULT_VECTORS = "glove-6b-50d"
 DEFAULT_MODEL = "cnn"
-TRANSFORMER_TRAIN_DEFAULTS = {"lr": 5e-5, "batch_size": 32, "epochs": 3, "patience": 2, "warmup_ratio": 0.1}
+# Fine-tuning defaults: the pretrained weights at 5e-5, the new head at 1e-3 (it starts from
+# nothing), and as many passes as reach 1,500 optimizer steps (3 to 10 epochs): a 5k-example,
+# 50-class set gets 10 epochs, SST-2 3 (BENCHMARKS.md, "Transformer defaults").
+TRANSFORMER_TRAIN_DEFAULTS = {
+    "lr": 1e-3,
+    "backbone_lr": 5e-5,
+    "batch_size": 32,
+    "epochs": 10,
+    "target_steps": 1500,
+    "patience": 2,
+    "warmup_ratio": 0.1,
+}
 # The bottom of the ladder. A preset may set any part of the model config ("model") and training
 # defaults ("train"); a config file and explicit options override both.
 LINEAR_PRESET = {

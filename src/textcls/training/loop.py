@@ -55,6 +55,22 @@ def class_weights(label_ids: Sequence[int], num_labels: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def planned_epochs(config: TrainConfig, steps_per_epoch: int) -> int:
+    """``epochs``, or with ``target_steps`` the passes that reach that many optimizer steps
+    (at least 3, at most ``epochs``): many classes from little data need steps, not epochs."""
+    if not config.target_steps:
+        return config.epochs
+    epochs = min(config.epochs, max(3, -(-config.target_steps // max(1, steps_per_epoch))))
+    log.info(
+        "%d epochs: %d steps per epoch, target %d steps (at most %d epochs)",
+        epochs,
+        steps_per_epoch,
+        config.target_steps,
+        config.epochs,
+    )
+    return epochs
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW (fused: one kernel over all parameters, 2-5x faster steps on CPU for large
     embeddings), or plain SGD, which also takes sparse embedding gradients (fastText's recipe)."""
@@ -156,9 +172,8 @@ def train(
     num_labels = len(model.config.labels)
 
     optimizer = make_optimizer(model, config)
-    scheduler = make_schedule(
-        optimizer, config.schedule, steps_per_epoch * config.epochs, config.warmup_ratio
-    )
+    epochs = planned_epochs(config, steps_per_epoch)
+    scheduler = make_schedule(optimizer, config.schedule, steps_per_epoch * epochs, config.warmup_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
     loss_fn = make_loss(config, train_labels, num_labels).to(device)
 
@@ -181,7 +196,7 @@ def train(
     started = time.perf_counter()
     stopped_early = False
 
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+    for epoch in range(state["epoch"] + 1, epochs + 1):
         if config.patience and state["bad_epochs"] >= config.patience:
             stopped_early = True
             break
@@ -189,7 +204,7 @@ def train(
         batches = length_grouped_batches(lengths, config.batch_size, config.seed + epoch)
         total_loss = 0.0
         epoch_started = time.perf_counter()
-        with ProgressBar(progress, f"epoch {epoch}/{config.epochs}", len(batches), field="loss") as advance:
+        with ProgressBar(progress, f"epoch {epoch}/{epochs}", len(batches), field="loss") as advance:
             optimizer.zero_grad(set_to_none=True)
             for number, indices in enumerate(batches, start=1):
                 items = [train_ids[i] for i in indices]
