@@ -238,3 +238,69 @@ def test_load_predictor_threads(trained) -> None:
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
+
+
+# ------------------------------------------------------------------------- the int8 accuracy gate
+# export_model's gate compares the PyTorch and the int8 ONNX accuracy on the validation split.
+
+
+def test_gate_accuracy_counts_a_label_the_model_never_saw_as_wrong() -> None:
+    from textcls.data.formats import Example
+    from textcls.inference.export import accuracy
+
+    labels = ["music", "sports", "weather"]
+    logits = np.array([[3, 0, 0], [0, 3, 0], [0, 3, 0], [0, 0, 3]], np.float32)
+    gold = ["music", "sports", "flight", "weather"]  # "flight": not a label of the model
+    examples = [Example(f"text {i}", label, line=i + 1) for i, label in enumerate(gold)]
+    assert accuracy(logits, labels, examples) == pytest.approx(75.0)  # points, over all four
+
+
+@pytest.fixture
+def gate_model(trained, tmp_path, synthetic_splits):
+    """A private copy of the trained CNN and its validation file, for exports."""
+    import shutil
+
+    from conftest import write_tsv
+
+    pytest.importorskip("onnxruntime")
+    directory = shutil.copytree(trained[0], tmp_path / "cnn")
+    return directory, write_tsv(tmp_path / "valid.txt", synthetic_splits["valid"])
+
+
+def test_gate_a_drop_of_exactly_max_drop_passes(gate_model) -> None:
+    from textcls.errors import AccuracyGateError
+    from textcls.inference.export import export_model
+    from textcls.inference.onnx import INT8_FILE
+
+    directory, valid = gate_model
+    drop = export_model(directory, quantize="int8", valid=valid)["onnx-int8"]["gate"]["drop"]
+    gate = export_model(directory, quantize="int8", valid=valid, max_drop=drop)["onnx-int8"]["gate"]
+    assert gate["drop"] == drop and gate["passed"] is True and gate["forced"] is False
+    assert (directory / INT8_FILE).is_file()
+    with pytest.raises(AccuracyGateError):  # just below the measured drop: refused
+        export_model(directory, quantize="int8", valid=valid, max_drop=drop - 0.01)
+    assert not (directory / INT8_FILE).exists()
+
+
+def test_gate_force_on_a_passing_model_is_not_recorded_as_forced(gate_model, caplog) -> None:
+    import logging
+
+    from textcls.inference.export import export_model
+
+    directory, valid = gate_model
+    with caplog.at_level(logging.INFO, logger="textcls.inference.export"):
+        gate = export_model(directory, quantize="int8", valid=valid, force=True)["onnx-int8"]["gate"]
+    assert gate["passed"] is True and gate["forced"] is False
+    assert "(gate passed)" in caplog.text and "FAILED" not in caplog.text
+
+
+def test_gate_a_forced_failure_is_logged_as_such(gate_model, caplog) -> None:
+    import logging
+
+    from textcls.inference.export import export_model
+
+    directory, valid = gate_model
+    with caplog.at_level(logging.INFO, logger="textcls.inference.export"):
+        record = export_model(directory, quantize="int8", valid=valid, max_drop=-101.0, force=True)
+    assert record["onnx-int8"]["gate"]["passed"] is False and record["onnx-int8"]["gate"]["forced"] is True
+    assert "(gate FAILED, kept because of --force)" in caplog.text and "(gate passed)" not in caplog.text

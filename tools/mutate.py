@@ -69,6 +69,14 @@ GATE_TESTS = [
         "test_recorded_int8_accuracy_is_measured_on_a_passing_model_too",
         "test_gate_on_the_command_line_with_the_default_max_drop",
     )
+] + [
+    f"tests/test_predictor.py::{name}"
+    for name in (
+        "test_gate_accuracy_counts_a_label_the_model_never_saw_as_wrong",
+        "test_gate_a_drop_of_exactly_max_drop_passes",
+        "test_gate_force_on_a_passing_model_is_not_recorded_as_forced",
+        "test_gate_a_forced_failure_is_logged_as_such",
+    )
 ]
 
 MODULES = {
