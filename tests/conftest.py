@@ -47,6 +47,7 @@ SMALL_ENCODER_PARAMS = {
     "lstm": {"hidden_size": 8},
     "gnb": {},
     "mean": {},
+    "linear": {},
 }
 
 
