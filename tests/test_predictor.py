@@ -304,3 +304,13 @@ def test_gate_a_forced_failure_is_logged_as_such(gate_model, caplog) -> None:
         record = export_model(directory, quantize="int8", valid=valid, max_drop=-101.0, force=True)
     assert record["onnx-int8"]["gate"]["passed"] is False and record["onnx-int8"]["gate"]["forced"] is True
     assert "(gate FAILED, kept because of --force)" in caplog.text and "(gate passed)" not in caplog.text
+
+
+def test_load_predictor_threads_reach_the_onnx_backend(gate_model) -> None:
+    from textcls.inference.export import export_model
+
+    directory, valid = gate_model
+    export_model(directory, valid=valid)
+    predictor = load_predictor(directory, "onnx", threads=1)
+    assert predictor.backend == "onnx" and predictor.threads == 1
+    assert predictor.session.get_session_options().intra_op_num_threads == 1
