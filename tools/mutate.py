@@ -148,6 +148,7 @@ def main() -> int:
         lines.append("no finished run in mutants/")
     summary = "\n".join([*lines, "", *(reports or ["no survivors"] if rows else [])])
     print("\n" + summary)
+    WORK.mkdir(exist_ok=True)
     (WORK / "summary.txt").write_text(summary + "\n", encoding="utf-8")
     return 1 if failed or not rows else 0
 
