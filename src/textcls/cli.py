@@ -40,8 +40,8 @@ def _train_parser(sub: Any) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="preset: cnn (default), densenet-cnn, densenet-dsa, gnb, lstm, mean, minilm-l6, "
-        "or a local Hugging Face model directory",
+        help="preset: cnn (default), linear, fasttext, densenet-cnn, densenet-dsa, gnb, lstm, mean, "
+        "minilm-l6, a local Hugging Face model directory, or auto (see below)",
     )
     p.add_argument(
         "--encoder", help="override the preset's encoder (transformers: cls, mean, cnn, densenet-cnn)"
@@ -50,6 +50,10 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--config", help="YAML/JSON config file; flags override it")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    auto = p.add_argument_group("--model auto (train the ladder cheapest first, keep the best that fits)")
+    auto.add_argument("--time-budget", default="10m", help="for the whole ladder: 90s, 10m, 1h (default 10m)")
+    auto.add_argument("--max-latency-ms", type=float, help="batch-1 p50 limit on the backend it serves with")
+    auto.add_argument("--max-size-mb", type=float, help="size limit of what that backend loads")
     add_arguments(p)
 
 
@@ -350,6 +354,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from textcls.api import TextClassifier
     from textcls.options import from_args
 
+    if args.model == "auto":
+        return _train_auto(args)
     classifier = TextClassifier(
         model=args.model, encoder=args.encoder, vectors=args.vectors, config=args.config, **from_args(args)
     )
@@ -366,6 +372,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"test ({test}): accuracy {report['accuracy'] * 100:.2f}, macro F1 {report['macro_f1'] * 100:.2f}"
         )
+    return 0
+
+
+def _train_auto(args: argparse.Namespace) -> int:
+    from textcls.auto import leaderboard_markdown, train_auto
+    from textcls.options import from_args
+
+    if args.encoder or args.vectors or args.config or args.resume:
+        raise TextClsError(
+            "--model auto chooses the model itself: drop --encoder, --vectors, --config, --resume"
+        )
+    try:
+        board = train_auto(
+            args.data,
+            args.out,
+            time_budget=args.time_budget,
+            max_latency_ms=args.max_latency_ms,
+            max_size_mb=args.max_size_mb,
+            progress=not args.no_progress,
+            **from_args(args),
+        )
+    finally:
+        board_file = Path(args.out) / "auto.json"
+        if board_file.is_file():
+            print(leaderboard_markdown(json.loads(board_file.read_text(encoding="utf-8"))))
+    print(f"auto: {board['winner']} (served on {board['backend']}) saved to {args.out}; leaderboard: auto.md")
     return 0
 
 
