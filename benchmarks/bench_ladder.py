@@ -415,15 +415,25 @@ def run_dataset(dataset: str, args: argparse.Namespace, results: Path) -> None:
 # ------------------------------------------------------------------------------------ Markdown
 
 
-def newest_rows(directory: Path) -> dict[tuple[str, str], dict]:
-    """The newest row of each (data set, model) over every ladder*.json."""
-    newest: dict[tuple[str, str], dict] = {}
-    for path in sorted(directory.glob("ladder*.json")):
+def newest_rows(directory: Path, pattern: str = "ladder*.json") -> dict[tuple[str, ...], dict]:
+    """The newest row of each (data set, model) over the results files matching ``pattern``; each
+    peer row also under (data set, peer, run id), so that a model is compared with the peers of
+    its own process (``peer_row``)."""
+    newest: dict[tuple[str, ...], dict] = {}
+    for path in sorted(directory.glob(pattern)):
         for row in json.loads(path.read_text(encoding="utf-8")):
             key = (row["dataset"], row["model"])
             if key not in newest or row["date"] >= newest[key]["date"]:
                 newest[key] = row
+            if row.get("peer") and row.get("status") == "ok":
+                newest[(row["dataset"], row["model"], row["run_id"])] = row
     return newest
+
+
+def peer_row(rows: dict[tuple[str, ...], dict], dataset: str, peer: str, row: dict | None) -> dict | None:
+    """The peer measured in ``row``'s process, else the newest one."""
+    same = rows.get((dataset, peer, row["run_id"])) if row and row.get("run_id") else None
+    return same or rows.get((dataset, peer))
 
 
 def display_name(model: str, max_latency_ms: float) -> str:
@@ -439,7 +449,6 @@ def ok(row: dict | None) -> bool:
 
 
 def data_table(dataset: str, rows: dict[tuple[str, str], dict], max_latency_ms: float) -> str:
-    fasttext = rows.get((dataset, "fasttext-lib"))
     lines = [
         f"### {dataset}",
         "",
@@ -457,6 +466,7 @@ def data_table(dataset: str, rows: dict[tuple[str, str], dict], max_latency_ms: 
             lines.append(f"| {name} | | {row['status']}: {row['reason']} | | | | | | | |")
             continue
         ratio = "–"
+        fasttext = peer_row(rows, dataset, "fasttext-lib", row)
         if ok(fasttext):
             ratio = f"{row['p50_ms'] / fasttext['p50_ms']:.1f}"
             if fasttext["run_id"] != row["run_id"]:
@@ -488,7 +498,6 @@ def verdict(value: float, need: float, higher: bool = True, unit: str = "") -> s
 
 
 def target_cell(kind: str, dataset: str, rows: dict[tuple[str, str], dict]) -> str:
-    tfidf, fasttext = rows.get((dataset, "tfidf-svm")), rows.get((dataset, "fasttext-lib"))
     ours = {
         "linear": "linear",
         "fasttext": "fasttext",
@@ -501,6 +510,8 @@ def target_cell(kind: str, dataset: str, rows: dict[tuple[str, str], dict]) -> s
         return "pending"
     if not ok(row):
         return row["status"]
+    tfidf = peer_row(rows, dataset, "tfidf-svm", row)
+    fasttext = peer_row(rows, dataset, "fasttext-lib", row)
     if kind == "linear":
         return verdict(row["accuracy"], tfidf["accuracy"] - MARGIN) if ok(tfidf) else "peer pending"
     if kind in ("fasttext", "auto-latency"):
@@ -536,7 +547,7 @@ def targets_table(datasets: list[str], rows: dict[tuple[str, str], dict], max_la
 
 def render(rows: dict[tuple[str, str], dict], max_latency_ms: float) -> str:
     datasets = list(DATASETS)
-    measured = [r for r in rows.values() if r["dataset"] in DATASETS]
+    measured = [r for k, r in rows.items() if len(k) == 2 and r["dataset"] in DATASETS]
     commands = sorted({(r["command"], r["date"][:10]) for r in measured}, key=lambda c: c[1])
     pending, missing = [], []
     for model in LADDER:
@@ -575,7 +586,8 @@ def render(rows: dict[tuple[str, str], dict], max_latency_ms: float) -> str:
         "`cnn` are the registry presets with their default "
         "settings; `auto` has a time budget of `--auto-budget` (10 min by default).",
         "Margins: PASS/MISS ± points = our test accuracy − the accuracy the target requires "
-        "(positive: met with that much to spare); the last row is the p50 ratio.",
+        "(positive: met with that much to spare); the last row is the p50 ratio. Targets and ratios "
+        "use the peers measured in the model's own process when there are some.",
         targets_table(datasets, rows, max_latency_ms),
     ]
     if pending or missing:
@@ -630,6 +642,11 @@ def main() -> int:
         "--reuse", action="store_true", help="skip training where a model directory is complete"
     )
     parser.add_argument("--render-only", action="store_true", help="rebuild the Markdown from the JSON files")
+    parser.add_argument(
+        "--merge",
+        default="ladder*.json",
+        help="results files (in the --results folder) the Markdown is built from (default ladder*.json)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one data set, no rendering
     parser.add_argument("--command", help=argparse.SUPPRESS)  # the command the parent was run with
     args = parser.parse_args()
@@ -661,7 +678,7 @@ def main() -> int:
             code = subprocess.call(child)
             if code != 0:
                 print(f"{dataset}: the data set's process exited with {code}", file=sys.stderr)
-    body = render(newest_rows(args.results.parent), args.max_latency_ms)
+    body = render(newest_rows(args.results.parent, args.merge), args.max_latency_ms)
     if args.out:
         write_section(args.out, SECTION, body)
     print(body)
