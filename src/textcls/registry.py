@@ -106,7 +106,8 @@ FASTTEXT_PRESET = {
         "head_dropout": 0.0,
     },
     "train": {
-        "epochs": 5,
+        "epochs": 20,
+        "patience": 3,
         "optimizer": "sgd",
         "lr": 5.0,
         "batch_size": 16,
