@@ -525,7 +525,15 @@ def test_transformer_student(pair, tmp_path) -> None:
 
     backbone = build("bert", tmp_path / "bert", [t for t, _ in make_examples(20, 0)])
     out = tmp_path / "s"
-    options = {"epochs": 8, "batch_size": 16, "lr": 2e-3, "tensorboard": False, "patience": 0}
+    # a random tiny backbone learns at the head's rate (the presets' backbone_lr suits pretrained ones)
+    options = {
+        "epochs": 8,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "backbone_lr": 2e-3,
+        "tensorboard": False,
+        "patience": 0,
+    }
     report = distill(
         pair["teacher"], pair["data"], out, student=str(backbone), unlabeled=pair["unlabeled"],
         baseline=False, **options,

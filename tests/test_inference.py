@@ -203,10 +203,11 @@ def test_word_model_backends_agree_with_torch(word_models, synthetic_splits, enc
     # the int8 files really are quantized
     assert "DequantizeLinear" in graph_ops(directory / INT8_FILE)
     assert not {"DequantizeLinear", "MatMulInteger"} & graph_ops(directory / ONNX_FILE)
-    if encoder != "gnb":  # Gaussian NB has no Linear / LSTM layer to quantize
+    if encoder not in ("gnb", "linear"):  # Gaussian NB and linear have no Linear / LSTM layer to quantize
         quantized = load_predictor(directory, "torch-int8").model
         assert any("quantized" in type(module).__module__ for module in quantized.modules())
-    assert onnx_input_names(directory) == ["input_ids", "attention_mask"]
+    counts = ["token_weights"] if encoder == "linear" else []  # a bag of n-gram ids and their counts
+    assert onnx_input_names(directory) == ["input_ids", "attention_mask", *counts]
 
 
 def test_backends_report_their_names(word_models) -> None:
