@@ -88,3 +88,164 @@ def test_other_work_in_out_survives_and_a_foreign_model_is_refused(
     textcls.TextClassifier(model="linear", **FAST).fit(synthetic_dir, out_dir=foreign, progress=False)
     with pytest.raises(TextClsError, match="not written by --model auto"):
         train_auto(synthetic_dir, foreign, time_budget=60, candidates=LADDER[:1], **FAST)
+
+
+# ------------------------------------------------- what the user has in OUT, failures, the probe
+def test_a_user_folder_under_candidates_or_a_foreign_model_file_is_refused_and_kept(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "auto"
+    mine = out / "candidates" / "linear" / "mine.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my notes")
+    with pytest.raises(ConfigError, match="candidates/linear"):
+        train_auto(synthetic_dir, out, time_budget=60, candidates=LADDER[:1], **FAST)
+    assert mine.read_text() == "my notes"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "labels.json").write_text('["mine"]')  # part of a model auto never wrote
+    with pytest.raises(ConfigError, match=r"labels\.json"):
+        train_auto(synthetic_dir, other, time_budget=60, candidates=LADDER[:1], **FAST)
+    assert (other / "labels.json").read_text() == '["mine"]'
+    # a second run over auto's own candidates is fine, and keeps the user's folder beside them
+    (out / "candidates" / "notes").mkdir()
+    mine.unlink()
+    mine.parent.rmdir()
+    train_auto(synthetic_dir, out, time_budget=60, candidates=LADDER[:1], **FAST)
+    train_auto(synthetic_dir, out, time_budget=60, candidates=LADDER[:1], **FAST)
+    assert (out / "candidates" / "notes").is_dir() and (out / "candidates" / "linear").is_dir()
+
+
+def test_without_a_test_split_latency_is_measured_on_the_validation_texts(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "valid"):
+        (data / f"{split}.txt").write_text((synthetic_dir / f"{split}.txt").read_text())
+    seen: list[list] = []
+
+    def recording(predictor, texts) -> float:
+        seen.append(list(texts))
+        return 0.5
+
+    train_auto(
+        data, tmp_path / "auto", time_budget=60, candidates=LADDER[:1], measure_latency=recording, **FAST
+    )
+    valid_texts = [line.split("\t")[0] for line in (data / "valid.txt").read_text().splitlines()]
+    assert sorted(seen[0]) == sorted(valid_texts)
+
+
+def test_a_rejected_int8_model_is_served_on_onnx_not_forced(
+    synthetic_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import textcls.inference.export as export
+
+    real = export.export_model
+    monkeypatch.setattr(export, "export_model", lambda d, **kw: real(d, **{**kw, "max_drop": -101}))
+    out = tmp_path / "auto"
+    candidate = Candidate("mean", "mean", "onnx-int8", 1, overrides={**WORD, "epochs": 2})
+    board = train_auto(synthetic_dir, out, time_budget=120, candidates=[candidate], **FAST)
+    (row,) = board["rows"]
+    assert row["status"] == "winner" and row["backend"] == board["backend"] == "onnx"
+    assert "served on onnx: int8 model rejected" in row["note"]
+    assert not (out / "model.int8.onnx").exists()
+    texts = ["rain and snow", "goal match"]
+    np.testing.assert_allclose(
+        textcls.load(out, backend="onnx").predict_proba(texts),
+        textcls.load(out / "candidates" / "mean").predict_proba(texts),
+        atol=1e-5,
+    )
+
+
+def test_an_unexpected_error_in_one_candidate_is_a_failed_row(
+    synthetic_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import textcls.inference.export as export
+
+    real = export.export_model
+
+    def breaks_for_mean(directory, **kw):
+        if Path(directory).name == "mean":
+            raise RuntimeError("the exporter crashed")
+        return real(directory, **kw)
+
+    monkeypatch.setattr(export, "export_model", breaks_for_mean)
+    board = train_auto(synthetic_dir, tmp_path / "auto", time_budget=120, candidates=LADDER[:2], **FAST)
+    statuses = {r["candidate"]: r["status"] for r in board["rows"]}
+    assert statuses == {"linear": "winner", "mean": "failed: RuntimeError: the exporter crashed"}
+    assert "| mean | failed: RuntimeError" in (tmp_path / "auto" / "auto.md").read_text()
+
+
+def test_a_probed_candidate_trains_for_the_epochs_that_fit_or_is_skipped_with_its_need(
+    synthetic_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The probe's timing decides (not the cost factor): 100 s an epoch + 10 s for the rest in a
+    250 s budget → 2 of 3 epochs; 1000 s an epoch → skipped, saying what it needs."""
+    import textcls.auto as auto
+
+    per_epoch = {"mean": 100.0, "huge": 1000.0}
+    monkeypatch.setattr(
+        auto,
+        "_probe",
+        lambda c, *a: (per_epoch[c.name], 10.0, 3, f"probe: {per_epoch[c.name]:.0f} s an epoch"),
+    )
+    ladder = [
+        Candidate("mean", "mean", "onnx", 10**9, probe=True, overrides={**WORD, "patience": 0}),
+        Candidate("huge", "mean", "onnx", 1, probe=True, overrides=WORD),
+    ]
+    board = train_auto(synthetic_dir, tmp_path / "auto", time_budget=250, candidates=ladder, **FAST)
+    mean, huge = board["rows"]
+    assert mean["status"] == "winner" and "trained for 2 of 3 epochs" in mean["note"]
+    trained = json.loads((tmp_path / "auto" / "candidates" / "mean" / "train_result.json").read_text())
+    assert len(trained["history"]) == 2
+    assert huge["status"].startswith("skipped: needs ~50.2 min, ") and huge["status"].endswith(" left")
+
+
+def test_fitting_epochs() -> None:
+    from textcls.auto import fitting_epochs
+
+    assert fitting_epochs(60, 30, 3, 1000) == 3  # never more than planned
+    assert fitting_epochs(60, 30, 3, 150) == 2
+    assert fitting_epochs(60, 30, 3, 89) is None  # not even one epoch after the rest
+
+
+def test_a_tiny_transformer_is_probed_then_trained_and_served_on_onnx_int8(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    from tiny_backbones import build
+
+    backbone = build("bert", tmp_path / "tiny-bert")
+    options = {"epochs": 2, "batch_size": 16, "lr": 5e-3, "target_steps": None, "patience": 0}
+    # a cost factor that alone would skip it (10^7 × linear's time): the probe's timing decides
+    candidate = Candidate("tiny-bert", str(backbone), "onnx-int8", 10**7, probe=True, overrides=options)
+    board = train_auto(
+        synthetic_dir, tmp_path / "auto", time_budget=300, candidates=[LADDER[0], candidate], **FAST
+    )
+    row = board["rows"][1]
+    assert row["status"] in ("ok", "winner") and row["note"].startswith("probe: 48 examples trained in")
+    assert row["backend"] == "onnx-int8" or "served on onnx: int8 model rejected" in row["note"]
+
+
+def test_the_command_line_passes_valid_and_test_files(
+    synthetic_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import textcls.auto as auto
+
+    real = auto.train_auto
+    monkeypatch.setattr(auto, "train_auto", lambda *a, **kw: real(*a, **{**kw, "candidates": LADDER[:1]}))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_text((synthetic_dir / "train.txt").read_text())
+    out = tmp_path / "auto"
+    args = ["train", "--data", str(data), "--model", "auto", "--out", str(out), "--no-progress"]
+    args += ["--valid", str(synthetic_dir / "valid.txt"), "--test", str(synthetic_dir / "test.txt")]
+    assert main(args) == 0
+    (row,) = json.loads((out / "auto.json").read_text())["rows"]
+    assert "test_accuracy" in row
+    trained = json.loads((out / "train_result.json").read_text())
+    assert trained["data"]["valid"] == str((synthetic_dir / "valid.txt").resolve())
+    capsys.readouterr()
+    plain = ["train", "--data", str(data), "--out", str(tmp_path / "plain"), "--time-budget", "1m"]
+    assert main(plain) == 2
+    assert "--time-budget: only with --model auto" in capsys.readouterr().err

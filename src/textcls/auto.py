@@ -6,35 +6,50 @@ linear → fasttext → cnn → densenet-cnn → minilm-l6, each trained as a no
 models, ``onnx`` for word models, ``onnx-int8`` for the transformer), and measured there: the
 validation metric, the test metric when the data has a test file, batch-1 p50 latency, size and
 train time. Before each candidate the time it needs is estimated from what the ones before it
-took (scaled by a cost factor); a candidate that does not fit is skipped with its reason, or, when
-it can train for fewer epochs, trained shorter and said so. The winner's files are copied into
-OUT, which is then a normal model directory, beside ``auto.json``, ``auto.md`` and ``auto.png``.
+took (scaled by a cost factor); a candidate with ``probe`` (the transformer, whose cost against
+word models depends on the hardware) first trains a few batches and is estimated from that,
+scaled to the data size. A candidate that does not fit is skipped with its reason, or, when it
+can train for fewer epochs, trained shorter and said so. The winner's files are copied into OUT,
+which is then a normal model directory, beside ``auto.json``, ``auto.md`` and ``auto.png``.
+
+OUT may hold other work: auto replaces only what it wrote there (listed in ``auto_files.json``:
+the kept model's entries and the candidate folders) and what was made from that model (exports,
+``eval/``); a model, a candidate folder or a leaderboard there that auto did not write is refused
+before anything is trained.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import random
 import re
 import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from textcls.errors import ConfigError, TextClsError
+from textcls.errors import AccuracyGateError, ConfigError, TextClsError
 
 log = logging.getLogger(__name__)
 AUTO_FILE = "auto.json"
 CANDIDATES_DIR = "candidates"
+RECORD_FILE = "auto_files.json"  # what auto wrote in OUT: the kept model's entries, the candidates
+LEADERBOARD = (AUTO_FILE, "auto.md", "auto.png")
 SKIP_COPY = {"checkpoint", "tensorboard", "eval"}  # training leftovers stay with the candidate
+PROBE_BATCHES = 3  # what a probe trains on (one pass), to time a candidate before committing to it
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One rung: a preset, the backend it serves with, and its cost relative to ``linear``."""
+    """One rung: a preset (or a local Hugging Face directory), the backend it serves with, and its
+    cost relative to ``linear``. ``probe``: time a few training batches first and estimate from
+    them instead of from ``cost``."""
 
     name: str
     preset: str
@@ -42,6 +57,7 @@ class Candidate:
     cost: float
     shortenable: bool = False  # may train for fewer epochs when the budget is short
     overrides: dict[str, Any] = field(default_factory=dict)
+    probe: bool = False
 
 
 LADDER: tuple[Candidate, ...] = (
@@ -49,7 +65,7 @@ LADDER: tuple[Candidate, ...] = (
     Candidate("fasttext", "fasttext", "numpy", 4),
     Candidate("cnn", "cnn", "onnx", 40, shortenable=True),
     Candidate("densenet-cnn", "densenet-cnn", "onnx", 120, shortenable=True),
-    Candidate("minilm-l6", "minilm-l6", "onnx-int8", 1500, shortenable=True),
+    Candidate("minilm-l6", "minilm-l6", "onnx-int8", 1500, shortenable=True, probe=True),
 )
 
 
@@ -67,8 +83,10 @@ def parse_budget(value: str | float | int) -> float:
     return seconds
 
 
-def batch1_p50_ms(predictor: Any, texts: Sequence[Any], n: int = 100) -> float:
-    """Median ms per text at batch size 1 after a warm-up (textcls.evaluation's protocol)."""
+def batch1_p50_ms(predictor: Any, texts: Sequence[Any], n: int = 200) -> float:
+    """Median ms per text at batch size 1 over up to 200 texts after 10 warm-ups: the batch-1
+    half of ``textcls.evaluation.measure_latency`` (``textcls bench``), without its throughput
+    passes."""
     sample = list(texts[:n]) or [""]
     for text in sample[:10]:
         predictor.logits([text], 1)
@@ -88,18 +106,22 @@ def train_auto(
     max_latency_ms: float | None = None,
     max_size_mb: float | None = None,
     candidates: Sequence[Candidate] = LADDER,
+    valid: str | Path | None = None,
+    test: str | Path | None = None,
     progress: bool = False,
     measure_latency: Callable[[Any, Sequence[Any]], float] = batch1_p50_ms,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Train the ladder on ``data`` within ``time_budget``; the winner is saved in ``out`` with the
-    leaderboard. Returns the leaderboard (also ``out/auto.json``). Raises TextClsError when no
-    candidate meets the limits (the leaderboard is written first)."""
-    from textcls.registry import PRESETS
+    """Train the ladder on ``data`` (a directory or a training file; ``valid`` / ``test`` name
+    split files as ``textcls train`` does) within ``time_budget``; the winner is saved in ``out``
+    with the leaderboard. Returns the leaderboard (also ``out/auto.json``). Raises TextClsError
+    when no candidate meets the limits (the leaderboard is written first).
 
+    >>> train_auto("data/snips", "runs/auto", time_budget="10m", max_latency_ms=1)  # doctest: +SKIP
+    """
     budget = parse_budget(time_budget)
     out = Path(out)
-    _check_out(out)
+    _check_out(out, [c.name for c in candidates])
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -107,48 +129,151 @@ def train_auto(
     for candidate in candidates:
         row: dict[str, Any] = {"candidate": candidate.name, "backend": candidate.backend}
         rows.append(row)
-        left = budget - (time.perf_counter() - started)
-        if candidate.preset not in PRESETS:
+        if not _available(candidate.preset):
             row["status"] = "skipped: preset not available"
             continue
-        estimate = seconds_per_cost * candidate.cost if seconds_per_cost else None
-        options = dict(overrides)
-        if left <= 0 or (estimate is not None and estimate > left):
-            shorter = _shorter(candidate, estimate, left, overrides)
-            if shorter is None:
-                need = f"needs ~{_duration(estimate)}, " if estimate else ""
-                row["status"] = f"skipped: {need}{_duration(max(left, 0))} left"
-                log.info("skipped %s: %s", candidate.name, row["status"].removeprefix("skipped: "))
-                continue
-            options.update(shorter)
-            row["note"] = f"trained for {shorter['epochs']} epochs to fit the {_duration(left)} left"
-        log.info("auto: training %s (%s left)", candidate.name, _duration(left))
         try:
-            measured = _run(
-                candidate, data, out / CANDIDATES_DIR / candidate.name, options, progress, measure_latency
-            )
-        except TextClsError as error:
-            row["status"] = f"failed: {error}"
+            seconds = _try(
+                candidate, row, data, out, budget - (time.perf_counter() - started), seconds_per_cost,
+                overrides, valid=valid, test=test, progress=progress, measure_latency=measure_latency,
+            )  # fmt: skip
+        except Exception as error:  # one broken candidate is a row of the leaderboard, not the end
+            if not isinstance(error, TextClsError):
+                log.exception("auto: %s failed", candidate.name)
+            message = str(error) if isinstance(error, TextClsError) else f"{type(error).__name__}: {error}"
+            row["status"] = f"failed: {' '.join(message.split())}"
             continue
-        row.update(measured)
-        actual = measured["train_s"] / candidate.cost
+        if seconds is None:  # skipped
+            log.info("skipped %s: %s", candidate.name, row["status"].removeprefix("skipped: "))
+            continue
+        actual = seconds / candidate.cost
         seconds_per_cost = max(seconds_per_cost or 0.0, actual)  # the slowest rate seen: no overruns
         over = []
-        if max_latency_ms is not None and measured["p50_ms"] > max_latency_ms:
-            over.append(f"over latency ({measured['p50_ms']:.3f} > {max_latency_ms:g} ms)")
-        if max_size_mb is not None and measured["size_mb"] > max_size_mb:
-            over.append(f"over size ({measured['size_mb']:.1f} > {max_size_mb:g} MB)")
+        if max_latency_ms is not None and row["p50_ms"] > max_latency_ms:
+            over.append(f"over latency ({row['p50_ms']:.3f} > {max_latency_ms:g} ms)")
+        if max_size_mb is not None and row["size_mb"] > max_size_mb:
+            over.append(f"over size ({row['size_mb']:.1f} > {max_size_mb:g} MB)")
         row["status"] = ", ".join(over) or "ok"
     return _finish(out, rows, budget, time.perf_counter() - started, max_latency_ms, max_size_mb)
 
 
-def _shorter(candidate: Candidate, estimate: float | None, left: float, overrides: dict) -> dict | None:
+def _available(preset: str) -> bool:
+    from textcls.api import resolve_preset
+
+    try:
+        resolve_preset(preset)
+    except ConfigError:
+        return False
+    return True
+
+
+def _try(
+    candidate: Candidate,
+    row: dict[str, Any],
+    data: str | Path,
+    out: Path,
+    left: float,
+    seconds_per_cost: float | None,
+    overrides: dict[str, Any],
+    **run: Any,
+) -> float | None:
+    """Estimate, maybe shorten, train and measure one candidate (its results go into ``row``);
+    the seconds it took (training, export, measurement), or None when it was skipped."""
+    if left <= 0:
+        row["status"] = f"skipped: {_duration(0)} left"
+        return None
+    options = {**candidate.overrides, **overrides}
+    estimate = seconds_per_cost * candidate.cost if seconds_per_cost else None
+    if candidate.probe:
+        started = time.perf_counter()
+        per_epoch, other, planned, note = _probe(candidate, data, options, run["valid"])
+        left -= time.perf_counter() - started
+        row["note"] = note
+        estimate = other + planned * per_epoch
+        if estimate > left:
+            fitting = fitting_epochs(per_epoch, other, planned, left)
+            if fitting is None:
+                row["status"] = f"skipped: needs ~{_duration(estimate)}, {_duration(max(left, 0))} left"
+                return None
+            options.update(epochs=fitting, target_steps=None)
+            row["note"] += f"; trained for {fitting} of {planned} epochs to fit the {_duration(left)} left"
+    elif left <= 0 or (estimate is not None and estimate > left):
+        shorter = _shorter(candidate, estimate, left, options)
+        if shorter is None:
+            need = f"needs ~{_duration(estimate)}, " if estimate else ""
+            row["status"] = f"skipped: {need}{_duration(max(left, 0))} left"
+            return None
+        options.update(shorter)
+        row["note"] = f"trained for {shorter['epochs']} epochs to fit the {_duration(left)} left"
+    if estimate is not None:
+        row["estimate_s"] = round(estimate, 1)
+    log.info("auto: training %s (%s left)", candidate.name, _duration(left))
+    directory = out / CANDIDATES_DIR / candidate.name
+    _record_candidate(out, candidate.name)  # before anything is written there
+    started = time.perf_counter()
+    row.update(_run(candidate, data, directory, options, row, **run))
+    return time.perf_counter() - started
+
+
+def fitting_epochs(per_epoch: float, other: float, planned: int, left: float) -> int | None:
+    """The epochs (at most ``planned``, at least one) that fit in ``left`` seconds when an epoch
+    takes ``per_epoch`` and the rest (start-up, export, measurement) ``other``; None if none do.
+
+    >>> fitting_epochs(60, 30, 3, 200), fitting_epochs(60, 30, 3, 100), fitting_epochs(60, 30, 3, 80)
+    (2, 1, None)
+    """
+    if per_epoch <= 0:
+        return planned
+    fitting = min(planned, math.floor((left - other) / per_epoch))
+    return fitting if fitting >= 1 else None
+
+
+def _probe(
+    candidate: Candidate, data: str | Path, options: dict[str, Any], valid: str | Path | None
+) -> tuple[float, float, int, str]:
+    """Train the candidate for one pass over a few batches of a sample of the training data and
+    time it: (seconds per epoch on the whole data, seconds for the rest — loading, export,
+    measurement —, the epochs it would train, a note saying so)."""
+    from textcls.api import TextClassifier
+    from textcls.data.splits import load_splits
+    from textcls.training.loop import planned_epochs
+
+    classifier = TextClassifier(model=candidate.preset, **options)
+    train = classifier.config.train
+    splits = load_splits(data, valid=valid, options=classifier.config.data, seed=train.seed)
+    size = min(len(splits.train), PROBE_BATCHES * train.batch_size)
+    sample = random.Random(train.seed).sample(splits.train, size)
+    labels = {str(e.label) for e in sample}
+    sample_valid = [e for e in splits.valid if str(e.label) in labels][:64] or sample[:64]
+    started = time.perf_counter()
+    quick = {"epochs": 1, "patience": 0, "track": "none", "tensorboard": False}
+    probe = TextClassifier(model=candidate.preset, **{**options, **quick})
+    probe.fit(sample, sample_valid, progress=False)
+    wall = time.perf_counter() - started
+    result = probe.train_result
+    train_s = result.history[0]["train_seconds"]  # the optimisation only
+    per_valid = max(result.seconds - train_s, 0.0) / len(sample_valid)
+    per_epoch = train_s / size * len(splits.train) + per_valid * len(splits.valid)
+    n_eval = len(splits.test or splits.valid)
+    # start-up (loading the model) + what export and measurement run through it
+    other = max(wall - result.seconds, 0.0) + per_valid * (4 * 257 + 2 * len(splits.valid) + n_eval + 4 * 210)
+    steps = -(-len(splits.train) // train.batch_size) // max(1, train.grad_accum)
+    planned = planned_epochs(train, max(1, steps))
+    note = (
+        f"probe: {size} examples trained in {train_s:.1f} s, so ~{_duration(per_epoch)} an epoch "
+        f"on {len(splits.train)} (+ ~{_duration(other)} to load, export and measure)"
+    )
+    log.info("auto: %s %s", candidate.name, note)
+    return per_epoch, other, planned, note
+
+
+def _shorter(candidate: Candidate, estimate: float | None, left: float, options: dict) -> dict | None:
     """Fewer epochs for a candidate that does not fit, when at least a third of it would."""
     if not candidate.shortenable or estimate is None or left <= 0:
         return None
     from textcls.api import build_config
 
-    epochs = int(overrides.get("epochs") or build_config(candidate.preset).train.epochs)
+    epochs = build_config(candidate.preset, **options).train.epochs  # the candidate's own, overrides too
     fitting = int(epochs * left / estimate)
     if fitting < max(1, epochs // 3):
         return None
@@ -160,6 +285,10 @@ def _run(
     data: str | Path,
     directory: Path,
     options: dict[str, Any],
+    row: dict[str, Any],
+    *,
+    valid: str | Path | None,
+    test: str | Path | None,
     progress: bool,
     measure_latency: Callable[[Any, Sequence[Any]], float],
 ) -> dict[str, Any]:
@@ -169,36 +298,47 @@ def _run(
     from textcls.inference.predictor import load_predictor
 
     if directory.exists():
-        shutil.rmtree(directory)  # a candidate directory is auto's own, from an earlier run
+        shutil.rmtree(directory)  # auto's own from an earlier run (_check_out refused any other)
     started = time.perf_counter()
-    classifier = TextClassifier(model=candidate.preset, **{**candidate.overrides, **options})
-    classifier.fit(data, out_dir=directory, progress=progress)
+    classifier = TextClassifier(model=candidate.preset, **options)
+    classifier.fit(data, valid, out_dir=directory, progress=progress)
     train_s = time.perf_counter() - started
-    if candidate.backend in ("onnx", "onnx-int8"):
+    backend = candidate.backend
+    if backend in ("onnx", "onnx-int8"):
         from textcls.inference.export import export_model
 
-        export_model(directory, quantize="int8" if candidate.backend == "onnx-int8" else None, force=True)
-    predictor = load_predictor(directory, backend=candidate.backend)
+        try:
+            export_model(directory, quantize="int8" if backend == "onnx-int8" else None)
+        except AccuracyGateError as error:  # model.onnx is written before the gate: serve that
+            backend = "onnx"
+            note = f"served on onnx: {error}"
+            row["note"] = f"{row['note']}; {note}" if row.get("note") else note
+            log.warning("auto: %s %s", candidate.name, note)
+    predictor = load_predictor(directory, backend=backend)
     result = classifier.train_result
-    row: dict[str, Any] = {
+    measured: dict[str, Any] = {
+        "backend": backend,
         "metric": classifier.config.train.metric,
         "valid": float(result.best_metric),
         "train_s": round(train_s, 2),
-        "size_mb": round(model_size_mb(directory, candidate.backend, predictor), 3),
+        "size_mb": round(model_size_mb(directory, backend, predictor), 3),
         "directory": str(directory),
     }
-    test = _test_file(data)
-    texts: list[Any] = []
+    test = test if test is not None else _test_file(data)
     if test is not None:
         from textcls.api import read_labelled
 
         examples = read_labelled(test, classifier.config)
         report = evaluate(predictor, examples, latency=False, source=str(test))
-        row["test_accuracy"] = report["accuracy"]
-        row["test_macro_f1"] = report["macro_f1"]
-        texts = [e.as_input() for e in examples]
-    row["p50_ms"] = round(measure_latency(predictor, texts or ["a short text"]), 4)
-    return row
+        measured["test_accuracy"] = report["accuracy"]
+        measured["test_macro_f1"] = report["macro_f1"]
+    else:  # no test split: latency on the validation texts the training used
+        from textcls.inference.export import resolve_validation
+
+        examples = resolve_validation(directory) or []
+    texts = [e.as_input() for e in examples]
+    measured["p50_ms"] = round(measure_latency(predictor, texts or ["a short text"]), 4)
+    return measured
 
 
 def _test_file(data: str | Path) -> Path | None:
@@ -221,7 +361,7 @@ def _finish(
         lower_is_better = fits[0]["metric"] == "loss"
         winner = (min if lower_is_better else max)(fits, key=lambda r: r["valid"])
         winner["status"] = "winner"
-        _install(Path(winner["directory"]), out)
+        _install(Path(winner["directory"]), out, winner["candidate"])
     board = {
         "winner": winner["candidate"] if winner else None,
         "backend": winner["backend"] if winner else None,
@@ -249,43 +389,108 @@ def _finish(
     return board
 
 
-def _install(source: Path, out: Path) -> None:
-    """The winner's files into ``out`` (copied: the candidate stays for comparison)."""
-    previous = _previous_files(out)
-    for name in previous:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    for item in source.iterdir():
-        if item.name in SKIP_COPY:
-            continue
-        if item.is_dir():
-            shutil.copytree(item, out / item.name)
-        else:
-            shutil.copy2(item, out / item.name)
-    (out / "auto_files.json").write_text(
-        json.dumps(sorted(p.name for p in source.iterdir() if p.name not in SKIP_COPY)) + "\n",
-        encoding="utf-8",
-    )
+# ------------------------------------------------------------------------------ what is in OUT
+def _read_record(out: Path) -> dict[str, list[str]]:
+    """``auto_files.json``: {"entries": the kept model's entries, "candidates": folders under
+    ``candidates/``} (a list: the entries, as the first version wrote it)."""
+    try:
+        record = json.loads((out / RECORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"entries": [], "candidates": []}
+    if isinstance(record, list):  # the first version: its candidate folders were all its own
+        folder = out / CANDIDATES_DIR
+        mine = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+        record = {"entries": record, "candidates": mine}
+    if not isinstance(record, dict):
+        record = {}
+
+    def names(key: str) -> list[str]:
+        values = record.get(key) or []
+        return [n for n in values if isinstance(n, str) and n not in ("", ".", "..") and Path(n).name == n]
+
+    return {"entries": names("entries"), "candidates": names("candidates")}
 
 
-def _previous_files(out: Path) -> list[str]:
-    record = out / "auto_files.json"
-    return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else []
+def _write_record(out: Path, entries: Sequence[str], candidates: Sequence[str]) -> None:
+    record = {
+        "entries": sorted(set(entries)),
+        "candidates": sorted(set(candidates)),
+        "about": "what textcls train --model auto wrote here: the kept model's entries and the folders "
+        f"under {CANDIDATES_DIR}/; auto replaces only these (and the exports made from the model)",
+    }
+    temporary = out / f".{RECORD_FILE}.tmp"
+    temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(out / RECORD_FILE)
 
 
-def _check_out(out: Path) -> None:
-    """Refuse an OUT holding a model that auto did not write (the winner would replace it)."""
+def _record_candidate(out: Path, name: str) -> None:
+    record = _read_record(out)
+    _write_record(out, record["entries"], [*record["candidates"], name])
+
+
+def _model_names() -> tuple[set[str], set[str]]:
+    """(entries a model directory written by textcls may have, those derived from its model)."""
+    from textcls.search import MODEL_NAMES, derived_names
+
+    return set(MODEL_NAMES), set(derived_names())
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _install(source: Path, out: Path, name: str) -> None:
+    """The winner's files into ``out`` (copied: the candidate stays for comparison, and the
+    exports stay bound to their weights). The copy is made inside ``out`` first; then the
+    entries of the model kept there before (and its exports, evaluations) are removed and the
+    new ones renamed in. Nothing else in ``out`` is touched."""
+    _, derived = _model_names()
+    record = _read_record(out)
+    old = set(record["entries"])
+    staging = Path(tempfile.mkdtemp(prefix=".textcls-auto-", dir=out))
+    try:
+        incoming = staging / name
+        shutil.copytree(source, incoming, ignore=shutil.ignore_patterns(*SKIP_COPY))
+        new = sorted(p.name for p in incoming.iterdir())
+        clash = [n for n in new if _exists(out / n) and n not in old and not (old and n in derived)]
+        clash += [n for n in new if n in (RECORD_FILE, CANDIDATES_DIR, *LEADERBOARD)]
+        if clash:
+            raise ConfigError(f"{out}: {', '.join(clash)} not written by --model auto; not replaced")
+        stale = old | ({n for n in derived if _exists(out / n)} if old else set())
+        _write_record(out, stale | set(new), record["candidates"])  # a crash from here names them all
+        for entry in sorted(stale):
+            target = out / entry
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif _exists(target):
+                target.unlink()
+        for entry in new:
+            (incoming / entry).rename(out / entry)
+        _write_record(out, new, record["candidates"])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_out(out: Path, candidate_names: Sequence[str] = ()) -> None:
+    """Refuse an OUT holding a model, a candidate folder or a leaderboard that auto did not write
+    (the winner or a candidate would replace it); everything else in OUT is left alone."""
     if not out.exists():
         return
     if not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory")
-    ours = set(_previous_files(out))
-    foreign = [
-        n for n in ("config.json", "model.safetensors", "vocab.txt") if (out / n).exists() and n not in ours
-    ]
+    model_names, derived = _model_names()
+    recorded = (out / RECORD_FILE).is_file()
+    record = _read_record(out)
+    ours = set(record["entries"])
+    allowed = ours | (derived if ours else set()) | (set(LEADERBOARD) if recorded else set())
+    names = sorted(model_names | derived | set(LEADERBOARD))
+    foreign = [n for n in names if _exists(out / n) and n not in allowed]
+    folder = out / CANDIDATES_DIR
+    if _exists(folder) and not folder.is_dir():
+        foreign.append(CANDIDATES_DIR)
+    elif folder.is_dir():
+        mine = set(record["candidates"])
+        foreign += [f"{CANDIDATES_DIR}/{n}" for n in candidate_names if _exists(folder / n) and n not in mine]
     if foreign:
         raise ConfigError(
             f"{out} already holds {', '.join(foreign)}, not written by --model auto; give a new --out "
@@ -294,6 +499,10 @@ def _check_out(out: Path) -> None:
 
 
 def leaderboard_markdown(board: dict[str, Any]) -> str:
+    """The leaderboard as Markdown: metrics in percent (a validation loss as it is); the test
+    column shows the training metric (accuracy for a loss)."""
+    metric = next((r["metric"] for r in board["rows"] if "metric" in r), "accuracy")
+    test_metric = "macro_f1" if metric == "macro_f1" else "accuracy"
     lines = [
         "# --model auto leaderboard",
         "",
@@ -301,12 +510,15 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
         f"limits: latency {board['max_latency_ms'] or '–'} ms, size {board['max_size_mb'] or '–'} MB; "
         f"winner: {board['winner'] or 'none'}.",
         "",
-        "| candidate | status | valid | test acc | p50 ms (batch 1) | backend | size MB | train s |",
+        f"| candidate | status | valid {metric} | test {test_metric} | p50 ms (batch 1) | backend "
+        "| size MB | train s |",
         "|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for r in board["rows"]:
-        valid = f"{r['valid']:.4f}" if "valid" in r else "–"
-        test = f"{r['test_accuracy'] * 100:.2f}" if "test_accuracy" in r else "–"
+        valid = "–"
+        if "valid" in r:
+            valid = f"{r['valid']:.4f}" if metric == "loss" else f"{r['valid'] * 100:.2f}"
+        test = f"{r[f'test_{test_metric}'] * 100:.2f}" if f"test_{test_metric}" in r else "–"
         p50 = f"{r['p50_ms']:.3f}" if "p50_ms" in r else "–"
         size = f"{r['size_mb']:.2f}" if "size_mb" in r else "–"
         train = f"{r['train_s']:.1f}" if "train_s" in r else "–"
@@ -318,13 +530,15 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import torch
+
     from textcls.inference.bench import plot
 
     measured = [
         {
             "model": r["candidate"],
             "backend": r["backend"],
-            "threads": 1,
+            "threads": torch.get_num_threads(),
             "p50_ms": r["p50_ms"],
             "accuracy": 100 * r.get("test_accuracy", r["valid"]),
         }

@@ -51,7 +51,7 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     auto = p.add_argument_group("--model auto (train the ladder cheapest first, keep the best that fits)")
-    auto.add_argument("--time-budget", default="10m", help="for the whole ladder: 90s, 10m, 1h (default 10m)")
+    auto.add_argument("--time-budget", help="for the whole ladder: 90s, 10m, 1h or seconds (default 10m)")
     auto.add_argument("--max-latency-ms", type=float, help="batch-1 p50 limit on the backend it serves with")
     auto.add_argument("--max-size-mb", type=float, help="size limit of what that backend loads")
     add_arguments(p)
@@ -356,6 +356,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.model == "auto":
         return _train_auto(args)
+    auto_only = {"--time-budget": args.time_budget, "--max-latency-ms": args.max_latency_ms}
+    auto_only["--max-size-mb"] = args.max_size_mb
+    if any(value is not None for value in auto_only.values()):
+        given = ", ".join(flag for flag, value in auto_only.items() if value is not None)
+        raise TextClsError(f"{given}: only with --model auto")
     classifier = TextClassifier(
         model=args.model, encoder=args.encoder, vectors=args.vectors, config=args.config, **from_args(args)
     )
@@ -387,9 +392,11 @@ def _train_auto(args: argparse.Namespace) -> int:
         board = train_auto(
             args.data,
             args.out,
-            time_budget=args.time_budget,
+            time_budget=args.time_budget or "10m",
             max_latency_ms=args.max_latency_ms,
             max_size_mb=args.max_size_mb,
+            valid=args.valid,
+            test=args.test,
             progress=not args.no_progress,
             **from_args(args),
         )
