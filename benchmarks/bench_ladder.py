@@ -577,7 +577,7 @@ def render(rows: dict[tuple[str, str], dict], max_latency_ms: float) -> str:
         "2,048 test texts in batches of 64 (textcls sorts them by length, as its predictor always does). "
         "Both are the median of the repeats (`repeats` in the JSON, 3 by default); the peers are also "
         "trained that many times (median train time and accuracy), our models once. Our models serve "
-        "on ONNX Runtime (`onnx`, fp32; `auto` on the backend it chose), the peers on their own "
+        "on the backend each serves with: `linear` and `fasttext` on `numpy`, `cnn` on ONNX Runtime (`onnx`, fp32), `auto` on the backend it chose; the machine was loaded by other jobs of the session while the bag-model rows ran (train times inflated, latency ratios same-process), the peers on their own "
         "libraries: fastText's `predict` (one thread; it trains on two) and scikit-learn. "
         "`× fastText p50` = our p50 ÷ the fastText library's on the same set († = not measured in the "
         "same process). Peers: TF-IDF word 1–2-grams, sublinear tf, `LinearSVC(C=1)`; fastText "
