@@ -87,15 +87,9 @@ def batch1_p50_ms(predictor: Any, texts: Sequence[Any], n: int = 200) -> float:
     """Median ms per text at batch size 1 over up to 200 texts after 10 warm-ups: the batch-1
     half of ``textcls.evaluation.measure_latency`` (``textcls bench``), without its throughput
     passes."""
-    sample = list(texts[:n]) or [""]
-    for text in sample[:10]:
-        predictor.logits([text], 1)
-    timings = []
-    for text in sample:
-        start = time.perf_counter()
-        predictor.logits([text], 1)
-        timings.append((time.perf_counter() - start) * 1000)
-    return float(statistics.median(timings))
+    from textcls.evaluation import single_timings
+
+    return float(statistics.median(single_timings(predictor, list(texts) or [""], n)))
 
 
 def train_auto(

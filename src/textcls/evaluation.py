@@ -62,10 +62,8 @@ def classification_report(gold: Sequence[str], predicted: Sequence[str], labels:
     }
 
 
-def measure_latency(
-    predictor: Predictor, texts: Sequence[str], single: int = 200, repeats: int = 3
-) -> dict[str, float]:
-    """p50 / p95 ms per example at batch size 1 and examples/s at batch 64 (median of repeats)."""
+def single_timings(predictor: Predictor, texts: Sequence[str], single: int = 200) -> list[float]:
+    """ms per call at batch size 1 on each of the first ``single`` texts, after 10 warm-up calls."""
     sample = list(texts[:single])
     for text in sample[:10]:
         predictor.logits([text], 1)
@@ -74,6 +72,14 @@ def measure_latency(
         start = time.perf_counter()
         predictor.logits([text], 1)
         timings.append((time.perf_counter() - start) * 1000)
+    return timings
+
+
+def measure_latency(
+    predictor: Predictor, texts: Sequence[str], single: int = 200, repeats: int = 3
+) -> dict[str, float]:
+    """p50 / p95 ms per example at batch size 1 and examples/s at batch 64 (median of repeats)."""
+    timings = single_timings(predictor, texts, single)
     batch_texts = list(texts[:2048])
     rates = []
     for _ in range(repeats):
