@@ -65,6 +65,32 @@ def test_a_latency_cap_skips_a_slow_candidate(synthetic_dir: Path, tmp_path: Pat
     assert statuses["mean"] == "winner" and board["winner"] == "mean"
 
 
+def test_a_rung_slower_than_one_over_the_latency_cap_is_skipped_untrained(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    ladder = (
+        LADDER[0],
+        Candidate("mean", "mean", "onnx", 2, overrides={**WORD, "epochs": 1}, slower_than="linear"),
+        Candidate("cnn", "cnn", "onnx", 3, overrides={**WORD, "epochs": 1}, slower_than="mean"),
+    )
+    with pytest.raises(TextClsError, match="no candidate met the limits"):
+        train_auto(
+            synthetic_dir, tmp_path / "auto", time_budget=600, candidates=ladder,
+            max_latency_ms=1.0, measure_latency=lambda predictor, texts: 5.0, **FAST,
+        )  # fmt: skip
+    board = json.loads((tmp_path / "auto" / "auto.json").read_text())
+    statuses = {r["candidate"]: r["status"] for r in board["rows"]}
+    assert statuses["linear"].startswith("over latency")
+    assert statuses["mean"] == (
+        "skipped: at least as slow at batch 1 as linear, and linear (5.000 ms) was over the 1 ms latency limit"
+    )
+    assert statuses["cnn"].startswith("skipped: at least as slow at batch 1 as mean, and linear (5.000 ms)")
+    assert not (tmp_path / "auto" / "candidates" / "mean").exists()
+    # without a cap nothing is skipped for speed
+    board = train_auto(synthetic_dir, tmp_path / "free", time_budget=600, candidates=ladder[:2], **FAST)
+    assert {r["status"] for r in board["rows"]} == {"ok", "winner"}
+
+
 def test_no_candidate_fits_is_a_clear_error(synthetic_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "auto"
     args = ["train", "--data", str(synthetic_dir), "--model", "auto", "--out", str(out)]

@@ -58,14 +58,17 @@ class Candidate:
     shortenable: bool = False  # may train for fewer epochs when the budget is short
     overrides: dict[str, Any] = field(default_factory=dict)
     probe: bool = False
+    # a rung at least as slow at batch 1 (same or larger featurizer and encoder): when it was over
+    # --max-latency-ms, this one would be too and is skipped without training
+    slower_than: str | None = None
 
 
 LADDER: tuple[Candidate, ...] = (
     Candidate("linear", "linear", "numpy", 1),
     Candidate("fasttext", "fasttext", "numpy", 4),
-    Candidate("cnn", "cnn", "onnx", 40, shortenable=True),
-    Candidate("densenet-cnn", "densenet-cnn", "onnx", 120, shortenable=True),
-    Candidate("minilm-l6", "minilm-l6", "onnx-int8", 1500, shortenable=True, probe=True),
+    Candidate("cnn", "cnn", "onnx", 40, shortenable=True, slower_than="fasttext"),
+    Candidate("densenet-cnn", "densenet-cnn", "onnx", 120, shortenable=True, slower_than="cnn"),
+    Candidate("minilm-l6", "minilm-l6", "onnx-int8", 1500, shortenable=True, probe=True, slower_than="cnn"),
 )
 
 
@@ -120,11 +123,21 @@ def train_auto(
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     seconds_per_cost: float | None = None
+    too_slow: dict[str, str] = {}  # candidate → the measured one over the latency cap it follows
     for candidate in candidates:
         row: dict[str, Any] = {"candidate": candidate.name, "backend": candidate.backend}
         rows.append(row)
         if not _available(candidate.preset):
             row["status"] = "skipped: preset not available"
+            continue
+        if candidate.slower_than in too_slow:
+            measured = too_slow[candidate.slower_than]
+            too_slow[candidate.name] = measured
+            row["status"] = (
+                f"skipped: at least as slow at batch 1 as {candidate.slower_than}, and {measured} "
+                f"was over the {max_latency_ms:g} ms latency limit"
+            )
+            log.info("skipped %s: %s", candidate.name, row["status"].removeprefix("skipped: "))
             continue
         try:
             seconds = _try(
@@ -145,6 +158,7 @@ def train_auto(
         over = []
         if max_latency_ms is not None and row["p50_ms"] > max_latency_ms:
             over.append(f"over latency ({row['p50_ms']:.3f} > {max_latency_ms:g} ms)")
+            too_slow[candidate.name] = f"{candidate.name} ({row['p50_ms']:.3f} ms)"
         if max_size_mb is not None and row["size_mb"] > max_size_mb:
             over.append(f"over size ({row['size_mb']:.1f} > {max_size_mb:g} MB)")
         row["status"] = ", ".join(over) or "ok"
