@@ -176,6 +176,18 @@ class BackboneConfig(_Strict):
     max_chunks: int = Field(
         16, ge=1, description="chunks kept per document (chunk mode); cut documents are reported"
     )
+    pruned_heads: dict[int, list[int]] = Field(
+        default_factory=dict,
+        description="set by textcls prune --heads-per-layer: the attention heads removed from each "
+        "layer (original indices); the smaller matrices are rebuilt at load",
+        json_schema_extra={"cli": False},
+    )
+    ffn_dims: list[int] = Field(
+        default_factory=list,
+        description="set by textcls prune --ffn-dim: each layer's feed-forward width after pruning "
+        "(empty: the backbone's own)",
+        json_schema_extra={"cli": False},
+    )
 
     @field_validator("freeze")
     @classmethod
@@ -241,6 +253,23 @@ class TrainConfig(_Strict):
     experiment: str = Field("textcls", description="MLflow experiment name")
     log_model: bool = Field(False, description="MLflow: upload the model directory as an artifact")
     cpu: bool = Field(False, description="train on CPU even if a GPU is present")
+    save_init: bool = Field(
+        False,
+        description="keep the weights the training starts from (init.safetensors), for lottery-ticket "
+        "rewinding in textcls prune",
+    )
+    rewind_at: str | None = Field(
+        None,
+        description="also keep the weights after this epoch or optimizer step, e.g. epoch:1 or step:200 "
+        "(rewind.safetensors), for late rewinding in textcls prune",
+    )
+
+    @field_validator("rewind_at")
+    @classmethod
+    def _check_rewind_at(cls, value: str | None) -> str | None:
+        if value is None or re.fullmatch(r"(epoch|step):\d+", value):
+            return value
+        raise ValueError("rewind_at must be epoch:N or step:N, e.g. epoch:1")
 
 
 class ClassifierConfig(_Strict):
