@@ -127,6 +127,19 @@ class TextClassificationModel(nn.Module):
         return {name for name, _ in self.named_parameters() if name.startswith(prefix)}
 
 
+def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` with pruning folded in: a ``torch.nn.utils.prune`` re-parametrisation
+    (``NAME_orig`` × ``NAME_mask``) becomes the plain ``NAME`` with its zeros, so a model saved
+    while its masks are held (pruning, retraining) loads as any other (``weight_orig`` keys would be
+    unknown to the architecture; ``from_pretrained`` silently re-initialises such weights)."""
+    state = model.state_dict()
+    for key in [k for k in state if k.endswith("_orig")]:
+        base = key.removesuffix("_orig")
+        if base + "_mask" in state:
+            state[base] = state.pop(key) * state.pop(base + "_mask")
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
 def save_model(
     directory: str | Path, model: TextClassificationModel, featurizer: Any, config: ClassifierConfig
 ) -> None:
@@ -144,13 +157,13 @@ def save_model(
     if uses_native_head(config.model):
         hf_model = model.embedder.model
         hf_model.config.textcls = json.loads(config.model_dump_json())
-        hf_model.save_pretrained(directory)
+        hf_model.save_pretrained(directory, state_dict=plain_state_dict(hf_model))
         featurizer.tokenizer.save_pretrained(directory)
     else:
         from safetensors.torch import save_file
 
         config.save(directory / CONFIG_FILE)
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        state = plain_state_dict(model)
         metadata = {"dim": str(model.dim), "format": "textcls"}
         if config.model.backbone is not None:
             model.embedder.backbone.config.save_pretrained(directory / BACKBONE_DIR)
