@@ -333,6 +333,71 @@ def _distill_parser(sub: Any) -> None:
     _add_data_flags(p)
 
 
+def _prune_parser(sub: Any) -> None:
+    from textcls.compress.prune import DEFAULT_PARAMS, KINDS, METHODS
+
+    p = sub.add_parser(
+        "prune",
+        help="prune a model: lottery tickets and magnitude pruning (any model), or attention heads "
+        "and FFN neurons (transformers)",
+        description="Unstructured (default): prune --rate of the surviving weights a round until "
+        "--sparsity, retraining after each round with the masks held; per method the survivors are "
+        "rewound to init (ticket; train with --save-init), to an early point (late; train with "
+        "--rewind-at epoch:1), re-drawn at random (random), or kept (finetune); oneshot prunes each "
+        "level at once. OUT/METHOD holds each method's last round (plain weights, zeros included); "
+        "OUT/prune.json, prune.md and prune.png report every round. Zeros do not make dense CPU "
+        "kernels faster. Structured (transformers; --heads-per-layer, --ffn-dim, --heads-fraction, "
+        "--ffn-fraction): heads and FFN neurons scored on a held-out part of train, removed from the "
+        "matrices, then fine-tuned; OUT is the pruned model directory.",
+    )
+    p.add_argument("model_dir", metavar="DIR", help="trained model directory")
+    p.add_argument("--out", required=True, help="where the pruned model(s) and the report go")
+    p.add_argument("--data", help="data directory or training file (default: what DIR was trained on)")
+    p.add_argument("--valid", help="validation file")
+    p.add_argument("--test", help="test file (measured every round when given or found)")
+    p.add_argument(
+        "--methods",
+        type=_str_list,
+        default=["ticket"],
+        help=f"comma list of: {', '.join(METHODS)} (default ticket)",
+    )
+    p.add_argument("--sparsity", type=float, default=0.8, help="target share of zero weights (default 0.8)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--rate", type=float, help="share of the surviving weights pruned a round (default 0.2)"
+    )
+    group.add_argument("--rounds", type=int, help="instead of --rate: this many equal rounds to --sparsity")
+    p.add_argument("--scores", choices=["magnitude", "random"], default="magnitude")
+    p.add_argument(
+        "--scope", choices=["global", "local"], default="global", help="one threshold, or per layer"
+    )
+    p.add_argument(
+        "--params",
+        type=_str_list,
+        default=list(DEFAULT_PARAMS),
+        help=f"weights pruned, comma list of: {', '.join(KINDS)} (default {','.join(DEFAULT_PARAMS)})",
+    )
+    p.add_argument("--epochs", type=int, help="retraining epochs a round / fine-tuning epochs (structured)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    structured = p.add_argument_group("structured (transformers)")
+    structured.add_argument("--heads-per-layer", type=int, help="attention heads kept in every layer")
+    structured.add_argument("--ffn-dim", type=int, help="feed-forward neurons kept in every layer")
+    structured.add_argument("--heads-fraction", type=float, help="share of all heads removed (global)")
+    structured.add_argument("--ffn-fraction", type=float, help="share of all FFN neurons removed (global)")
+    structured.add_argument(
+        "--score-fraction", type=float, default=0.1, help="share of train held out to score (default 0.1)"
+    )
+    structured.add_argument(
+        "--distill", action="store_true", help="fine-tune distilling from the unpruned model"
+    )
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _str_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textcls", description="Text classification toolkit.")
     parser.add_argument("--version", action="version", version=f"textcls {__version__}")
@@ -347,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     _search_parser(sub)
     _augment_parser(sub)
     _distill_parser(sub)
+    _prune_parser(sub)
     return parser
 
 
@@ -683,6 +749,53 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    training = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+    training = {k: v for k, v in training.items() if v is not None}
+    common = {"data": args.data, "valid": args.valid, "test": args.test, "progress": not args.no_progress}
+    structured = {
+        "heads_per_layer": args.heads_per_layer,
+        "ffn_dim": args.ffn_dim,
+        "heads_fraction": args.heads_fraction,
+        "ffn_fraction": args.ffn_fraction,
+    }
+    if any(v is not None for v in structured.values()):
+        from textcls.compress.structured import prune_structured
+
+        epochs = training.pop("epochs", None)
+        prune_structured(
+            args.model_dir,
+            args.out,
+            **common,
+            **structured,
+            score_fraction=args.score_fraction,
+            epochs=epochs,
+            distill=args.distill,
+            **training,
+        )
+    else:
+        from textcls.compress.prune import prune_model
+
+        prune_model(
+            args.model_dir,
+            args.out,
+            **common,
+            methods=args.methods,
+            target=args.sparsity,
+            rate=args.rate if args.rate is not None else (None if args.rounds else 0.2),
+            rounds=args.rounds,
+            scores=args.scores,
+            scope=args.scope,
+            params=args.params,
+            **training,
+        )
+    report = Path(args.out) / "prune.md"
+    if report.is_file():
+        print(report.read_text(encoding="utf-8"))
+    print(f"pruned model(s) in {args.out}; report: {report}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -693,6 +806,7 @@ COMMANDS = {
     "search": cmd_search,
     "augment": cmd_augment,
     "distill": cmd_distill,
+    "prune": cmd_prune,
 }
 
 

@@ -59,6 +59,8 @@ MODEL_NAMES = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "init.safetensors",  # rewind points for textcls prune (train.save_init, train.rewind_at)
+    "rewind.safetensors",
     BEST_FILE,
 )
 

@@ -18,6 +18,33 @@ from torch import nn
 from torch.optim import Optimizer
 
 STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
+# rewind points kept in the model directory for textcls prune (train.save_init, train.rewind_at)
+INIT_FILE, REWIND_FILE = "init.safetensors", "rewind.safetensors"
+
+
+def save_weights(path: Path, model: nn.Module, **metadata: str) -> None:
+    """The model's plain weights (pruning masks folded in) as safetensors, written through a
+    temporary file and renamed."""
+    from safetensors.torch import save_file
+
+    from textcls.model import plain_state_dict
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(plain_state_dict(model), str(temporary), metadata={"format": "textcls", **metadata})
+    temporary.replace(path)
+
+
+def rewind_point(value: str | None) -> tuple[str, int] | None:
+    """``train.rewind_at`` (``epoch:1``, ``step:200``) → ("epoch", 1); None when unset.
+
+    >>> rewind_point("step:200"), rewind_point(None)
+    (('step', 200), None)
+    """
+    if not value:
+        return None
+    kind, _, number = value.partition(":")
+    return kind, int(number)
 
 
 def save_checkpoint(

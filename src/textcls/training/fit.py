@@ -194,6 +194,7 @@ def fit(
     run_name: str | None = None,
     parent_run_id: str | None = None,
     soft_loss: Any = None,
+    start: tuple[Any, Any] | None = None,
 ) -> tuple[Any, Any, ClassifierConfig]:
     """Build the model a config describes (or reload it to resume), train it, save it.
 
@@ -202,9 +203,12 @@ def fit(
     ``on_epoch(epoch, metrics)`` runs after every validation (search pruning); ``run_name`` and
     ``parent_run_id`` name and nest the MLflow run. ``soft_loss(logits, indices, gold)`` replaces
     cross-entropy (knowledge distillation); training examples without a label then count
-    through it alone (their gold id is -1)."""
+    through it alone (their gold id is -1). ``start=(model, featurizer)`` trains that model (in
+    place, any pruning masks held) instead of building one from the config (textcls prune
+    retrains its pruned models this way); its labels must be the data's."""
     from textcls.inference.predictor import TorchPredictor
     from textcls.model import load_model, read_model_config, save_model
+    from textcls.training.checkpoint import INIT_FILE, REWIND_FILE
     from textcls.training.loggers import make_logger
     from textcls.training.loop import CHECKPOINT_DIR, fit_closed_form, set_seed, train
 
@@ -217,7 +221,17 @@ def fit(
     set_seed(config.train.seed)
 
     resuming = bool(resume and out_path and (out_path / CHECKPOINT_DIR).exists())
-    if resuming:
+    if out_path and not resuming:  # rewind points of a model trained here before are not this one's
+        for stale in (INIT_FILE, REWIND_FILE):
+            (out_path / stale).unlink(missing_ok=True)
+    if start is not None:
+        model, featurizer = start
+        if list(model.config.labels) != labels:
+            raise ConfigError(
+                f"the model's labels {model.config.labels} are not the training data's {labels}"
+            )
+        extra = {"started_from": "a given model"}
+    elif resuming:
         saved = read_model_config(out_path).model
         if config.model.tokenizer.max_length == "auto":  # resolved by the first run
             config.model.tokenizer.max_length = saved.tokenizer.max_length

@@ -23,7 +23,14 @@ from textcls.config import TrainConfig
 from textcls.data.batching import length_grouped_batches
 from textcls.inference.predictor import predict_logits
 from textcls.progress import ProgressBar
-from textcls.training.checkpoint import load_checkpoint, save_checkpoint
+from textcls.training.checkpoint import (
+    INIT_FILE,
+    REWIND_FILE,
+    load_checkpoint,
+    rewind_point,
+    save_checkpoint,
+    save_weights,
+)
 from textcls.training.loggers import MetricLogger
 from textcls.training.schedule import make_schedule
 
@@ -193,6 +200,12 @@ def train(
         )
         state.update(restored)
         log.info("resumed from %s after epoch %d", checkpoint, state["epoch"])
+    rewind = rewind_point(config.rewind_at) if out_dir else None
+    if out_dir and not (resume and checkpoint and checkpoint.exists()):
+        if config.save_init:  # the weights this run starts from: a lottery ticket rewinds to them
+            save_weights(out_dir / INIT_FILE, accelerator.unwrap_model(model), point="init")
+        if rewind == ("step", 0) or rewind == ("epoch", 0):
+            save_weights(out_dir / REWIND_FILE, accelerator.unwrap_model(model), point=config.rewind_at)
     started = time.perf_counter()
     stopped_early = False
 
@@ -224,12 +237,18 @@ def train(
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
+                if rewind == ("step", state["step"]):  # late rewinding's early point
+                    save_weights(
+                        out_dir / REWIND_FILE, accelerator.unwrap_model(model), point=config.rewind_at
+                    )
                 if state["step"] % 50 == 0:
                     logger.log_metrics(
                         {"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, state["step"]
                     )
 
         train_seconds = time.perf_counter() - epoch_started
+        if rewind == ("epoch", epoch):
+            save_weights(out_dir / REWIND_FILE, accelerator.unwrap_model(model), point=config.rewind_at)
         valid_logits = predict_logits(model, featurizer, valid_data[0], max(64, config.batch_size), device)
         metrics = validation_metrics(valid_logits, valid_data[1])
         metrics["train_loss"] = total_loss / max(1, len(batches))

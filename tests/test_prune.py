@@ -1,0 +1,242 @@
+"""Unstructured pruning (``textcls prune``): schedules, masks, rewinding, plain sparse weights
+that survive reload and export, every model kind, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+import textcls
+from textcls.cli import main
+from textcls.compress.prune import _rewind, apply_level, prunable, prune_model, schedule, sparsity
+from textcls.errors import ConfigError
+from textcls.model import load_model, plain_state_dict
+
+FAST = {"tensorboard": False, "cpu": True}
+WORD = {"vectors": "random", "vectors_dim": 16, "lr": 0.01, **FAST}
+TEXTS = ["rain and snow tomorrow", "goal in the match", "a guitar song", ""]
+
+
+@pytest.fixture(scope="module")
+def cnn_dir(synthetic_dir: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prune") / "cnn"
+    classifier = textcls.TextClassifier(model="cnn", epochs=4, save_init=True, rewind_at="epoch:1", **WORD)
+    classifier.fit(str(synthetic_dir), out_dir=out, progress=False)
+    return out
+
+
+def test_schedules_prune_a_share_of_the_survivors_until_the_target() -> None:
+    levels = schedule(0.89, rate=0.2)
+    assert len(levels) == 10 and levels[-1] == 0.89
+    np.testing.assert_allclose(levels[:9], [1 - 0.8**k for k in range(1, 10)])
+    assert schedule(0.36, rate=0.2) == pytest.approx([0.2, 0.36])
+    np.testing.assert_allclose(schedule(0.875, rounds=3), [0.5, 0.75, 0.875])
+    for bad in ({"target": 1.0}, {"target": 0.5, "rate": 0.0}, {"target": 0.5, "rounds": 0}):
+        with pytest.raises(ConfigError):
+            schedule(**{"rate": 0.2, **bad})
+
+
+def _two_layers() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 30), nn.Linear(30, 5))
+    with torch.no_grad():
+        model[1].weight.mul_(10)  # the second layer's weights are larger: global pruning spares it
+    return model
+
+
+def test_global_and_local_amounts() -> None:
+    local = _two_layers()
+    targets = prunable(local, ("linear",))
+    assert [q for q, _, _ in targets] == ["0.weight", "1.weight"]
+    apply_level(targets, 0.5, 0.0, "magnitude", "local")
+    report = sparsity(local, ["0.weight", "1.weight"])
+    assert report["layers"] == {"0.weight": 0.5, "1.weight": 0.5}
+    shared = _two_layers()
+    apply_level(prunable(shared, ("linear",)), 0.5, 0.0, "magnitude", "global")
+    report = sparsity(shared, ["0.weight", "1.weight"])
+    assert report["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert report["layers"]["0.weight"] > 0.6 and report["layers"]["1.weight"] < 0.1
+    # a second round prunes a share of the survivors: 0.5 → 0.75 overall, the old zeros kept
+    before = plain_state_dict(shared)["0.weight"] == 0
+    apply_level(prunable(shared, ("linear",)), 0.75, 0.5, "random", "global")
+    after = plain_state_dict(shared)["0.weight"] == 0
+    assert bool(after[before].all())
+    assert sparsity(shared, ["0.weight", "1.weight"])["sparsity"] == pytest.approx(0.75, abs=1e-3)
+
+
+def test_rewinding_restores_exactly_the_saved_weights_under_the_mask() -> None:
+    model = _two_layers()
+    init = {k: v.clone() for k, v in plain_state_dict(model).items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # "training"
+    apply_level(prunable(model, ("linear",)), 0.6, 0.0, "magnitude", "global")
+    mask = plain_state_dict(model)["0.weight"] != 0
+    _rewind(model, init)
+    state = plain_state_dict(model)
+    assert torch.equal(state["0.weight"][mask], init["0.weight"][mask])
+    assert bool((state["0.weight"][~mask] == 0).all())
+    assert torch.equal(state["0.bias"], init["0.bias"])  # unpruned parameters are rewound too
+    # the masked weights get no gradient: a training step keeps the zeros where they are
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(4, 20)).sum().backward()
+    optimizer.step()
+    assert torch.equal(plain_state_dict(model)["0.weight"] != 0, mask)
+
+
+def test_training_keeps_its_rewind_points_and_a_retrain_drops_stale_ones(
+    synthetic_dir: Path, cnn_dir: Path, tmp_path: Path
+) -> None:
+    init, rewind = (
+        load_file(str(cnn_dir / "init.safetensors")),
+        load_file(str(cnn_dir / "rewind.safetensors")),
+    )
+    final = load_file(str(cnn_dir / "model.safetensors"))
+    name = "encoder.conv.convs.0.weight"
+    assert not torch.equal(init[name], final[name]) and not torch.equal(init[name], rewind[name])
+    # step:0 is the initial state, saved as the rewind point
+    out = tmp_path / "again"
+    classifier = textcls.TextClassifier(model="cnn", epochs=1, save_init=True, rewind_at="step:0", **WORD)
+    classifier.fit(str(synthetic_dir), out_dir=out, progress=False)
+    a, b = load_file(str(out / "init.safetensors")), load_file(str(out / "rewind.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # training again into the same directory without them removes the old ones (they belong to another model)
+    textcls.TextClassifier(model="cnn", epochs=1, **WORD).fit(str(synthetic_dir), out_dir=out, progress=False)
+    assert not (out / "init.safetensors").exists() and not (out / "rewind.safetensors").exists()
+
+
+def test_lottery_ticket_rounds_save_plain_sparse_weights_that_every_backend_keeps(
+    cnn_dir: Path, tmp_path: Path
+) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from textcls.inference.export import export_model
+
+    out = tmp_path / "pruned"
+    report = prune_model(
+        cnn_dir, out, methods=["ticket", "random"], target=0.6, rate=0.4, epochs=2, progress=False
+    )
+    ticket = report["methods"]["ticket"]
+    assert [r["target"] for r in ticket["rounds"]] == pytest.approx([0.4, 0.6])
+    assert ticket["saved"]["sparsity"] == pytest.approx(0.6, abs=1e-3)  # measured after reload
+    assert ticket["zipped_mb"] < ticket["dense_zipped_mb"]
+    saved = load_file(str(out / "ticket" / "model.safetensors"))
+    assert not any(k.endswith(("_orig", "_mask")) for k in saved)
+    # the survivors started from init: the ticket and the random control differ only there
+    random_saved = load_file(str(out / "random" / "model.safetensors"))
+    assert not torch.equal(saved["encoder.conv.convs.0.weight"], random_saved["encoder.conv.convs.0.weight"])
+    # reload, predict, export: the zeros stay zeros everywhere
+    model, _, _ = load_model(out / "ticket")
+    names = list(ticket["saved"]["layers"])
+    assert sparsity(model, names)["layers"] == ticket["saved"]["layers"]
+    export_model(out / "ticket")
+    graph = onnx.load(str(out / "ticket" / "model.onnx"))
+    zeros = sum(int((numpy_helper.to_array(t) == 0).sum()) for t in graph.graph.initializer)
+    assert zeros >= ticket["saved"]["pruned_weights"]
+    torch_scores = textcls.load(out / "ticket").predict_proba(TEXTS)
+    np.testing.assert_allclose(
+        textcls.load(out / "ticket", backend="onnx").predict_proba(TEXTS), torch_scores, atol=1e-5
+    )
+    written = json.loads((out / "prune.json").read_text())
+    assert set(written["methods"]) == {"ticket", "random"}
+    assert (out / "prune.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| ticket | 2 | 60.0% |" in (out / "prune.md").read_text()
+
+
+def test_every_model_kind_prunes(synthetic_dir: Path, tmp_path: Path) -> None:
+    from tiny_backbones import build
+
+    lstm = tmp_path / "lstm"
+    textcls.TextClassifier(model="lstm", epochs=2, save_init=True, **WORD).fit(
+        str(synthetic_dir), out_dir=lstm, progress=False
+    )
+    report = prune_model(lstm, tmp_path / "p-lstm", target=0.5, rounds=1, epochs=1, progress=False)
+    layers = report["methods"]["ticket"]["saved"]["layers"]
+    assert any("weight_hh_l0" in name for name in layers)  # the recurrent weights are pruned too
+    assert report["methods"]["ticket"]["saved"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+
+    fast = tmp_path / "fasttext"
+    textcls.TextClassifier(
+        model="fasttext", vectors="random", vectors_dim=8, epochs=2, save_init=True, **FAST
+    ).fit(str(synthetic_dir), out_dir=fast, progress=False)
+    report = prune_model(
+        fast,
+        tmp_path / "p-ft",
+        target=0.5,
+        rounds=1,
+        epochs=1,
+        params=["linear", "embedding"],
+        progress=False,
+    )
+    assert report["methods"]["ticket"]["saved"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+
+    linear = tmp_path / "linear"
+    textcls.TextClassifier(model="linear", **FAST).fit(str(synthetic_dir), out_dir=linear, progress=False)
+    with pytest.raises(ConfigError, match="closed form"):
+        prune_model(linear, tmp_path / "p-linear", target=0.5, progress=False)
+    report = prune_model(
+        linear, tmp_path / "p-linear", methods=["finetune"], target=0.5, rounds=1, progress=False
+    )
+    assert report["retrain_epochs"] is None
+    assert report["methods"]["finetune"]["saved"]["layers"] == {
+        "encoder.weight.weight": pytest.approx(0.5, abs=1e-3)
+    }
+    scores = textcls.load(tmp_path / "p-linear" / "finetune", backend="numpy").predict_proba(TEXTS)
+    np.testing.assert_allclose(
+        scores, textcls.load(tmp_path / "p-linear" / "finetune").predict_proba(TEXTS), atol=1e-5
+    )
+
+    backbone = build("bert", tmp_path / "bert")
+    bert = tmp_path / "bert-model"
+    textcls.TextClassifier(model=str(backbone), encoder="cls", epochs=1, save_init=True, **FAST).fit(
+        str(synthetic_dir), out_dir=bert, progress=False
+    )
+    report = prune_model(bert, tmp_path / "p-bert", target=0.5, rounds=1, epochs=1, progress=False)
+    saved = report["methods"]["ticket"]["saved"]
+    assert saved["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert any("attention" in name for name in saved["layers"])
+    from transformers import AutoModelForSequenceClassification
+
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "p-bert" / "ticket")
+    query = hf.bert.encoder.layer[0].attention.self.query.weight
+    assert 0.2 < float((query == 0).float().mean()) < 0.9  # the plain zeros, not re-initialised weights
+
+
+def test_rewinding_needs_its_saved_point(synthetic_dir: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    textcls.TextClassifier(model="cnn", epochs=1, **WORD).fit(
+        str(synthetic_dir), out_dir=plain, progress=False
+    )
+    with pytest.raises(ConfigError, match="--save-init"):
+        prune_model(plain, tmp_path / "p", methods=["ticket"], progress=False)
+    with pytest.raises(ConfigError, match="--rewind-at"):
+        prune_model(plain, tmp_path / "p", methods=["late"], progress=False)
+    with pytest.raises(ConfigError, match="choose from"):
+        prune_model(plain, tmp_path / "p", methods=["lottery"], progress=False)
+    report = prune_model(
+        plain, tmp_path / "p", methods=["finetune"], target=0.3, rounds=1, epochs=1, progress=False
+    )
+    assert report["methods"]["finetune"]["saved"]["sparsity"] == pytest.approx(0.3, abs=1e-3)
+
+
+def test_cli_prunes_end_to_end(cnn_dir: Path, synthetic_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli"
+    args = ["prune", str(cnn_dir), "--out", str(out), "--methods", "late,oneshot", "--sparsity", "0.5"]
+    args += ["--rounds", "2", "--epochs", "1", "--scope", "local", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| late | 2 | 50.0% |" in printed and "| oneshot | 1 |" in printed
+    report = json.loads((out / "prune.json").read_text())
+    assert report["scope"] == "local" and report["data"].startswith("recorded")
+    for layer, value in report["methods"]["late"]["saved"]["layers"].items():
+        assert value == pytest.approx(0.5, abs=0.02), layer  # local: every layer at the target
+    assert textcls.load(out / "oneshot").predict(["goal in the match"])[0]["label"]
+    assert main(["prune", str(cnn_dir), "--out", str(out), "--params", "attention", "--no-progress"]) == 2
+    assert "--params attention" in capsys.readouterr().err
