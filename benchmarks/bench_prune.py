@@ -1,0 +1,179 @@
+"""Pruning benchmark (issue 16): lottery tickets against random re-initialisation, late rewinding
+and one-shot pruning for word models, through `textcls prune`.
+
+For each data set × model: the dense model is trained once with `--save-init --rewind-at epoch:1`
+and `--epochs E` (the retraining budget of every round is the same E epochs, as in Frankle &
+Carbin's protocol), then `textcls.compress.prune.prune_model` runs every method on the same
+schedule (iterative global magnitude pruning, `--rate` of the surviving weights a round down to
+`--sparsity`). Test accuracy of every round goes to benchmarks/results/prune.json and to the
+BENCHMARKS.md section `prune` with the targets checked.
+
+    .venv/bin/python benchmarks/bench_prune.py --datasets ag_news_5k --models cnn --out BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, SHARED_DATA, header, write_section
+
+RESULTS = REPO / "benchmarks" / "results" / "prune.json"
+SECTION = "bench-prune"
+DATASETS = {"ag_news_5k": "ag_news_5k", "imdb_small": "imdb_small", "snips": "snips", "sst2": "sst2"}
+
+
+def run(dataset: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
+    import textcls
+    from textcls.compress.prune import prune_model
+
+    data = SHARED_DATA / DATASETS[dataset]
+    dense_dir = args.runs / f"{dataset}-{model}-e{args.epochs}"
+    started = time.perf_counter()
+    if not (dense_dir / "init.safetensors").is_file() or not (dense_dir / "rewind.safetensors").is_file():
+        classifier = textcls.TextClassifier(
+            model=model, epochs=args.epochs, save_init=True, rewind_at="epoch:1", tensorboard=False
+        )
+        classifier.fit(str(data), out_dir=dense_dir, progress=False)
+    dense_s = time.perf_counter() - started
+    report = prune_model(
+        dense_dir,
+        args.runs / f"{dataset}-{model}-pruned",
+        methods=args.methods,
+        target=args.sparsity,
+        rate=args.rate,
+        epochs=args.epochs,
+        progress=False,
+    )
+    return {
+        "dataset": dataset,
+        "model": model,
+        "epochs": args.epochs,
+        "rate": args.rate,
+        "dense_train_s": round(dense_s, 1),
+        "measured": datetime.now().isoformat(timespec="seconds"),
+        "command": args.command,
+        "report": report,
+    }
+
+
+def render(rows: list[dict[str, Any]], command: str) -> str:
+    lines = [
+        "## Pruning: lottery tickets (issue 16)",
+        "",
+        header(command),
+        "",
+        "Iterative global magnitude pruning of the linear, convolution and LSTM weights (embeddings "
+        "and biases kept), a share of the surviving weights a round; after each round the survivors are "
+        "rewound to the initial weights (`ticket`), to the weights after epoch 1 (`late`), re-drawn at "
+        "random with the same masks found the same way (`random`), or each level is pruned at once from "
+        "the dense model and rewound to init (`oneshot`). Every round retrains for the same epochs as "
+        "the dense model (best epoch on validation). Test accuracy; sparsity measured after reloading "
+        "the saved directory. Latency is not reported as a gain: zeros do not make dense CPU kernels "
+        "faster (the report's p50 shows the same time).",
+        "",
+    ]
+    verdicts = []
+    for row in rows:
+        report = row["report"]
+        dense = report["dense"]["test_accuracy"] * 100
+        methods = report["methods"]
+        lines += [
+            f"### {row['dataset']} × {row['model']}",
+            "",
+            f"Dense {dense:.2f} ({row['epochs']} epochs a training; rate {row['rate']:.0%} a round).",
+            "",
+            "| sparsity | " + " | ".join(methods) + " |",
+            "|---:|" + "---:|" * len(methods),
+        ]
+        levels = report["schedule"]
+        for i, level in enumerate(levels):
+            cells = []
+            for result in methods.values():
+                r = result["rounds"][i]
+                cells.append(f"{r['test_accuracy'] * 100:.2f} ({(r['test_accuracy'] * 100 - dense):+.2f})")
+            lines.append(f"| {level:.1%} | " + " | ".join(cells) + " |")
+        lines.append("")
+        if "ticket" in methods:
+            tickets = [r for r in methods["ticket"]["rounds"] if r["sparsity"] >= 0.8 - 1e-6]
+            best = max(
+                tickets, key=lambda r: r["sparsity"] if r["test_accuracy"] * 100 >= dense - 0.5 else -1
+            )
+            within = [r for r in tickets if r["test_accuracy"] * 100 >= dense - 0.5]
+            if within:
+                top = max(within, key=lambda r: r["sparsity"])
+                verdicts.append(
+                    f"{row['dataset']} × {row['model']}: ticket at {top['sparsity']:.1%} sparsity "
+                    f"{top['test_accuracy'] * 100:.2f} vs dense {dense:.2f} (within 0.5 at ≥ 80 %: met)"
+                )
+            else:
+                verdicts.append(
+                    f"{row['dataset']} × {row['model']}: best ticket at ≥ 80 % sparsity "
+                    f"{best['test_accuracy'] * 100:.2f} at {best['sparsity']:.1%} vs dense {dense:.2f} "
+                    f"(missed by {dense - 0.5 - best['test_accuracy'] * 100:.2f})"
+                )
+            if "random" in methods:
+                gaps = [
+                    (t["test_accuracy"] - r["test_accuracy"]) * 100
+                    for t, r in zip(methods["ticket"]["rounds"], methods["random"]["rounds"], strict=True)
+                ]
+                verdicts.append(
+                    f"{row['dataset']} × {row['model']}: ticket − random re-init by round: "
+                    + ", ".join(f"{g:+.2f}" for g in gaps)
+                )
+    if verdicts:
+        lines += ["### Targets", ""] + [f"- {v}" for v in verdicts]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--datasets", default="ag_news_5k,imdb_small")
+    parser.add_argument("--models", default="cnn,lstm")
+    parser.add_argument("--methods", default="ticket,late,random,oneshot")
+    parser.add_argument("--sparsity", type=float, default=0.89)
+    parser.add_argument("--rate", type=float, default=0.2)
+    parser.add_argument(
+        "--epochs", type=int, default=4, help="epochs of the dense training and of every round"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench-prune")
+    parser.add_argument("--out", type=Path, help="Markdown file to (re)write the section in")
+    parser.add_argument("--render-only", action="store_true")
+    args = parser.parse_args()
+    args.methods = [m for m in args.methods.split(",") if m]
+    args.command = " ".join([".venv/bin/python", "benchmarks/bench_prune.py", *sys.argv[1:]])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("textcls.training", "textcls.api", "textcls.data", "accelerate"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    rows = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    if not args.render_only:
+        for dataset in args.datasets.split(","):
+            for model in args.models.split(","):
+                row = run(dataset, model, args)
+                rows = [r for r in rows if (r["dataset"], r["model"]) != (dataset, model)] + [row]
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+                print(render([row], args.command), flush=True)
+    body = render(rows, args.command)
+    if args.out:
+        write_section(args.out, SECTION, body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
