@@ -140,6 +140,18 @@ def test_lottery_ticket_rounds_save_plain_sparse_weights_that_every_backend_keep
     graph = onnx.load(str(out / "ticket" / "model.onnx"))
     zeros = sum(int((numpy_helper.to_array(t) == 0).sum()) for t in graph.graph.initializer)
     assert zeros >= ticket["saved"]["pruned_weights"]
+    export_model(out / "ticket", quantize="int8", force=True)
+    int8 = {
+        t.name: numpy_helper.to_array(t)
+        for t in onnx.load(str(out / "ticket" / "model.int8.onnx")).graph.initializer
+    }
+    kept = 0  # weights that are exactly 0 once dequantized ((q - zero_point) * scale), or float zeros
+    for name, value in int8.items():
+        if name.endswith("_quantized"):
+            kept += int((value == int8[name.removesuffix("_quantized") + "_zero_point"]).sum())
+        elif value.dtype == np.float32:
+            kept += int((value == 0).sum())
+    assert kept >= ticket["saved"]["pruned_weights"]
     torch_scores = textcls.load(out / "ticket").predict_proba(TEXTS)
     np.testing.assert_allclose(
         textcls.load(out / "ticket", backend="onnx").predict_proba(TEXTS), torch_scores, atol=1e-5
@@ -229,7 +241,7 @@ def test_rewinding_needs_its_saved_point(synthetic_dir: Path, tmp_path: Path) ->
 def test_cli_prunes_end_to_end(cnn_dir: Path, synthetic_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli"
     args = ["prune", str(cnn_dir), "--out", str(out), "--methods", "late,oneshot", "--sparsity", "0.5"]
-    args += ["--rounds", "2", "--epochs", "1", "--scope", "local", "--no-progress"]
+    args += ["--rounds", "2", "--epochs", "1", "--scope", "local", "--track", "tensorboard", "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| late | 2 | 50.0% |" in printed and "| oneshot | 1 |" in printed
@@ -238,5 +250,6 @@ def test_cli_prunes_end_to_end(cnn_dir: Path, synthetic_dir: Path, tmp_path: Pat
     for layer, value in report["methods"]["late"]["saved"]["layers"].items():
         assert value == pytest.approx(0.5, abs=0.02), layer  # local: every layer at the target
     assert textcls.load(out / "oneshot").predict(["goal in the match"])[0]["label"]
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # every round's metrics, tracked
     assert main(["prune", str(cnn_dir), "--out", str(out), "--params", "attention", "--no-progress"]) == 2
     assert "--params attention" in capsys.readouterr().err

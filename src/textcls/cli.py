@@ -378,6 +378,11 @@ def _prune_parser(sub: Any) -> None:
         help=f"weights pruned, comma list of: {', '.join(KINDS)} (default {','.join(DEFAULT_PARAMS)})",
     )
     p.add_argument("--epochs", type=int, help="retraining epochs a round / fine-tuning epochs (structured)")
+    p.add_argument(
+        "--track",
+        choices=["tensorboard", "mlflow", "none"],
+        help="where every round's metrics go (default: the model's own training setting)",
+    )
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
     structured = p.add_argument_group("structured (transformers)")
@@ -787,6 +792,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             scores=args.scores,
             scope=args.scope,
             params=args.params,
+            track=args.track,
             **training,
         )
     report = Path(args.out) / "prune.md"

@@ -232,13 +232,16 @@ def prune_model(
     params: Sequence[str] = DEFAULT_PARAMS,
     epochs: int | None = None,
     progress: bool = True,
+    track: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Prune the model in ``model_dir`` with each of ``methods`` down to ``target`` sparsity and
     retrain it after every round on ``data`` (default: the data it was trained on). Each method's
     last round is saved as a model directory ``out/METHOD``; ``out/prune.json``, ``prune.md`` and
     ``prune.png`` (accuracy against sparsity, one line a method) report every round. ``epochs``:
-    retraining epochs a round (default: the model's own settings). Returns the report."""
+    retraining epochs a round (default: the model's own settings). ``track``: where every round's
+    metrics go (tensorboard under ``out/tensorboard``, mlflow, none; default: the model's own
+    training setting). Returns the report."""
     import torch
 
     from textcls.config import deep_update
@@ -268,7 +271,7 @@ def prune_model(
         rewind_state = _read_state(
             model_dir / REWIND_FILE, "train the model with --rewind-at epoch:1 (or step:K) for late rewinding"
         )
-    splits = _splits(model_dir, data, valid, test, config)
+    splits, source = _splits(model_dir, data, valid, test, config)
     updates = {"train": {"tensorboard": False, "track": "none"}}
     if epochs is not None:
         updates["train"].update(epochs=epochs, target_steps=None)
@@ -287,8 +290,12 @@ def prune_model(
         "methods": {},
     }
     out.mkdir(parents=True, exist_ok=True)
+    if track is None:
+        track = (
+            config.train.track if config.train.tensorboard or config.train.track != "tensorboard" else "none"
+        )
     tracking = make_logger(
-        config.train.track if config.train.tensorboard or config.train.track != "tensorboard" else "none",
+        track,
         out / "tensorboard",
         tracking_uri=config.train.tracking_uri,
         experiment=config.train.experiment,
@@ -346,7 +353,7 @@ def prune_model(
             "schedule": kind,
             "survivors": survivors,
             "rounds": rows,
-            **_save(current, featurizer, config, out / method, model_dir, names, trained, splits),
+            **_save(current, featurizer, config, out / method, model_dir, names, trained, splits, source),
         }
         _write(out, report)
     tracking.close()
@@ -368,20 +375,25 @@ def _nested(overrides: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def _splits(model_dir: Path, data: Any, valid: Any, test: Any, config: Any) -> Any:
-    """The data to retrain and measure on: ``data`` given, or the files the model was trained on."""
+def _splits(model_dir: Path, data: Any, valid: Any, test: Any, config: Any) -> tuple[Any, dict[str, Any]]:
+    """The data to retrain and measure on (``data`` given, or the files the model was trained on)
+    and where it is, as ``train_result.json`` records it (the int8 gate of export reads it)."""
     from textcls.data.splits import load_splits
 
-    options = config.data
+    seed = config.train.seed
     if data is None:
         summary = model_dir / "train_result.json"
         source = json.loads(summary.read_text(encoding="utf-8")).get("data") if summary.is_file() else None
         if not source or not source.get("data") or not Path(source["data"]).exists():
             raise ConfigError(f"{model_dir}: the training data is not recorded or moved; give --data")
-        data, valid = source["data"], valid or source.get("valid")
-        test = test or source.get("test")
-        return load_splits(data, valid=valid, test=test, options=options, seed=source.get("seed", 42))
-    return load_splits(data, valid=valid, test=test, options=options, seed=config.train.seed)
+        data, valid, seed = source["data"], valid or source.get("valid"), source.get("seed", seed)
+    splits = load_splits(data, valid=valid, test=test, options=config.data, seed=seed)
+    where = {
+        "data": str(Path(data).resolve()),
+        "valid": str(Path(valid).resolve()) if valid else None,
+        "seed": seed,
+    }
+    return splits, where
 
 
 def _measure(model: nn.Module, featurizer: Any, config: Any, splits: Any) -> dict[str, float]:
@@ -409,8 +421,10 @@ def _save(
     names: Sequence[str],
     trained: Any,
     splits: Any,
+    source: dict[str, Any],
 ) -> dict[str, Any]:
-    """Save the last round as a model directory, reload it, and measure what was saved."""
+    """Save the last round as a model directory (``train_result.json``: its last retraining, the
+    data, what it was pruned from), reload it, and measure what was saved."""
     import statistics
 
     from textcls.evaluation import single_timings
@@ -421,6 +435,10 @@ def _save(
     save_model(directory, model, featurizer, config)
     if trained is not None:
         write_train_summary(directory, trained, config)
+    summary_path = directory / "train_result.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if trained is not None else {}
+    summary.update(data=source, pruned_from=str(model_dir))
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     reloaded, _, _ = load_model(directory)
     texts = [e.as_input() for e in (splits.test or splits.valid)][:100]
     latencies = {}
