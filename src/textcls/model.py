@@ -255,18 +255,30 @@ def _load_word_model(directory: Path, config: ClassifierConfig) -> tuple[TextCla
 
 
 def _load_transformer(directory: Path, config: ClassifierConfig) -> tuple[TextClassificationModel, Any]:
-    from textcls.embeddings.transformer import apply_freeze, build_backbone_from_config, import_transformers
+    from textcls.embeddings.transformer import (
+        apply_freeze,
+        apply_structure,
+        build_backbone_from_config,
+        import_transformers,
+    )
 
     transformers = import_transformers()
     featurizer = load_featurizer(directory, config)
+    backbone = config.model.backbone
     if uses_native_head(config.model):
-        hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(directory)
+        if backbone.pruned_heads or backbone.ffn_dims:  # no HF config says so: rebuild, shrink, load
+            hf_model = build_backbone_from_config(transformers.AutoConfig.from_pretrained(directory), True)
+            apply_structure(hf_model, backbone)
+            _load_weights(hf_model, directory)
+        else:
+            hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(directory)
         base = getattr(hf_model, hf_model.base_model_prefix)
         model = TextClassificationModel(config.model, backbone=hf_model)
     else:
         base = build_backbone_from_config(
             transformers.AutoConfig.from_pretrained(directory / BACKBONE_DIR), False
         )
+        apply_structure(base, backbone)  # structured pruning (textcls.compress.structured)
         model = TextClassificationModel(config.model, backbone=base)
         _load_weights(model, directory)
     apply_freeze(base, config.model.backbone.freeze)  # so a resumed run trains what the first one did

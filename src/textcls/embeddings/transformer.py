@@ -11,6 +11,7 @@ import inspect
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from torch import nn
 
 from textcls.config import BackboneConfig
 from textcls.data.batching import truncation_stats
-from textcls.errors import ConfigError, MissingDependencyError
+from textcls.errors import ConfigError, MissingDependencyError, ModelLoadError
 
 log = logging.getLogger(__name__)
 TextInput = str | tuple[str, str]
@@ -132,6 +133,11 @@ def load_backbone(config: BackboneConfig, labels: list[str] | None, native_head:
         if getattr(model.config, "is_encoder_decoder", False):
             model = model.get_encoder()
         base = model
+    if config.pruned_heads or config.ffn_dims:  # they describe a pruned model's own weights
+        raise ConfigError(
+            "backbone.pruned_heads / ffn_dims describe a structured-pruned model directory, not a "
+            f"way to train {config.name_or_path}: load that directory, or prune again with textcls prune"
+        )
     remove_layers(base, config.remove_layers)
     apply_freeze(base, config.freeze)
     return model
@@ -144,6 +150,163 @@ def build_backbone_from_config(hf_config: Any, native_head: bool) -> nn.Module:
         return transformers.AutoModelForSequenceClassification.from_config(hf_config)
     model = transformers.AutoModel.from_config(hf_config)
     return model.get_encoder() if getattr(hf_config, "is_encoder_decoder", False) else model
+
+
+# ------------------------------------------------------------ structured pruning (heads, FFN)
+@dataclass(frozen=True)
+class PrunableLayout:
+    """Where an architecture keeps what structured pruning shrinks: ``layers`` from the base
+    model (``*`` = every entry of a ModuleList), the rest from each layer. ``heads`` names both
+    the head count attribute of the ``attention`` module and the HF config's key; ``ffn`` the
+    HF config's feed-forward width."""
+
+    layers: str
+    attention: str
+    query: str
+    key: str
+    value: str
+    out: str  # attention output projection: its input columns are the heads' context vectors
+    intermediate: str  # FFN first linear: one output row per neuron
+    output: str  # FFN second linear: one input column per neuron
+    heads: str = "num_attention_heads"
+    ffn: str = "intermediate_size"
+
+
+_BERT_LAYOUT = PrunableLayout(
+    "encoder.layer",
+    "attention.self",
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+)
+PRUNABLE_LAYOUTS: dict[str, PrunableLayout] = {  # HF model_type → layout (MiniLM is "bert")
+    "bert": _BERT_LAYOUT,
+    "roberta": _BERT_LAYOUT,
+    "electra": _BERT_LAYOUT,
+    "distilbert": PrunableLayout(
+        "transformer.layer",
+        "attention",
+        "attention.q_lin",
+        "attention.k_lin",
+        "attention.v_lin",
+        "attention.out_lin",
+        "ffn.lin1",
+        "ffn.lin2",
+        heads="n_heads",
+        ffn="hidden_dim",
+    ),
+    # ALBERT shares its layer across depth: the layers here are the shared ones (usually one)
+    "albert": PrunableLayout(
+        "encoder.albert_layer_groups.*.albert_layers",
+        "attention",
+        "attention.query",
+        "attention.key",
+        "attention.value",
+        "attention.dense",
+        "ffn",
+        "ffn_output",
+    ),
+}
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The encoder inside an AutoModelForSequenceClassification (or the AutoModel itself)."""
+    return getattr(model, getattr(model, "base_model_prefix", ""), model)
+
+
+def prunable_layout(base: nn.Module) -> PrunableLayout:
+    model_type = getattr(base.config, "model_type", "")
+    if model_type not in PRUNABLE_LAYOUTS:
+        raise ConfigError(
+            f"structured pruning knows {', '.join(sorted(PRUNABLE_LAYOUTS))}, not '{model_type}'"
+        )
+    return PRUNABLE_LAYOUTS[model_type]
+
+
+def prunable_layers(base: nn.Module, layout: PrunableLayout) -> list[nn.Module]:
+    """The layers that own parameters, in order (ALBERT: its shared layers, not every use)."""
+    found = [base]
+    for part in layout.layers.split("."):
+        found = [child for module in found for child in (module if part == "*" else [getattr(module, part)])]
+    return [layer for layers in found for layer in layers]
+
+
+def _select_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
+    """A new Linear keeping output rows (``dim=0``) or input columns (``dim=1``) ``index``."""
+    weight = linear.weight.detach().index_select(dim, index.to(linear.weight.device)).clone()
+    smaller = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None)
+    smaller = smaller.to(device=weight.device, dtype=weight.dtype)
+    smaller.weight = nn.Parameter(weight, requires_grad=linear.weight.requires_grad)
+    if linear.bias is not None:
+        bias = linear.bias.detach()
+        bias = bias.index_select(0, index.to(bias.device)) if dim == 0 else bias
+        smaller.bias = nn.Parameter(bias.clone(), requires_grad=linear.bias.requires_grad)
+    return smaller
+
+
+def _replace(layer: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(layer.get_submodule(parent) if parent else layer, name, module)
+
+
+def shrink_layer(
+    layer: nn.Module,
+    layout: PrunableLayout,
+    heads: Sequence[int] | None = None,
+    neurons: Sequence[int] | None = None,
+) -> None:
+    """Keep attention ``heads`` (query/key/value rows, output-projection columns; the attention
+    module's head count follows so eager and sdpa attention see fewer heads of the same size) and
+    FFN ``neurons`` (intermediate rows, output columns) of one layer, by current index."""
+    attention = layer.get_submodule(layout.attention)
+    count = int(getattr(attention, layout.heads))
+    if heads is not None and list(heads) != list(range(count)):
+        if not heads or not all(0 <= h < count for h in heads):
+            raise ConfigError(f"heads {list(heads)}: a layer keeps 1 to {count} of its heads 0..{count - 1}")
+        size = int(attention.attention_head_size)
+        rows = torch.cat([torch.arange(h * size, (h + 1) * size) for h in heads])
+        for path in (layout.query, layout.key, layout.value):
+            _replace(layer, path, _select_linear(layer.get_submodule(path), rows, 0))
+        _replace(layer, layout.out, _select_linear(layer.get_submodule(layout.out), rows, 1))
+        setattr(attention, layout.heads, len(heads))
+        if hasattr(attention, "all_head_size"):
+            attention.all_head_size = len(heads) * size
+    if neurons is None:
+        return
+    width = layer.get_submodule(layout.output).in_features
+    if list(neurons) == list(range(width)):
+        return
+    if not neurons or not all(0 <= n < width for n in neurons):
+        raise ConfigError(f"a layer keeps 1 to {width} of its {width} feed-forward neurons")
+    index = torch.as_tensor(list(neurons), dtype=torch.long)
+    _replace(layer, layout.intermediate, _select_linear(layer.get_submodule(layout.intermediate), index, 0))
+    _replace(layer, layout.output, _select_linear(layer.get_submodule(layout.output), index, 1))
+
+
+def apply_structure(model: nn.Module, config: BackboneConfig) -> None:
+    """Shrink a backbone built from its HF config (random weights) to what ``config.pruned_heads``
+    (heads removed per layer, original indices) and ``config.ffn_dims`` (each layer's FFN width)
+    say, so that the pruned weights load into it. A no-op for an unpruned backbone."""
+    if not config.pruned_heads and not config.ffn_dims:
+        return
+    base = base_model(model)
+    layout = prunable_layout(base)
+    layers = prunable_layers(base, layout)
+    wrong = sorted(i for i in config.pruned_heads if not 0 <= i < len(layers))
+    if wrong or (config.ffn_dims and len(config.ffn_dims) != len(layers)):
+        raise ModelLoadError(
+            f"backbone.pruned_heads layers {wrong} / ffn_dims {config.ffn_dims} do not fit the "
+            f"{len(layers)} prunable layers of this {base.config.model_type}"
+        )
+    for number, layer in enumerate(layers):
+        removed = set(config.pruned_heads.get(number, ()))
+        count = int(getattr(layer.get_submodule(layout.attention), layout.heads))
+        heads = [h for h in range(count) if h not in removed] if removed else None
+        neurons = range(config.ffn_dims[number]) if config.ffn_dims else None
+        shrink_layer(layer, layout, heads, neurons)
 
 
 def _forward_kwargs(model: nn.Module, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
