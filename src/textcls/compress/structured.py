@@ -120,6 +120,8 @@ def importance_scores(
 
         return hook
 
+    tokens: dict[str, torch.Tensor] = {}  # the batch's attention mask: padding is no token
+
     def taylor(score: torch.Tensor) -> Any:
         def hook(module: nn.Module, args: tuple) -> tuple:
             activation = args[0]
@@ -128,7 +130,8 @@ def importance_scores(
             gated = activation * torch.ones(value.shape[-1], device=value.device, requires_grad=True)
 
             def accumulate(grad: torch.Tensor) -> None:  # returns None: the gradient passes unchanged
-                score.add_((value * grad).abs().flatten(0, -2).sum(0))
+                real = tokens["mask"].unsqueeze(-1).to(grad.dtype)
+                score.add_(((value * grad).abs() * real).flatten(0, -2).sum(0))
 
             gated.register_hook(accumulate)
             return (gated, *args[1:])
@@ -147,13 +150,13 @@ def importance_scores(
     gold = [index[str(e.label)] for e in examples]
     try:
         with torch.enable_grad():
-            for start in range(0, len(encoded), batch_size):
-                batch = {
-                    k: v.to(device)
-                    for k, v in featurizer.collate(encoded[start : start + batch_size]).items()
-                }
+            order = sorted(range(len(encoded)), key=lambda i: featurizer.length(encoded[i]))  # less padding
+            for start in range(0, len(order), batch_size):
+                chosen = order[start : start + batch_size]
+                batch = {k: v.to(device) for k, v in featurizer.collate([encoded[i] for i in chosen]).items()}
+                tokens["mask"] = batch["attention_mask"]
                 logits = model(batch)["logits"]
-                target = torch.as_tensor(gold[start : start + batch_size], device=device)
+                target = torch.as_tensor([gold[i] for i in chosen], device=device)
                 F.cross_entropy(logits, target).backward()
                 for mask, score in zip(head_masks, head_scores, strict=True):
                     score += mask.grad.abs()
