@@ -169,7 +169,9 @@ def export_model(
         if optimize and config.model.backbone is not None:
             fused_path = Path(scratch) / "fused.onnx"
             try:
-                fused = optimize_transformer(traced, fused_path, _hf_config(model))
+                fused = optimize_transformer(
+                    traced, fused_path, _hf_config(model), pruned=bool(config.model.backbone.pruned_heads)
+                )
                 _, _, fused_diff, fused_agree = compare(fused_path, "onnx")
             except Exception as error:  # an architecture the optimizer does not know: keep the trace
                 log.warning("transformer optimizer failed (%s); keeping the unfused graph", error)

@@ -121,9 +121,11 @@ def _use_eager_attention(model: Any) -> None:
             return
 
 
-def optimize_transformer(path: Path, out: Path, hf_config: Any) -> dict[str, int]:
+def optimize_transformer(path: Path, out: Path, hf_config: Any, pruned: bool = False) -> dict[str, int]:
     """ONNX Runtime's transformer optimizer: fuses attention, LayerNorm, GELU and embeddings.
-    Returns the fused operator counts (empty when nothing fused)."""
+    Returns the fused operator counts (empty when nothing fused). ``pruned``: attention heads were
+    removed (``textcls prune --heads-per-layer``), so layers differ from the config's head count and
+    the optimizer reads heads and width from each layer's graph (0 = detect)."""
     import_onnxruntime()
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -132,8 +134,8 @@ def optimize_transformer(path: Path, out: Path, hf_config: Any) -> dict[str, int
         optimized = optimize_model(
             str(path),
             model_type=model_type,
-            num_heads=int(getattr(hf_config, "num_attention_heads", 0) or 0),
-            hidden_size=int(getattr(hf_config, "hidden_size", 0) or 0),
+            num_heads=0 if pruned else int(getattr(hf_config, "num_attention_heads", 0) or 0),
+            hidden_size=0 if pruned else int(getattr(hf_config, "hidden_size", 0) or 0),
             opt_level=0,
         )
     fused = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
