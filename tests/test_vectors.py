@@ -202,6 +202,10 @@ def test_build_matrix_random_rows_have_the_scale_of_found_vectors(tmp_path) -> N
     vocab = ["<pad>", "<unk>", *words, *(f"missing{i}" for i in range(300))]
     matrix, _ = build_matrix(vocab, source, seed=0)
     assert matrix[302:].std() == pytest.approx(3.0, rel=0.15)
+    # fastText's initialisation: unknown rows uniform within ±1/dim, found rows untouched
+    uniform, _ = build_matrix(vocab, source, seed=0, oov_init="uniform")
+    assert np.abs(uniform[302:]).max() <= 1 / 8 and uniform[302:].std() > 0.03
+    np.testing.assert_array_equal(uniform[2:302], matrix[2:302])
 
 
 def test_random_vectors() -> None:

@@ -140,6 +140,12 @@ class EmbeddingConfig(_Strict):
         "tables such as fastText's hashed n-grams; needs --optimizer sgd)",
         json_schema_extra={"cli": {"flag": "sparse-embeddings", "keyword": "sparse_embeddings"}},
     )
+    oov_init: Literal["normal", "uniform"] = Field(
+        "normal",
+        description="rows of words without a pretrained vector: normal at the pretrained vectors' "
+        "scale, or fastText's small uniform ±1/dim (the fasttext preset's: a language the vectors do "
+        "not cover then starts from near-zero word vectors)",
+    )
     dropout: float = Field(
         0.0,
         ge=0.0,

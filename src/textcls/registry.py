@@ -102,7 +102,7 @@ FASTTEXT_PRESET = {
     # trained as fastText is: plain SGD on sparse rows with a linearly decaying learning rate
     "model": {
         "tokenizer": {"word_ngrams": 2, "ngram_buckets": 100_000, "max_length": 1_000_000},
-        "embedding": {"sparse": True},
+        "embedding": {"sparse": True, "oov_init": "uniform"},  # fastText's initialisation
         "head_dropout": 0.0,
     },
     "train": {

@@ -203,14 +203,19 @@ def open_vectors(
 
 
 def build_matrix(
-    words: Sequence[str], source: VectorSource, seed: int
+    words: Sequence[str], source: VectorSource, seed: int, oov_init: str = "normal"
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Embedding matrix for ``words`` (row 0 = padding = zeros); unknown rows random, same scale."""
+    """Embedding matrix for ``words`` (row 0 = padding = zeros); unknown rows random: normal at the
+    pretrained vectors' scale, or (``oov_init="uniform"``) fastText's uniform ±1/dim."""
     vectors, found = source.lookup(words)
     rng = np.random.default_rng(seed)
-    scale = float(vectors[found].std()) if found.sum() > 1 else 0.25
     missing = ~found
-    vectors[missing] = rng.normal(0.0, scale, size=(int(missing.sum()), source.dim))
+    if oov_init == "uniform":
+        bound = 1.0 / source.dim
+        vectors[missing] = rng.uniform(-bound, bound, size=(int(missing.sum()), source.dim))
+    else:
+        scale = float(vectors[found].std()) if found.sum() > 1 else 0.25
+        vectors[missing] = rng.normal(0.0, scale, size=(int(missing.sum()), source.dim))
     vectors[0] = 0.0
     coverage = float(found[2:].mean()) if len(words) > 2 else 0.0
     return vectors.astype(np.float32), {"coverage": coverage, "found": int(found.sum())}

@@ -31,7 +31,7 @@ def build_vocab_and_vectors(
     )
     extra = source.frequent_words(embedding.extra_vocab) if embedding.extra_vocab else []
     vocab = Vocab.build(token_lists, embedding.min_count, extra=extra)
-    matrix, _ = build_matrix(vocab.tokens, source, config.train.seed)
+    matrix, _ = build_matrix(vocab.tokens, source, config.train.seed, embedding.oov_init)
     train_words = len(train_vocab) - 2
     _, found_train = source.lookup(train_vocab.tokens[2:])
     stats = {
