@@ -82,13 +82,28 @@ def test_a_rung_slower_than_one_over_the_latency_cap_is_skipped_untrained(
     statuses = {r["candidate"]: r["status"] for r in board["rows"]}
     assert statuses["linear"].startswith("over latency")
     assert statuses["mean"] == (
-        "skipped: at least as slow at batch 1 as linear, and linear (5.000 ms) was over the 1 ms latency limit"
+        "skipped: at least as slow at batch 1 as linear, and linear (5.000 ms) was over "
+        "the 1 ms latency limit"
     )
     assert statuses["cnn"].startswith("skipped: at least as slow at batch 1 as mean, and linear (5.000 ms)")
     assert not (tmp_path / "auto" / "candidates" / "mean").exists()
     # without a cap nothing is skipped for speed
     board = train_auto(synthetic_dir, tmp_path / "free", time_budget=600, candidates=ladder[:2], **FAST)
     assert {r["status"] for r in board["rows"]} == {"ok", "winner"}
+
+
+def test_candidates_train_under_the_time_left_and_say_when_it_cut_them(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    slow = Candidate(
+        "cnn", "cnn", "onnx", 1, overrides={**WORD, "epochs": 400, "patience": 0, "batch_size": 2}
+    )
+    board = train_auto(synthetic_dir, tmp_path / "auto", time_budget=8, candidates=(slow,), **FAST)
+    row = board["rows"][0]
+    assert row["status"] == "winner" and "stopped by the time left" in row["note"]
+    config = json.loads((tmp_path / "auto" / "candidates" / "cnn" / "config.json").read_text())
+    assert 0 < config["train"]["time_limit"] <= 8
+    assert len(json.loads((tmp_path / "auto" / "train_result.json").read_text())["history"]) < 400
 
 
 def test_no_candidate_fits_is_a_clear_error(synthetic_dir: Path, tmp_path: Path, capsys) -> None:

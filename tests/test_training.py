@@ -134,3 +134,20 @@ def test_target_steps_drive_the_training_loop(synthetic_splits) -> None:
         .train_result
     )
     assert len(result.history) == 4 and result.steps == 24
+
+
+def test_a_time_limit_ends_the_epoch_in_progress_validates_it_and_keeps_the_best(
+    synthetic_splits, tmp_path: Path
+) -> None:
+    import json
+
+    classifier = tiny(epochs=50, batch_size=2, patience=0, time_limit=0.05)  # 45 batches an epoch
+    classifier.fit(
+        synthetic_splits["train"], synthetic_splits["valid"], out_dir=tmp_path / "m", progress=False
+    )
+    result = classifier.train_result
+    assert result.extra["time_limit_reached"] and result.stopped_early
+    assert len(result.history) < 50 and result.steps < 45 * len(result.history)  # cut inside an epoch
+    assert "accuracy" in result.history[-1]  # the cut epoch was validated
+    saved = json.loads((tmp_path / "m" / "train_result.json").read_text())
+    assert saved["time_limit_reached"] is True and (tmp_path / "m" / "model.safetensors").is_file()

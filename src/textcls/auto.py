@@ -192,11 +192,13 @@ def _try(
         return None
     options = {**candidate.overrides, **overrides}
     estimate = seconds_per_cost * candidate.cost if seconds_per_cost else None
+    reserve = min(60.0, 0.1 * left)  # export and measurement after training
     if candidate.probe:
         started = time.perf_counter()
         per_epoch, other, planned, note = _probe(candidate, data, options, run["valid"])
         left -= time.perf_counter() - started
         row["note"] = note
+        reserve = other
         estimate = other + planned * per_epoch
         if estimate > left:
             fitting = fitting_epochs(per_epoch, other, planned, left)
@@ -215,6 +217,9 @@ def _try(
         row["note"] = f"trained for {shorter['epochs']} epochs to fit the {_duration(left)} left"
     if estimate is not None:
         row["estimate_s"] = round(estimate, 1)
+    # estimates miss on a loaded machine: training itself stops in time (its best epoch kept)
+    limit = max(1.0, left - reserve)
+    options["time_limit"] = min(limit, options.get("time_limit") or limit)
     log.info("auto: training %s (%s left)", candidate.name, _duration(left))
     directory = out / CANDIDATES_DIR / candidate.name
     _record_candidate(out, candidate.name)  # before anything is written there
@@ -311,6 +316,10 @@ def _run(
     classifier = TextClassifier(model=candidate.preset, **options)
     classifier.fit(data, valid, out_dir=directory, progress=progress)
     train_s = time.perf_counter() - started
+    if classifier.train_result.extra.get("time_limit_reached"):
+        epochs = len(classifier.train_result.history)
+        note = f"stopped by the time left ({_duration(options['time_limit'])}) during epoch {epochs}"
+        row["note"] = f"{row['note']}; {note}" if row.get("note") else note
     backend = candidate.backend
     if backend in ("onnx", "onnx-int8"):
         from textcls.inference.export import export_model

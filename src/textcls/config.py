@@ -259,6 +259,12 @@ class TrainConfig(_Strict):
     experiment: str = Field("textcls", description="MLflow experiment name")
     log_model: bool = Field(False, description="MLflow: upload the model directory as an artifact")
     cpu: bool = Field(False, description="train on CPU even if a GPU is present")
+    time_limit: float | None = Field(
+        None,
+        gt=0,
+        description="seconds of training at most: the epoch in progress then ends early, is "
+        "validated, and the best model so far is kept (--model auto sets it from its budget)",
+    )
     save_init: bool = Field(
         False,
         description="keep the weights the training starts from (init.safetensors), for lottery-ticket "

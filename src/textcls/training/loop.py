@@ -207,7 +207,8 @@ def train(
         if rewind == ("step", 0) or rewind == ("epoch", 0):
             save_weights(out_dir / REWIND_FILE, accelerator.unwrap_model(model), point=config.rewind_at)
     started = time.perf_counter()
-    stopped_early = False
+    deadline = started + config.time_limit if config.time_limit else None
+    stopped_early = out_of_time = False
 
     for epoch in range(state["epoch"] + 1, epochs + 1):
         if config.patience and state["bad_epochs"] >= config.patience:
@@ -245,6 +246,9 @@ def train(
                     logger.log_metrics(
                         {"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, state["step"]
                     )
+                if deadline is not None and time.perf_counter() > deadline:
+                    out_of_time = True  # this epoch ends here; it is still validated
+                    break
 
         train_seconds = time.perf_counter() - epoch_started
         if rewind == ("epoch", epoch):
@@ -283,18 +287,30 @@ def train(
             )
         if on_epoch:  # may raise to stop (a pruned search trial); the checkpoint is already safe
             on_epoch(epoch, metrics)
+        if out_of_time or (deadline is not None and time.perf_counter() > deadline):
+            out_of_time = True
+            log.warning(
+                "time limit of %.0f s reached during epoch %d: training stops; best epoch %d kept",
+                config.time_limit,
+                epoch,
+                state["best_epoch"],
+            )
+            break
 
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.load_state_dict(best_state)
     unwrapped.eval()
-    return TrainResult(
+    result = TrainResult(
         best_metric=float(state["best"]) if state["best"] is not None else float("nan"),
         best_epoch=int(state["best_epoch"]),
         history=list(state["history"]),
-        stopped_early=stopped_early,
+        stopped_early=stopped_early or out_of_time,
         seconds=time.perf_counter() - started,
         steps=int(state["step"]),
     )
+    if out_of_time:
+        result.extra["time_limit_reached"] = True
+    return result
 
 
 def fit_closed_form(
