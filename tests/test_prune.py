@@ -253,3 +253,27 @@ def test_cli_prunes_end_to_end(cnn_dir: Path, synthetic_dir: Path, tmp_path: Pat
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # every round's metrics, tracked
     assert main(["prune", str(cnn_dir), "--out", str(out), "--params", "attention", "--no-progress"]) == 2
     assert "--params attention" in capsys.readouterr().err
+
+
+def test_cli_structured_pruning_end_to_end(synthetic_dir: Path, tmp_path: Path, capsys) -> None:
+    from tiny_backbones import build
+
+    backbone = build("bert", tmp_path / "bert")
+    model = tmp_path / "bert-model"
+    textcls.TextClassifier(model=str(backbone), encoder="cls", epochs=1, **FAST).fit(
+        str(synthetic_dir), out_dir=model, progress=False
+    )
+    out = tmp_path / "structured"
+    args = ["prune", str(model), "--out", str(out), "--heads-per-layer", "1", "--ffn-dim", "16"]
+    assert main([*args, "--epochs", "1", "--batch-size", "8", "--no-progress"]) == 0
+    assert "heads kept" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["intermediate_size"] == 16  # uniform FFN: the Hugging Face config says it
+    assert all(
+        len(removed) == 1 for removed in config["textcls"]["model"]["backbone"]["pruned_heads"].values()
+    )
+    scores = textcls.load(out).predict_proba(TEXTS)
+    assert scores.shape == (len(TEXTS), 3) and np.allclose(scores.sum(1), 1, atol=1e-5)
+    # both forms of one kind are refused with a clear message
+    assert main([*args, "--heads-fraction", "0.5", "--no-progress"]) == 2
+    assert "heads" in capsys.readouterr().err
