@@ -36,7 +36,13 @@ def run(dataset: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     from textcls.compress.prune import prune_model
 
     data = SHARED_DATA / DATASETS[dataset]
-    dense_dir = args.runs / f"{dataset}-{model}-e{args.epochs}"
+    tag = f"{dataset}-{model}-e{args.epochs}"
+    if args.subset:  # a documented subset of train (seeded), the full valid and test splits
+        data, tag = (
+            subset(data, args.subset, args.runs / "data" / f"{dataset}-{args.subset}"),
+            f"{tag}-n{args.subset}",
+        )
+    dense_dir = args.runs / tag
     started = time.perf_counter()
     if not (dense_dir / "init.safetensors").is_file() or not (dense_dir / "rewind.safetensors").is_file():
         classifier = textcls.TextClassifier(
@@ -46,7 +52,7 @@ def run(dataset: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     dense_s = time.perf_counter() - started
     report = prune_model(
         dense_dir,
-        args.runs / f"{dataset}-{model}-pruned",
+        args.runs / f"{tag}-pruned",
         methods=args.methods,
         target=args.sparsity,
         rate=args.rate,
@@ -56,6 +62,7 @@ def run(dataset: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "dataset": dataset,
         "model": model,
+        "subset": args.subset,
         "epochs": args.epochs,
         "rate": args.rate,
         "dense_train_s": round(dense_s, 1),
@@ -155,6 +162,23 @@ def render_structured(rows: list[dict[str, Any]], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def subset(folder: Path, size: int, out: Path) -> Path:
+    """``size`` training lines drawn at random (seed 0) from ``folder/train.txt``, beside the full
+    valid and test files."""
+    import random
+    import shutil
+
+    if not (out / "train.txt").is_file():
+        lines = (folder / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train.txt").write_text(
+            "".join(random.Random(0).sample(lines, min(size, len(lines)))), encoding="utf-8"
+        )
+        for split in ("valid.txt", "test.txt"):
+            shutil.copyfile(folder / split, out / split)
+    return out
+
+
 def render(rows: list[dict[str, Any]], command: str) -> str:
     lines = [
         "## Pruning: lottery tickets (issue 16)",
@@ -177,7 +201,8 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         dense = report["dense"]["test_accuracy"] * 100
         methods = report["methods"]
         lines += [
-            f"### {row['dataset']} × {row['model']}",
+            f"### {row['dataset']} × {row['model']}"
+            + (f" (a {row['subset']:,}-sentence subset of train)" if row.get("subset") else ""),
             "",
             f"Dense {dense:.2f} ({row['epochs']} epochs a training; rate {row['rate']:.0%} a round).",
             "",
@@ -193,22 +218,23 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
             lines.append(f"| {level:.1%} | " + " | ".join(cells) + " |")
         lines.append("")
         if "ticket" in methods:
-            tickets = [r for r in methods["ticket"]["rounds"] if r["sparsity"] >= 0.8 - 1e-6]
-            best = max(
-                tickets, key=lambda r: r["sparsity"] if r["test_accuracy"] * 100 >= dense - 0.5 else -1
-            )
-            within = [r for r in tickets if r["test_accuracy"] * 100 >= dense - 0.5]
+            # the issue's targets: word models within 0.5 at ≥ 80 %, transformers within 1 at ≥ 50 %
+            at, within_pts = (0.5, 1.0) if row["model"].startswith("minilm") else (0.8, 0.5)
+            tickets = [r for r in methods["ticket"]["rounds"] if r["sparsity"] >= at - 1e-6]
+            within = [r for r in tickets if r["test_accuracy"] * 100 >= dense - within_pts]
+            name = f"{row['dataset']} × {row['model']}"
             if within:
                 top = max(within, key=lambda r: r["sparsity"])
                 verdicts.append(
-                    f"{row['dataset']} × {row['model']}: ticket at {top['sparsity']:.1%} sparsity "
-                    f"{top['test_accuracy'] * 100:.2f} vs dense {dense:.2f} (within 0.5 at ≥ 80 %: met)"
+                    f"{name}: ticket at {top['sparsity']:.1%} sparsity {top['test_accuracy'] * 100:.2f} vs "
+                    f"dense {dense:.2f} (within {within_pts:g} at ≥ {at:.0%}: met)"
                 )
-            else:
+            elif tickets:
+                best = max(tickets, key=lambda r: r["test_accuracy"])
                 verdicts.append(
-                    f"{row['dataset']} × {row['model']}: best ticket at ≥ 80 % sparsity "
-                    f"{best['test_accuracy'] * 100:.2f} at {best['sparsity']:.1%} vs dense {dense:.2f} "
-                    f"(missed by {dense - 0.5 - best['test_accuracy'] * 100:.2f})"
+                    f"{name}: best ticket at ≥ {at:.0%} sparsity {best['test_accuracy'] * 100:.2f} at "
+                    f"{best['sparsity']:.1%} vs dense {dense:.2f} "
+                    f"(missed by {dense - within_pts - best['test_accuracy'] * 100:.2f})"
                 )
             if "random" in methods:
                 gaps = [
@@ -238,6 +264,7 @@ def main() -> int:
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench-prune")
+    parser.add_argument("--subset", type=int, help="train on this many training lines (seeded sample)")
     parser.add_argument("--out", type=Path, help="Markdown file to (re)write the section in")
     parser.add_argument("--render-only", action="store_true")
     parser.add_argument(
@@ -282,7 +309,8 @@ def main() -> int:
         for dataset in args.datasets.split(","):
             for model in args.models.split(","):
                 row = run(dataset, model, args)
-                rows = [r for r in rows if (r["dataset"], r["model"]) != (dataset, model)] + [row]
+                key = (dataset, model, args.subset)
+                rows = [r for r in rows if (r["dataset"], r["model"], r.get("subset")) != key] + [row]
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 RESULTS.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
                 print(render([row], args.command), flush=True)
