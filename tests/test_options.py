@@ -95,6 +95,8 @@ def test_every_config_field_is_an_option_or_deliberately_not() -> None:
         ("model", "embedding", "vectors"),
         ("model", "labels"),
         ("data", "detected_format"),
+        ("model", "backbone", "pruned_heads"),  # written by textcls prune
+        ("model", "backbone", "ffn_dims"),
     }
     assert set(_leaf_fields(ClassifierConfig)) == exposed | own
     flags = {action.dest for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions}
@@ -109,7 +111,9 @@ def test_each_option_flag_and_keyword_set_the_same_field() -> None:
             continue  # transformer-only (above) or free text
         kind = next((a for a in annotation if a in samples), None)
         literal = [a for a in annotation if typing.get_origin(a) is typing.Literal]
-        if typing.get_origin(option.annotation) is typing.Literal or literal:
+        if typing.get_origin(option.annotation) is list and annotation == (str,):
+            raw, value = "x,y", ["x", "y"]  # a comma list
+        elif typing.get_origin(option.annotation) is typing.Literal or literal:
             choices = typing.get_args(literal[0] if literal else option.annotation)
             raw, value = str(choices[-1]), choices[-1]
         elif kind is not None and option.keyword not in ("epochs", "batch_size"):

@@ -67,6 +67,21 @@ class TokenizerConfig(_Strict):
         description="the token pattern (Python 'regex' syntax)",
         json_schema_extra={"cli": {"flag": "token-pattern", "keyword": "token_pattern"}},
     )
+    engine: Literal["regex", "kiwi"] = Field(
+        "regex",
+        description="regex: the token pattern; kiwi: Korean morphemes by kiwipiepy (pip install "
+        "'textcls[korean]'), the pattern then unused",
+        json_schema_extra={"cli": {"flag": "tokenizer", "keyword": "tokenizer_engine"}},
+    )
+    pos_tags: bool = Field(False, description="kiwi: each morpheme carries its part-of-speech tag (먹/VV)")
+    stop_tags: list[str] = Field(
+        default_factory=list,
+        description="kiwi: drop morphemes whose tag starts with one of these, e.g. J,E,S (particles, "
+        "endings, symbols)",
+    )
+    kiwi_normalize_coda: bool = Field(
+        False, description="kiwi: read a consonant split off a syllable as its coda (e.g. repeated ㅋ)"
+    )
     max_length: int | Literal["auto"] = Field(
         "auto",
         description="tokens kept per text; auto: the 95th percentile of the training texts' lengths "
