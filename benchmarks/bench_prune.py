@@ -99,10 +99,16 @@ def run_structured(name: str, model_dir: Path, fraction: float, args: argparse.N
     )
     heads = round(backbone.num_attention_heads * (1 - fraction))
     ffn = round(backbone.intermediate_size * (1 - fraction))
-    report = prune_structured(
-        model_dir, out, heads_per_layer=heads, ffn_dim=ffn, epochs=args.ft_epochs, progress=False
-    )
+    saved = out / "prune.json"
+    layers = json.loads(saved.read_text())["layers"] if saved.is_file() else []
+    if args.reuse and layers and all(r["heads_after"] == heads for r in layers):
+        report = json.loads(saved.read_text())  # pruned and fine-tuned before: measure again
+    else:
+        report = prune_structured(
+            model_dir, out, heads_per_layer=heads, ffn_dim=ffn, epochs=args.ft_epochs, progress=False
+        )
     prune_s = time.perf_counter() - started
+    export_model(out, quantize="int8", force=True)  # with this exporter (fusion of pruned attention)
     rows = {}
     for label, directory in (("unpruned", model_dir), ("pruned", out)):
         if export_problem(directory, "onnx-int8"):
@@ -279,6 +285,7 @@ def main() -> int:
         "--ft-epochs", type=int, default=1, help="fine-tuning epochs after structured pruning"
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reuse", action="store_true", help="structured: measure models pruned before again")
     args = parser.parse_args()
     args.methods = [m for m in args.methods.split(",") if m]
     args.command = " ".join([".venv/bin/python", "benchmarks/bench_prune.py", *sys.argv[1:]])

@@ -220,6 +220,19 @@ def test_onnx_export_of_a_pruned_model_matches_torch(backbones, arch, encoder, t
     np.testing.assert_allclose(onnx.predictor.logits(TEXTS), logits(model, featurizer), atol=1e-4)
 
 
+def test_uniformly_head_pruned_bert_keeps_fused_attention_in_onnx(backbones, tmp_path) -> None:
+    from textcls.inference.export import export_model
+    from textcls.model import save_model
+
+    model, featurizer, config = untrained(backbones["bert"], "cls")
+    prune_model(model, [[0, 2]] * len(structure(model)))  # 2 of 4 heads in every layer
+    save_model(tmp_path / "pruned", model, featurizer, config)
+    record = export_model(tmp_path / "pruned")
+    # the optimizer cannot detect heads on a pruned graph: without the pruned shape nothing fuses
+    assert record["onnx"].get("fused", {}).get("Attention") == len(structure(model))
+    assert record["onnx"]["max_abs_diff"] < 1e-4
+
+
 def test_ffn_only_uniform_pruning_stays_a_hugging_face_directory(backbones, tmp_path) -> None:
     from transformers import AutoModelForSequenceClassification, pipeline
 

@@ -169,9 +169,7 @@ def export_model(
         if optimize and config.model.backbone is not None:
             fused_path = Path(scratch) / "fused.onnx"
             try:
-                fused = optimize_transformer(
-                    traced, fused_path, _hf_config(model), pruned=bool(config.model.backbone.pruned_heads)
-                )
+                fused = optimize_transformer(traced, fused_path, _hf_config(model), _heads_left(model))
                 _, _, fused_diff, fused_agree = compare(fused_path, "onnx")
             except Exception as error:  # an architecture the optimizer does not know: keep the trace
                 log.warning("transformer optimizer failed (%s); keeping the unfused graph", error)
@@ -300,3 +298,17 @@ def _size_mb(path: Path) -> float:
 
 def _write_record(directory: Path, record: dict[str, Any]) -> None:
     (directory / EXPORT_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def _heads_left(model: Any) -> tuple[int, int] | None:
+    """(heads, their total width) of the first layer after structured pruning; None when unpruned
+    (a fused graph whose layers differ fails the comparison with PyTorch and is not kept)."""
+    backbone = model.config.backbone
+    if backbone is None or not backbone.pruned_heads:
+        return None
+    hf = _hf_config(model)
+    total, hidden = int(getattr(hf, "num_attention_heads", 0) or 0), int(getattr(hf, "hidden_size", 0) or 0)
+    if not total or not hidden:
+        return None
+    kept = max(1, total - len(backbone.pruned_heads.get(0, [])))
+    return kept, kept * (hidden // total)

@@ -121,11 +121,13 @@ def _use_eager_attention(model: Any) -> None:
             return
 
 
-def optimize_transformer(path: Path, out: Path, hf_config: Any, pruned: bool = False) -> dict[str, int]:
+def optimize_transformer(
+    path: Path, out: Path, hf_config: Any, heads: tuple[int, int] | None = None
+) -> dict[str, int]:
     """ONNX Runtime's transformer optimizer: fuses attention, LayerNorm, GELU and embeddings.
-    Returns the fused operator counts (empty when nothing fused). ``pruned``: attention heads were
-    removed (``textcls prune --heads-per-layer``), so layers differ from the config's head count and
-    the optimizer reads heads and width from each layer's graph (0 = detect)."""
+    Returns the fused operator counts (empty when nothing fused). ``heads``: (heads, their total
+    width) of a layer after ``textcls prune --heads-per-layer`` (default the config's); the
+    optimizer cannot detect them on a pruned graph, and without them fuses no attention."""
     import_onnxruntime()
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -134,8 +136,8 @@ def optimize_transformer(path: Path, out: Path, hf_config: Any, pruned: bool = F
         optimized = optimize_model(
             str(path),
             model_type=model_type,
-            num_heads=0 if pruned else int(getattr(hf_config, "num_attention_heads", 0) or 0),
-            hidden_size=0 if pruned else int(getattr(hf_config, "hidden_size", 0) or 0),
+            num_heads=heads[0] if heads else int(getattr(hf_config, "num_attention_heads", 0) or 0),
+            hidden_size=heads[1] if heads else int(getattr(hf_config, "hidden_size", 0) or 0),
             opt_level=0,
         )
     fused = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
