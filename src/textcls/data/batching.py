@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from textcls.config import TokenizerConfig
-from textcls.data.tokenizer import RegexTokenizer, Vocab
+from textcls.data.tokenizer import Vocab, make_tokenizer
 from textcls.errors import ConfigError
 
 
@@ -30,12 +30,15 @@ class WordFeaturizer:
         if not isinstance(config.max_length, int):
             raise ConfigError("max_length 'auto' is resolved by training; a saved model has a number")
         self.config = config
-        self.tokenizer = RegexTokenizer(config)
+        self.tokenizer = make_tokenizer(config)
         self.vocab = vocab
         self.input_names = ["input_ids", "attention_mask"] + (["token_weights"] if config.bag else [])
 
     def words(self, text: str | tuple[str, str]) -> list[str]:
         return self.tokenizer.tokenize(join_pair(text))
+
+    def words_batch(self, texts: Sequence[str | tuple[str, str]]) -> list[list[str]]:
+        return self.tokenizer.tokenize_batch([join_pair(text) for text in texts])
 
     def features(self, words: Sequence[str]) -> list[str]:
         """The n-gram tokens of (already cut) ``words``, words excluded."""
@@ -59,8 +62,8 @@ class WordFeaturizer:
         hashed, buckets, size = bool(self.config.ngram_buckets), self.config.ngram_buckets, len(self.vocab)
         plain = self.config.word_ngrams == 1 and not self.config.char_ngrams
         encoded: list[Any] = []
-        for text in texts:
-            words = self.words(text)[:limit]
+        for all_words in self.words_batch(texts):
+            words = all_words[:limit]
             ids = [lookup(word, 1) for word in words]
             if not plain:
                 grams = self.features(words)
@@ -77,11 +80,11 @@ class WordFeaturizer:
 
     def count_long(self, texts: Sequence[str | tuple[str, str]]) -> int:
         limit = self.config.max_length
-        return sum(len(self.words(text)) > limit for text in texts)
+        return sum(len(words) > limit for words in self.words_batch(texts))
 
     def truncation(self, texts: Sequence[str | tuple[str, str]]) -> dict[str, int]:
         """How many texts ``max_length`` cuts and how many of their tokens it drops."""
-        lengths = [len(self.words(text)) for text in texts]
+        lengths = [len(words) for words in self.words_batch(texts)]
         return truncation_stats(lengths, [min(n, self.config.max_length) for n in lengths])
 
     def length(self, item: Any) -> int:

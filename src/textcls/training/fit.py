@@ -12,7 +12,7 @@ import numpy as np
 from textcls.config import ClassifierConfig
 from textcls.data.batching import WordFeaturizer, describe_truncation, join_pair, truncation_stats
 from textcls.data.formats import Example
-from textcls.data.tokenizer import RegexTokenizer, Vocab, length_stats
+from textcls.data.tokenizer import Vocab, length_stats, make_tokenizer
 from textcls.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ def _build_word_model(
     from textcls.model import TextClassificationModel
     from textcls.registry import ENCODERS
 
-    tokenizer = RegexTokenizer(config.model.tokenizer)
-    train_words = [tokenizer.tokenize(join_pair(e.as_input())) for e in train_examples]
+    tokenizer = make_tokenizer(config.model.tokenizer)
+    train_words = tokenizer.tokenize_batch([join_pair(e.as_input()) for e in train_examples])
     max_length = resolve_max_length(config, [len(t) for t in train_words], "word")
     stats = length_stats([len(t) for t in train_words], max_length)
     log.info(
