@@ -269,6 +269,29 @@ def test_hashed_ngrams_land_in_stable_rows_after_the_vocabulary() -> None:
     assert chars.encode(["ab"]) == [[1] + [size + zlib.crc32(g.encode()) % 50 for g in (" a", "ab", "b ")]]
 
 
+def test_fasttext_hashing_combines_word_hashes_and_hashes_unknown_words_by_their_text() -> None:
+    import zlib
+
+    def h(*words: str) -> int:
+        value = 0
+        for i, word in enumerate(words):
+            value = (
+                zlib.crc32(word.encode())
+                if i == 0
+                else (value * 116049371 + zlib.crc32(word.encode())) % 2**64
+            )
+        return value
+
+    hashed = featurizer(word_ngrams=3, ngram_buckets=97, ngram_hash="words")
+    size = len(WORDS) + 2
+    (ids,) = hashed.encode(["play zebra jazz"])  # zebra is not in the vocabulary
+    bigrams = [size + h("play", "zebra") % 97, size + h("zebra", "jazz") % 97]
+    assert ids == [2, 1, 4, *bigrams, size + h("play", "zebra", "jazz") % 97]
+    (other,) = hashed.encode(["play lion jazz"])  # another unknown word: other n-gram rows
+    assert other[:3] == [2, 1, 4] and other[3:] != ids[3:]
+    assert hashed.encode(["play"]) == [[2]] and hashed.encode([""]) == [[1]]
+
+
 def test_bags_hold_each_id_once_with_its_count() -> None:
     bag = featurizer(bag=True)
     assert bag.input_names == ["input_ids", "attention_mask", "token_weights"]

@@ -103,6 +103,12 @@ class TokenizerConfig(_Strict):
         description="n-grams are hashed into this many rows after the vocabulary (fastText's -bucket); "
         "0: n-grams are vocabulary entries",
     )
+    ngram_hash: Literal["string", "words"] = Field(
+        "string",
+        description="how a hashed word n-gram finds its row: crc32 of its text (string), or fastText's "
+        "way (words: each word's crc32 combined, h = h * 116049371 + next; no n-gram strings are "
+        "built, faster for long documents; the fasttext preset's)",
+    )
     bag: bool = Field(
         False, description="a bag of tokens: each distinct token once with its count (linear models)"
     )

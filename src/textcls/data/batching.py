@@ -32,6 +32,9 @@ class WordFeaturizer:
         self.config = config
         self.tokenizer = make_tokenizer(config)
         self.vocab = vocab
+        self._word_hashes = None  # fastText's n-gram hashing: each vocabulary word's crc32, once
+        if config.ngram_buckets and config.ngram_hash == "words" and config.word_ngrams > 1:
+            self._word_hashes = np.array([zlib.crc32(t.encode("utf-8")) for t in vocab.tokens], np.uint64)
         self.input_names = ["input_ids", "attention_mask"] + (["token_weights"] if config.bag else [])
 
     def words(self, text: str | tuple[str, str]) -> list[str]:
@@ -45,12 +48,38 @@ class WordFeaturizer:
         grams: list[str] = []
         for n in range(2, self.config.word_ngrams + 1):
             grams += [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
-        if self.config.char_ngrams:
-            low, high = self.config.char_ngrams
-            for word in words:
-                padded = f" {word} "
-                grams += [padded[i : i + n] for n in range(low, high + 1) for i in range(len(padded) - n + 1)]
+        return grams + self._char_ngrams(words)
+
+    def _char_ngrams(self, words: Sequence[str]) -> list[str]:
+        if not self.config.char_ngrams:
+            return []
+        low, high = self.config.char_ngrams
+        grams: list[str] = []
+        for word in words:
+            padded = f" {word} "
+            grams += [padded[i : i + n] for n in range(low, high + 1) for i in range(len(padded) - n + 1)]
         return grams
+
+    def _hashed_word_ngrams(self, words: Sequence[str], ids: list[int]) -> list[int]:
+        """Rows of the word n-grams by fastText's hashing: h = h * 116049371 + h(next word)
+        (uint64, wrapping), then modulo the buckets; words outside the vocabulary hash by text."""
+        count = len(words)
+        if count < 2:
+            return []
+        hashes = self._word_hashes.take(np.asarray(ids, dtype=np.intp))
+        for j, i in enumerate(ids):
+            if i == 1:  # unknown: its own text, not <unk>'s
+                hashes[j] = zlib.crc32(words[j].encode("utf-8"))
+        rows: list[int] = []
+        prime = np.uint64(116049371)
+        for n in range(2, self.config.word_ngrams + 1):
+            if count < n:
+                break
+            acc = hashes[: count - n + 1].copy()
+            for k in range(1, n):
+                acc = acc * prime + hashes[k : count - n + 1 + k]
+            rows += (acc % np.uint64(self.config.ngram_buckets) + np.uint64(len(self.vocab))).tolist()
+        return rows
 
     def tokens(self, text: str | tuple[str, str]) -> list[str]:
         """Every token string of a text as the vocabulary sees it (for building it)."""
@@ -65,7 +94,12 @@ class WordFeaturizer:
         for all_words in self.words_batch(texts):
             words = all_words[:limit]
             ids = [lookup(word, 1) for word in words]
-            if not plain:
+            if not plain and self._word_hashes is not None:
+                ids += self._hashed_word_ngrams(words, ids)
+                if self.config.char_ngrams:
+                    grams = self._char_ngrams(words)
+                    ids += [size + zlib.crc32(g.encode("utf-8")) % buckets for g in grams]
+            elif not plain:
                 grams = self.features(words)
                 if hashed:
                     ids += [size + zlib.crc32(g.encode("utf-8")) % buckets for g in grams]
