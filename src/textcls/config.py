@@ -76,8 +76,8 @@ class TokenizerConfig(_Strict):
     pos_tags: bool = Field(False, description="kiwi: each morpheme carries its part-of-speech tag (먹/VV)")
     stop_tags: list[str] = Field(
         default_factory=list,
-        description="kiwi: drop morphemes whose tag starts with one of these, e.g. J,E,S (particles, "
-        "endings, symbols)",
+        description="kiwi: drop morphemes whose tag starts with one of these, e.g. J,E (particles, "
+        "endings; S would also drop Latin words, numbers and Hanja)",
     )
     kiwi_normalize_coda: bool = Field(
         False, description="kiwi: read a consonant split off a syllable as its coda (e.g. repeated ㅋ)"

@@ -38,7 +38,6 @@ class RegexTokenizer:
             text = text.lower()
         return self._findall(text)
 
-
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
         """Many texts at once (an analyser that batches, such as Kiwi, is faster this way)."""
         return [self.tokenize(text) for text in texts]
