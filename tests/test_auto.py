@@ -243,6 +243,23 @@ def test_a_probed_candidate_trains_for_the_epochs_that_fit_or_is_skipped_with_it
     assert huge["status"].startswith("skipped: needs ~50.2 min, ") and huge["status"].endswith(" left")
 
 
+def test_no_probe_starts_with_too_little_time_left(synthetic_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    import textcls.auto as auto
+
+    def never(*args):
+        raise AssertionError("probed with too little time left")
+
+    monkeypatch.setattr(auto, "_probe", never)
+    monkeypatch.setattr(auto, "PROBE_MIN_SECONDS", 10_000.0)
+    ladder = [LADDER[0], Candidate("big", "mean", "onnx", 1, probe=True, overrides=WORD)]
+    board = train_auto(synthetic_dir, tmp_path / "auto", time_budget=600, candidates=ladder, **FAST)
+    assert (
+        board["rows"][1]["status"].startswith("skipped: ")
+        and "too little to time it" in board["rows"][1]["status"]
+    )
+    assert board["winner"] == "linear"
+
+
 def test_fitting_epochs() -> None:
     from textcls.auto import fitting_epochs
 

@@ -43,6 +43,7 @@ RECORD_FILE = "auto_files.json"  # what auto wrote in OUT: the kept model's entr
 LEADERBOARD = (AUTO_FILE, "auto.md", "auto.png")
 SKIP_COPY = {"checkpoint", "tensorboard", "eval"}  # training leftovers stay with the candidate
 PROBE_BATCHES = 3  # what a probe trains on (one pass), to time a candidate before committing to it
+PROBE_MIN_SECONDS = 60.0  # a probe itself takes time (a loaded CPU: minutes): not started with less left
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,9 @@ def _try(
     options = {**candidate.overrides, **overrides}
     estimate = seconds_per_cost * candidate.cost if seconds_per_cost else None
     reserve = min(60.0, 0.1 * left)  # export and measurement after training
+    if candidate.probe and left < PROBE_MIN_SECONDS:
+        row["status"] = f"skipped: {_duration(left)} left, too little to time it"
+        return None
     if candidate.probe:
         started = time.perf_counter()
         per_epoch, other, planned, note = _probe(candidate, data, options, run["valid"])
