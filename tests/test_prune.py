@@ -246,7 +246,9 @@ def test_cli_prunes_end_to_end(cnn_dir: Path, synthetic_dir: Path, tmp_path: Pat
     printed = capsys.readouterr().out
     assert "| late | 2 | 50.0% |" in printed and "| oneshot | 1 |" in printed
     report = json.loads((out / "prune.json").read_text())
-    assert report["scope"] == "local" and report["data"].startswith("recorded")
+    assert report["scope"] == "local" and report["data"]["data"] == str(
+        synthetic_dir.resolve()
+    )  # as recorded
     for layer, value in report["methods"]["late"]["saved"]["layers"].items():
         assert value == pytest.approx(0.5, abs=0.02), layer  # local: every layer at the target
     assert textcls.load(out / "oneshot").predict(["goal in the match"])[0]["label"]
@@ -277,3 +279,76 @@ def test_cli_structured_pruning_end_to_end(synthetic_dir: Path, tmp_path: Path, 
     # both forms of one kind are refused with a clear message
     assert main([*args, "--heads-fraction", "0.5", "--no-progress"]) == 2
     assert "heads" in capsys.readouterr().err
+
+
+def test_each_method_retrains_from_what_it_promises(cnn_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """What every round hands the training loop: the ticket's survivors are the initial weights,
+    late rewinding's the epoch-1 weights, the random control holds the ticket's own masks with
+    other values, and one-shot prunes each level from the dense model."""
+    import textcls.training.fit as fitting
+
+    init = load_file(str(cnn_dir / "init.safetensors"))
+    early = load_file(str(cnn_dir / "rewind.safetensors"))
+    seen: list[dict[str, torch.Tensor]] = []
+    real = fitting.fit
+
+    def recording(*args, start, **kwargs):
+        seen.append({k: v.clone() for k, v in plain_state_dict(start[0]).items()})
+        return real(*args, start=start, **kwargs)
+
+    monkeypatch.setattr(fitting, "fit", recording)
+    methods = ["ticket", "random", "late", "oneshot"]
+    prune_model(cnn_dir, tmp_path / "p", methods=methods, target=0.6, rounds=2, epochs=1, progress=False)
+    ticket, random, late, oneshot = (seen[i : i + 2] for i in range(0, 8, 2))
+    name = "encoder.conv.convs.0.weight"
+    for level, (t, r, l, o) in enumerate(zip(ticket, random, late, oneshot, strict=True), start=1):
+        alive = t[name] != 0
+        assert torch.equal(t[name][alive], init[name][alive])  # rewound to init
+        assert torch.equal(t["head.linear.bias"], init["head.linear.bias"])
+        assert torch.equal(r[name] != 0, alive)  # the ticket's mask ...
+        assert not torch.equal(r[name][alive], init[name][alive])  # ... with other values
+        assert torch.equal(l[name][l[name] != 0], early[name][l[name] != 0])  # rewound to epoch 1
+        weights = [k for k in o if k.endswith("weight") and not k.startswith("embedder")]
+        zeros = sum(int((o[k] == 0).sum()) for k in weights) / sum(o[k].numel() for k in weights)
+        assert zeros == pytest.approx([0.0, 1 - 0.4**0.5, 0.6][level], abs=0.005)  # each level at once
+        assert torch.equal(o[name][o[name] != 0], init[name][o[name] != 0])
+
+
+def test_prune_refuses_to_write_over_its_model_or_a_foreign_one(cnn_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is the model being pruned"):
+        prune_model(cnn_dir, cnn_dir, progress=False)
+    import shutil
+
+    earlier = tmp_path / "runs" / "finetune"  # re-pruning an earlier output into the same OUT
+    shutil.copytree(cnn_dir, earlier)
+    with pytest.raises(ConfigError, match="is the model being pruned"):
+        prune_model(earlier, tmp_path / "runs", methods=["finetune"], progress=False)
+    assert (earlier / "model.safetensors").read_bytes() == (cnn_dir / "model.safetensors").read_bytes()
+    foreign = tmp_path / "out" / "ticket"
+    foreign.mkdir(parents=True)
+    (foreign / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="did not write"):
+        prune_model(cnn_dir, tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="with ticket"):
+        prune_model(cnn_dir, tmp_path / "other", methods=["random"], progress=False)
+    with pytest.raises(ConfigError, match="at least one epoch"):
+        prune_model(cnn_dir, tmp_path / "other", epochs=0, progress=False)
+
+
+def test_the_cli_refuses_options_of_the_other_pruning_mode(cnn_dir: Path, tmp_path: Path, capsys) -> None:
+    args = ["prune", str(cnn_dir), "--out", str(tmp_path / "x"), "--no-progress"]
+    assert main([*args, "--heads-per-layer", "2", "--methods", "late"]) == 2
+    assert "--methods: unstructured pruning options" in capsys.readouterr().err
+    assert main([*args, "--distill"]) == 2
+    assert "--distill: structured pruning options" in capsys.readouterr().err
+
+
+def test_a_rewind_point_never_reached_is_said(synthetic_dir: Path, tmp_path: Path, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    textcls.TextClassifier(model="cnn", epochs=1, rewind_at="epoch:5", **WORD).fit(
+        str(synthetic_dir), out_dir=tmp_path / "m", progress=False
+    )
+    assert "--rewind-at epoch:5 was never reached" in caplog.text
+    assert not (tmp_path / "m" / "rewind.safetensors").exists()

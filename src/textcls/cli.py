@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from textcls import __version__
-from textcls.errors import TextClsError
+from textcls.errors import ConfigError, TextClsError
 
 log = logging.getLogger("textcls")
 BACKEND_HELP = "torch (default), torch-int8, onnx, onnx-int8 (the ONNX ones after 'textcls export')"
@@ -358,23 +358,21 @@ def _prune_parser(sub: Any) -> None:
     p.add_argument(
         "--methods",
         type=_str_list,
-        default=["ticket"],
         help=f"comma list of: {', '.join(METHODS)} (default ticket)",
     )
-    p.add_argument("--sparsity", type=float, default=0.8, help="target share of zero weights (default 0.8)")
+    p.add_argument("--sparsity", type=float, help="target share of zero weights (default 0.8)")
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--rate", type=float, help="share of the surviving weights pruned a round (default 0.2)"
     )
     group.add_argument("--rounds", type=int, help="instead of --rate: this many equal rounds to --sparsity")
-    p.add_argument("--scores", choices=["magnitude", "random"], default="magnitude")
+    p.add_argument("--scores", choices=["magnitude", "random"], help="(default magnitude)")
     p.add_argument(
-        "--scope", choices=["global", "local"], default="global", help="one threshold, or per layer"
+        "--scope", choices=["global", "local"], help="one threshold, or per layer (default global)"
     )
     p.add_argument(
         "--params",
         type=_str_list,
-        default=list(DEFAULT_PARAMS),
         help=f"weights pruned, comma list of: {', '.join(KINDS)} (default {','.join(DEFAULT_PARAMS)})",
     )
     p.add_argument("--epochs", type=int, help="retraining epochs a round / fine-tuning epochs (structured)")
@@ -391,7 +389,7 @@ def _prune_parser(sub: Any) -> None:
     structured.add_argument("--heads-fraction", type=float, help="share of all heads removed (global)")
     structured.add_argument("--ffn-fraction", type=float, help="share of all FFN neurons removed (global)")
     structured.add_argument(
-        "--score-fraction", type=float, default=0.1, help="share of train held out to score (default 0.1)"
+        "--score-fraction", type=float, help="share of train held out to score (default 0.1)"
     )
     structured.add_argument(
         "--distill", action="store_true", help="fine-tune distilling from the unpruned model"
@@ -764,7 +762,24 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "heads_fraction": args.heads_fraction,
         "ffn_fraction": args.ffn_fraction,
     }
+    unstructured = {
+        "--methods": args.methods,
+        "--sparsity": args.sparsity,
+        "--rate": args.rate,
+        "--rounds": args.rounds,
+        "--scores": args.scores,
+        "--scope": args.scope,
+        "--params": args.params,
+        "--track": args.track,
+    }
+    structured_only = {"--score-fraction": args.score_fraction, "--distill": args.distill or None}
     if any(v is not None for v in structured.values()):
+        given = [flag for flag, value in unstructured.items() if value is not None]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)}: unstructured pruning options; structured pruning (--heads-per-layer, "
+                "--ffn-dim, --heads-fraction, --ffn-fraction) does not use them"
+            )
         from textcls.compress.structured import prune_structured
 
         epochs = training.pop("epochs", None)
@@ -773,25 +788,30 @@ def cmd_prune(args: argparse.Namespace) -> int:
             args.out,
             **common,
             **structured,
-            score_fraction=args.score_fraction,
+            score_fraction=args.score_fraction if args.score_fraction is not None else 0.1,
             epochs=epochs,
             distill=args.distill,
             **training,
         )
     else:
-        from textcls.compress.prune import prune_model
+        from textcls.compress.prune import DEFAULT_PARAMS, prune_model
 
+        given = [flag for flag, value in structured_only.items() if value is not None]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)}: structured pruning options; give --heads-per-layer or --ffn-dim"
+            )
         prune_model(
             args.model_dir,
             args.out,
             **common,
-            methods=args.methods,
-            target=args.sparsity,
+            methods=args.methods or ["ticket"],
+            target=args.sparsity if args.sparsity is not None else 0.8,
             rate=args.rate if args.rate is not None else (None if args.rounds else 0.2),
             rounds=args.rounds,
-            scores=args.scores,
-            scope=args.scope,
-            params=args.params,
+            scores=args.scores or "magnitude",
+            scope=args.scope or "global",
+            params=args.params or list(DEFAULT_PARAMS),
             track=args.track,
             **training,
         )

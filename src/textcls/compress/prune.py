@@ -137,16 +137,37 @@ def apply_level(
     method = {"magnitude": torch_prune.L1Unstructured, "random": torch_prune.RandomUnstructured}.get(scores)
     if method is None:
         raise ConfigError(f"--scores {scores}: magnitude or random")
-    amount = 1 - (1 - level) / (1 - previous)
-    if scope == "global":
-        torch_prune.global_unstructured(
-            [(module, name) for _, module, name in targets], pruning_method=method, amount=amount
-        )
-    elif scope == "local":
-        for _, module, name in targets:
-            method.apply(module, name, amount=amount)
-    else:
+    if scope not in ("global", "local"):
         raise ConfigError(f"--scope {scope}: global or local")
+    amount = 1 - (1 - level) / (1 - previous)
+    # magnitudes of the weights as they are now (orig × mask), not a tensor cached by a forward pass
+    current = {(module, name): _current(module, name) for _, module, name in targets}
+    if scope == "global":
+        extra = {"importance_scores": current} if scores == "magnitude" else {}
+        torch_prune.global_unstructured(list(current), pruning_method=method, amount=amount, **extra)
+    else:
+        for module, name in current:
+            extra = {"importance_scores": current[module, name]} if scores == "magnitude" else {}
+            method.apply(module, name, amount=amount, **extra)
+
+
+def _current(module: nn.Module, name: str) -> torch.Tensor:
+    if hasattr(module, name + "_orig"):
+        return (getattr(module, name + "_orig") * getattr(module, name + "_mask")).detach()
+    return getattr(module, name).detach()
+
+
+def masks(targets: Sequence[tuple[str, nn.Module, str]]) -> dict[str, torch.Tensor]:
+    """The masks the targets hold now (qualified name → 0/1 tensor)."""
+    return {q: getattr(module, name + "_mask").detach().clone() for q, module, name in targets}
+
+
+def apply_masks(targets: Sequence[tuple[str, nn.Module, str]], held: dict[str, torch.Tensor]) -> None:
+    """Hold exactly these masks (another run's), replacing none already held."""
+    from torch.nn.utils import prune as torch_prune
+
+    for qualified, module, name in targets:
+        torch_prune.custom_from_mask(module, name, mask=held[qualified])
 
 
 def sparsity(model: nn.Module, names: Sequence[str]) -> dict[str, Any]:
@@ -185,6 +206,15 @@ def _rewind(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load ``state`` (plain names) into a model whose pruned weights are ``NAME_orig``; the
     masks stay."""
     current = model.state_dict()
+    missing = [
+        k.removesuffix("_orig")
+        for k in current
+        if k.endswith("_orig") and k.removesuffix("_orig") not in state
+    ]
+    if missing:  # a rewind point of another architecture: never a silent fine-tune instead
+        raise ConfigError(
+            f"the rewind point has no weights for {', '.join(missing[:5])}: it is not this model's"
+        )
     new = {}
     for key, value in current.items():
         base = key.removesuffix("_orig")
@@ -242,7 +272,6 @@ def prune_model(
     retraining epochs a round (default: the model's own settings). ``track``: where every round's
     metrics go (tensorboard under ``out/tensorboard``, mlflow, none; default: the model's own
     training setting). Returns the report."""
-    import torch
 
     from textcls.config import deep_update
     from textcls.model import load_model
@@ -254,6 +283,16 @@ def prune_model(
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ConfigError(f"--methods {','.join(unknown) or '(none)'}: choose from {', '.join(METHODS)}")
+    if "random" in methods and "ticket" not in methods:
+        raise ConfigError(
+            "--methods random re-draws the winning ticket's masks at random: give it with ticket "
+            "(--methods ticket,random)"
+        )
+    if "random" in methods:  # the ticket's masks first
+        methods = ["ticket", *[m for m in methods if m != "ticket"]]
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs {epochs}: retraining needs at least one epoch a round")
+    _check_out(model_dir, out, methods)
     levels = schedule(target, rate, rounds)
     model, featurizer, config = load_model(model_dir)
     closed_form = hasattr(model.encoder, "fit_closed_form")
@@ -280,7 +319,7 @@ def prune_model(
     names = [q for q, _, _ in prunable(model, params)]
     report: dict[str, Any] = {
         "model": str(model_dir),
-        "data": str(data) if data else "recorded in the model's train_result.json",
+        "data": source,
         "scores": scores,
         "scope": scope,
         "params": list(params),
@@ -303,61 +342,104 @@ def prune_model(
     )
     tracking.log_params({"scores": scores, "scope": scope, "params": ",".join(params), "target": target})
     states = {"init": init_state, "early": rewind_state}
-    for number, method in enumerate(methods):
-        kind, survivors = METHODS[method]
-        log.info("prune %s: %s, %s; levels %s", method, kind, survivors, [f"{s:.3f}" for s in levels])
-        trained, rows, current = None, [], None
-        for index, level in enumerate(levels, start=1):
-            started = time.perf_counter()
-            if kind == "oneshot" or current is None:  # from the dense trained model
-                current, _, _ = load_model(model_dir)
-                previous = 0.0
-            else:
-                previous = levels[index - 2]
-            targets = prunable(current, params)
-            torch.manual_seed(train_config.train.seed + index)  # random scores are reproducible
-            apply_level(targets, level, previous, scores, scope)
-            if survivors == "random":
-                _rewind(
-                    current,
-                    {
-                        **init_state,
-                        **_random_values(model_dir, names, train_config.train.seed + 1000 * index),
-                    },
-                )
-            elif survivors in states:
-                _rewind(current, states[survivors])
-            row = {"round": index, "target": round(level, 6)}
-            if not closed_form:  # the one training loop, masks held
-                _, trained, _ = fit(
-                    train_config, splits.train, splits.valid, progress=progress, start=(current, featurizer)
-                )
-                row["epochs"] = len(trained.history)
-            row.update(_measure(current, featurizer, config, splits))
-            row["sparsity"] = sparsity(current, names)["sparsity"]
-            row["seconds"] = round(time.perf_counter() - started, 2)
-            rows.append(row)
-            tracking.log_metrics(
-                {f"{method}/{k}": v for k, v in row.items() if isinstance(v, int | float) and k != "round"},
-                number * 1000 + index,
-            )
-            log.info(
-                "prune %s round %d: sparsity %.3f, valid accuracy %.4f%s",
-                method,
-                index,
-                row["sparsity"],
-                row["valid_accuracy"],
-                f", test {row['test_accuracy']:.4f}" if "test_accuracy" in row else "",
-            )
-        report["methods"][method] = {
-            "schedule": kind,
-            "survivors": survivors,
-            "rounds": rows,
-            **_save(current, featurizer, config, out / method, model_dir, names, trained, splits, source),
-        }
-        _write(out, report)
+    try:
+        for number, method in enumerate(methods):
+            _run_method(
+                method, number, levels, model_dir, out, params, names, scores, scope, states,
+                train_config, config, featurizer, splits, source, closed_form, progress, tracking, report,
+                fit, load_model,
+            )  # fmt: skip
+    except BaseException:
+        tracking.close("FAILED")
+        raise
     tracking.close()
     return report
+
+
+def _check_out(model_dir: Path, out: Path, methods: Sequence[str]) -> None:
+    """OUT/METHOD must not be the model being pruned (nor hold it), nor another model that prune
+    did not write."""
+    source = model_dir.resolve()
+    for target in [out, *(out / m for m in methods)]:
+        if target.resolve() == source or (source.is_relative_to(target.resolve()) and target != out):
+            raise ConfigError(f"--out {out}: {target} is the model being pruned; give another --out")
+    if out.resolve() == source:
+        raise ConfigError(f"--out {out} is the model being pruned; give another --out")
+    for method in methods:
+        summary = out / method / "train_result.json"
+        if (out / method / "config.json").is_file() and (
+            not summary.is_file() or "pruned_from" not in json.loads(summary.read_text(encoding="utf-8"))
+        ):
+            raise ConfigError(
+                f"{out / method} holds a model that textcls prune did not write; give another --out"
+            )
+
+
+def _run_method(
+    method, number, levels, model_dir, out, params, names, scores, scope, states,
+    train_config, config, featurizer, splits, source, closed_form, progress, tracking, report,
+    fit, load_model,
+) -> None:  # fmt: skip
+    """Every round of one method; its last round saved in ``out/METHOD``, the report rewritten."""
+    import torch
+
+    kind, survivors = METHODS[method]
+    log.info("prune %s: %s, %s; levels %s", method, kind, survivors, [f"{s:.3f}" for s in levels])
+    trained, rows, current = None, [], None
+    for index, level in enumerate(levels, start=1):
+        started = time.perf_counter()
+        if kind == "oneshot" or current is None or survivors == "random":  # from the dense model
+            current, _, _ = load_model(model_dir)
+            previous = 0.0
+        else:
+            previous = levels[index - 2]
+        targets = prunable(current, params)
+        torch.manual_seed(train_config.train.seed + index)  # random scores are reproducible
+        if survivors == "random":  # the control: the ticket's own mask at this level
+            apply_masks(targets, states["ticket_masks"][index])
+        else:
+            apply_level(targets, level, previous, scores, scope)
+        if method == "ticket":
+            states.setdefault("ticket_masks", {})[index] = masks(targets)
+        if survivors == "random":
+            _rewind(
+                current,
+                {
+                    **states["init"],
+                    **_random_values(model_dir, names, train_config.train.seed + 1000 * index),
+                },
+            )
+        elif survivors in states:
+            _rewind(current, states[survivors])
+        row = {"round": index, "target": round(level, 6)}
+        if not closed_form:  # the one training loop, masks held
+            _, trained, _ = fit(
+                train_config, splits.train, splits.valid, progress=progress, start=(current, featurizer)
+            )
+            row["epochs"] = len(trained.history)
+        row.update(_measure(current, featurizer, config, splits))
+        row["sparsity"] = sparsity(current, names)["sparsity"]
+        row["seconds"] = round(time.perf_counter() - started, 2)
+        rows.append(row)
+        tracking.log_metrics(
+            {f"{method}/{k}": v for k, v in row.items() if isinstance(v, int | float) and k != "round"},
+            number * 1000 + index,
+        )
+        log.info(
+            "prune %s round %d: sparsity %.3f, valid accuracy %.4f%s",
+            method,
+            index,
+            row["sparsity"],
+            row["valid_accuracy"],
+            f", test {row['test_accuracy']:.4f}" if "test_accuracy" in row else "",
+        )
+    report["methods"][method] = {
+        "schedule": kind,
+        "survivors": survivors,
+        "rounds": rows,
+        **_save(current, featurizer, config, out / method, model_dir, names, trained, splits, source),
+    }
+    _write(out, report)
 
 
 def _nested(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -297,6 +297,14 @@ def train(
             )
             break
 
+    if rewind and not (out_dir / REWIND_FILE).exists():
+        log.warning(
+            "--rewind-at %s was never reached (%d epochs, %d steps): no %s for late rewinding",
+            config.rewind_at,
+            state["epoch"],
+            state["step"],
+            REWIND_FILE,
+        )
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.load_state_dict(best_state)
     unwrapped.eval()
