@@ -141,6 +141,30 @@ def run_structured(name: str, model_dir: Path, fraction: float, args: argparse.N
     }
 
 
+def plot_structured(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy against onnx-int8 batch-1 latency: each data set's unpruned model and its prunings."""
+    from textcls.inference.bench import plot
+
+    points, seen = [], set()
+    for row in rows:
+        a, b = row["onnx_int8"]["unpruned"], row["onnx_int8"]["pruned"]
+        if row["name"] not in seen:
+            seen.add(row["name"])
+            points.append(
+                {"model": f"{row['name']} unpruned", "p50_ms": a["p50_ms"], "accuracy": a["accuracy"]}
+            )
+        points.append(
+            {
+                "model": f"{row['name']} −{row['fraction']:.0%}",
+                "p50_ms": b["p50_ms"],
+                "accuracy": b["accuracy"],
+            }
+        )
+    for point in points:
+        point.update(backend="onnx-int8", threads=2, pareto=False)
+    plot(points, path)
+
+
 def render_structured(rows: list[dict[str, Any]], command: str) -> str:
     lines = [
         "## Pruning: attention heads and FFN neurons (issue 16)",
@@ -150,7 +174,8 @@ def render_structured(rows: list[dict[str, Any]], command: str) -> str:
         "MiniLM-L6 (`cls`) with a share of the heads and FFN neurons of every layer removed (scored on a "
         "held-out 10 % of train), fine-tuned on the rest, then both it and the unpruned model exported to "
         "`onnx-int8` and timed in the same process on the test split: batch-1 p50 over 200 texts and "
-        "examples/s in batches of 64, medians of the repeats.",
+        "examples/s in batches of 64, medians of the repeats, the two models timed in turn. "
+        "Plot: benchmarks/results/prune-structured.png.",
         "",
         "| data set | removed | heads / FFN kept | test acc unpruned → pruned | Δ | "
         "p50 ms unpruned → pruned | "
@@ -309,6 +334,7 @@ def main() -> int:
                     done = [r for r in done if (r["name"], r["fraction"]) != (name, fraction)] + [row]
                     STRUCTURED_RESULTS.write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
                     print(render_structured([row], args.command), flush=True)
+        plot_structured(done, REPO / "benchmarks" / "results" / "prune-structured.png")
         body = render_structured(done, args.command)
         if args.out:
             write_section(args.out, STRUCTURED_SECTION, body)

@@ -365,6 +365,7 @@ def test_prune_structured_fine_tunes_saves_reports_and_exports(trained, arch, tm
     assert report["latency_p50_ms"]["before"] > 0 and report["latency_p50_ms"]["after"] > 0
     assert json.loads((out / "prune.json").read_text())["heads"] == report["heads"]
     assert "heads kept" in (out / "prune.md").read_text()
+    assert (out / "prune.png").read_bytes()[:4] == b"\x89PNG"  # accuracy against latency
     saved = json.loads((out / "train_result.json").read_text())
     assert saved["data"]["data"] and saved["history"]  # the export gate finds the validation split
     reloaded = textcls.load(out)

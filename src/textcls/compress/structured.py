@@ -382,7 +382,34 @@ def prune_structured(
     }
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / REPORT_MD).write_text(report_markdown(report), encoding="utf-8")
+    plot_accuracy_latency(report, out / "prune.png")
     return report
+
+
+def plot_accuracy_latency(report: dict[str, Any], path: Path) -> bool:
+    """``prune.png``: accuracy against batch-1 latency of the unpruned and the pruned model."""
+    from textcls.inference.bench import pareto_front, plot
+
+    latency, accuracy = report["latency_p50_ms"], report["accuracy"]
+    split = "test" if "test" in accuracy["before"] else "valid"
+    after = accuracy.get("fine_tuned") or accuracy["pruned"]
+    rows = [
+        {
+            "model": name,
+            "backend": latency["backend"],
+            "threads": latency["threads"],
+            "p50_ms": ms,
+            "accuracy": acc,
+        }
+        for name, ms, acc in (
+            ("unpruned", latency["before"], 100 * accuracy["before"][split]),
+            (f"pruned ({report['heads']['after']} heads)", latency["after"], 100 * after[split]),
+        )
+    ]
+    front = pareto_front(rows)
+    for i, row in enumerate(rows):
+        row["pareto"] = i in front
+    return plot(rows, path)
 
 
 def _check_options(
