@@ -271,6 +271,12 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
                     f"(missed by {dense - within_pts - best['test_accuracy'] * 100:.2f})"
                 )
             if "random" in methods:
+                if methods["random"].get("masks_from") != "ticket":
+                    verdicts.append(
+                        f"{name}: this `random` column is the first control (measured before 2026-12-02 "
+                        "02:00): its own iterative lineage re-initialised at random each round, so its masks "
+                        "drift from the ticket's; later rows re-draw the ticket's own masks"
+                    )
                 gaps = [
                     (t["test_accuracy"] - r["test_accuracy"]) * 100
                     for t, r in zip(methods["ticket"]["rounds"], methods["random"]["rounds"], strict=True)

@@ -436,6 +436,7 @@ def _run_method(
     report["methods"][method] = {
         "schedule": kind,
         "survivors": survivors,
+        "masks_from": "ticket" if survivors == "random" else method,
         "rounds": rows,
         **_save(current, featurizer, config, out / method, model_dir, names, trained, splits, source),
     }
