@@ -221,8 +221,9 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         "",
         "Iterative global magnitude pruning of the linear, convolution and LSTM weights (embeddings "
         "and biases kept), a share of the surviving weights a round; after each round the survivors are "
-        "rewound to the initial weights (`ticket`), to the weights after epoch 1 (`late`), re-drawn at "
-        "random with the same masks found the same way (`random`), or each level is pruned at once from "
+        "rewound to the initial weights (`ticket`), to the weights after epoch 1 (`late`), the "
+        "ticket's own masks at each level with the weights re-drawn at random (`random`), or each "
+        "level is pruned at once from "
         "the dense model and rewound to init (`oneshot`). Every round retrains for the same epochs as "
         "the dense model (best epoch on validation). Test accuracy; sparsity measured after reloading "
         "the saved directory. Latency is not reported as a gain: zeros do not make dense CPU kernels "

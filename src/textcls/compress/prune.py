@@ -8,8 +8,9 @@ A *method* is a schedule and what happens to the surviving weights after each pr
   written by ``textcls train --save-init``): the lottery ticket of Frankle & Carbin (2019);
 - ``late``: iterative; rewound to an early point of training (``rewind.safetensors``, from
   ``--rewind-at epoch:1`` or ``step:K``): late rewinding (Frankle et al. 2019);
-- ``random``: iterative; the pruned tensors re-drawn at random (the control: same masks found the
-  same way, other initial values), everything else rewound to init;
+- ``random``: the control of Frankle & Carbin: at each level the winning ticket's own mask, the
+  pruned tensors' surviving weights re-drawn at random, everything else rewound to init (so it
+  runs with ``ticket``);
 - ``finetune``: iterative; the surviving weights kept and fine-tuned;
 - ``oneshot``: each level pruned at once from the dense trained model, then rewound to init;
   ``oneshot-finetune`` the same, fine-tuned.
