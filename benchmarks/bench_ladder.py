@@ -202,7 +202,7 @@ def base_row(dataset: str, model: str, context: dict[str, Any]) -> dict[str, Any
 
 
 def unavailable(row: dict[str, Any], reason: str, status: str = "not available") -> dict[str, Any]:
-    return {**row, "status": status, "reason": reason}
+    return {**row, "status": status, "reason": reason.replace(f"{REPO}/", "")}  # no machine paths
 
 
 def run_peer(dataset: str, key: str, data: dict[str, Any], context: dict[str, Any], workdir: Path) -> dict:

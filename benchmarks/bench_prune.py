@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED_DATA, header, write_section
+from common import REPO, SHARED_DATA, header, save_json, write_section
 
 RESULTS = REPO / "benchmarks" / "results" / "prune.json"
 SECTION = "bench-prune"
@@ -339,7 +339,7 @@ def main() -> int:
                 for fraction in (float(f) for f in args.fractions.split(",")):
                     row = run_structured(name, Path(directory).resolve(), fraction, args)
                     done = [r for r in done if (r["name"], r["fraction"]) != (name, fraction)] + [row]
-                    STRUCTURED_RESULTS.write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
+                    save_json(STRUCTURED_RESULTS, done)
                     print(render_structured([row], args.command), flush=True)
         plot_structured(done, REPO / "benchmarks" / "results" / "prune-structured.png")
         body = render_structured(done, args.command)
@@ -354,8 +354,7 @@ def main() -> int:
                 row = run(dataset, model, args)
                 key = (dataset, model, args.subset)
                 rows = [r for r in rows if (r["dataset"], r["model"], r.get("subset")) != key] + [row]
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+                save_json(RESULTS, rows)
                 print(render([row], args.command), flush=True)
     body = render(rows, args.command)
     if args.out:

@@ -92,9 +92,21 @@ def header(command: str) -> str:
     )
 
 
+def portable(value: object) -> object:
+    """``value`` with this machine's paths made relative to the repository (``runs/...``,
+    ``../shared/data/...``): results files are committed."""
+    if isinstance(value, str):
+        return value.replace(f"{REPO}/", "").replace(f"{REPO.parent}/", "../")
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    return value
+
+
 def save_json(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(portable(rows), indent=2) + "\n", encoding="utf-8")
 
 
 def record(path: Path, rows: list[dict], row: dict) -> list[dict]:
