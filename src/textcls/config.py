@@ -107,7 +107,7 @@ class TokenizerConfig(_Strict):
         "string",
         description="how a hashed word n-gram finds its row: crc32 of its text (string), or fastText's "
         "way (words: each word's crc32 combined, h = h * 116049371 + next; no n-gram strings are "
-        "built, faster for long documents; the fasttext preset's)",
+        "built, faster for long documents; on SST-2 it scored 80.5 against 82.9 for string, one run)",
     )
     bag: bool = Field(
         False, description="a bag of tokens: each distinct token once with its count (linear models)"

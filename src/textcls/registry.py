@@ -101,12 +101,7 @@ FASTTEXT_PRESET = {
     # Joulin et al. 2017: the mean of word and hashed word-bigram embeddings, then a linear layer,
     # trained as fastText is: plain SGD on sparse rows with a linearly decaying learning rate
     "model": {
-        "tokenizer": {
-            "word_ngrams": 2,
-            "ngram_buckets": 100_000,
-            "ngram_hash": "words",
-            "max_length": 1_000_000,
-        },
+        "tokenizer": {"word_ngrams": 2, "ngram_buckets": 100_000, "max_length": 1_000_000},
         "embedding": {"sparse": True, "oov_init": "uniform"},  # fastText's initialisation
         "head_dropout": 0.0,
     },
