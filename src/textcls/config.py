@@ -31,6 +31,13 @@ class DataConfig(_Strict):
         json_schema_extra={"cli": {"append": "text-column"}},
     )
     label_column: str | None = Field(None, description="CSV/JSONL label column (default: label)")
+    fields: list[str] | None = Field(
+        None,
+        description="the named text fields the model reads, one or two, by column name (e.g. body, "
+        "title or title,body; a headerless TSV names its columns with --text-columns): predict and "
+        "serve then take them by name; two fields are a tokenizer pair for transformers (title "
+        "first, kept whole) and are encoded apart and concatenated by word models",
+    )
     pair: bool = Field(False, description="two text fields form a sentence pair")
     header: bool | None = Field(
         None, description="TSV: the first line names the columns (default: detected and reported)"
@@ -48,6 +55,16 @@ class DataConfig(_Strict):
         "read later with format auto that look alike",
         json_schema_extra={"cli": False},
     )
+
+    @field_validator("fields")
+    @classmethod
+    def _check_fields(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        names = [name.strip() for name in value]
+        if not names or not all(names) or len(set(names)) != len(names) or len(names) > 2:
+            raise ValueError(f"fields must be one or two distinct names, e.g. title,body; got {value}")
+        return names
 
 
 class TokenizerConfig(_Strict):
@@ -233,6 +250,11 @@ class ModelConfig(_Strict):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     backbone: BackboneConfig | None = None
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    field_weights: Literal["shared", "separate"] = Field(
+        "shared",
+        description="word models reading two fields: one encoder for both (shared) or one each "
+        "(separate); the field representations are concatenated before the head",
+    )
     head_dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout before the classification layer")
     labels: list[str] = Field(default_factory=list, json_schema_extra={"cli": False})  # from the data
 

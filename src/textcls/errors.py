@@ -42,6 +42,10 @@ class ConfigError(TextClsError, ValueError):
     """A configuration value that cannot work (unknown name, bad range, missing file)."""
 
 
+class InputError(TextClsError, ValueError):
+    """A prediction input the model cannot read: a missing or unexpected field, a wrong type."""
+
+
 class ModelLoadError(TextClsError):
     """A model directory that cannot be loaded (missing file, wrong format, pickled weights)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class TextClassificationModel(nn.Module):
         dim: int = 0,
         weights: np.ndarray | None = None,
         backbone: nn.Module | None = None,
+        fields: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if len(config.labels) < 2:
@@ -92,23 +94,54 @@ class TextClassificationModel(nn.Module):
                 rows, dim, embedding.trainable, embedding.dropout, weights, sparse=embedding.sparse
             )
             input_dim = self.embedder.output_dim
+        # word models reading two fields apart: each through the encoder, then concatenated
+        self.parts = 1
+        if backbone is None:
+            from textcls.data.batching import split_fields
+
+            self.parts = split_fields(fields, config.tokenizer.bag)
+        separate = self.parts > 1 and config.field_weights == "separate"
         try:
-            self.encoder = encoder_class(input_dim, num_labels, **config.encoder.params)
+            encoders = [
+                encoder_class(input_dim, num_labels, **config.encoder.params)
+                for _ in range(self.parts if separate else 1)
+            ]
         except TypeError as error:
             raise ConfigError(f"encoder '{config.encoder.name}': bad parameters: {error}") from None
+        self.encoder = encoders[0] if len(encoders) == 1 else nn.ModuleList(encoders)
+        if self.parts > 1 and encoders[0].produces_logits:
+            raise ConfigError(
+                f"encoder '{config.encoder.name}' cannot read two fields apart; use one field or "
+                "an encoder with a sentence representation (cnn, lstm, mean, densenet-cnn)"
+            )
         self.head = (
             nn.Identity()
-            if self.encoder.produces_logits
-            else ClassificationHead(self.encoder.output_dim, num_labels, config.head_dropout)
+            if encoders[0].produces_logits
+            else ClassificationHead(encoders[0].output_dim * self.parts, num_labels, config.head_dropout)
         )
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.parts > 1:
+            return self.head(self._encode_parts(dict(features)))
         features = self.head(self.encoder(self.embedder(dict(features))))
         if "doc_index" in features:  # long documents split into windows: one row per document
             from textcls.embeddings.transformer import aggregate_windows
 
             how = self.config.backbone.aggregate if self.config.backbone else "mean"
             features["logits"] = aggregate_windows(features["logits"], features["doc_index"], how)
+        return features
+
+    def _encode_parts(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each field's tensors (``input_ids``, ``input_ids__1``, ...) through the embedder and its
+        encoder (shared or its own); their sentence representations concatenated."""
+        from textcls.data.batching import part_suffixes
+
+        pooled = []
+        for k, suffix in enumerate(part_suffixes(self.parts)):
+            part = {name: features[name + suffix] for name in ("input_ids", "attention_mask")}
+            encoder = self.encoder[k] if isinstance(self.encoder, nn.ModuleList) else self.encoder
+            pooled.append(encoder(self.embedder(part))["sentence_embedding"])
+        features["sentence_embedding"] = torch.cat(pooled, dim=-1)
         return features
 
     @property
@@ -235,12 +268,14 @@ def load_featurizer(directory: str | Path, config: ClassifierConfig | None = Non
 
         if not (directory / VOCAB_FILE).is_file():
             raise ModelLoadError(f"{directory}: missing {VOCAB_FILE}")
-        return WordFeaturizer(config.model.tokenizer, Vocab.load(directory / VOCAB_FILE))
+        return WordFeaturizer(config.model.tokenizer, Vocab.load(directory / VOCAB_FILE), config.data.fields)
     from textcls.embeddings.transformer import TransformerFeaturizer, import_transformers
 
     source = directory if uses_native_head(config.model) else directory / BACKBONE_DIR
     tokenizer = import_transformers().AutoTokenizer.from_pretrained(source)
-    return TransformerFeaturizer(tokenizer, config.model.tokenizer.max_length, config.model.backbone)
+    return TransformerFeaturizer(
+        tokenizer, config.model.tokenizer.max_length, config.model.backbone, config.data.fields
+    )
 
 
 def _load_word_model(directory: Path, config: ClassifierConfig) -> tuple[TextClassificationModel, Any]:
@@ -249,7 +284,7 @@ def _load_word_model(directory: Path, config: ClassifierConfig) -> tuple[TextCla
     featurizer = load_featurizer(directory, config)
     with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as handle:
         dim = int(handle.metadata()["dim"])
-    model = TextClassificationModel(config.model, len(featurizer.vocab), dim)
+    model = TextClassificationModel(config.model, len(featurizer.vocab), dim, fields=config.data.fields)
     _load_weights(model, directory)
     return model, featurizer
 

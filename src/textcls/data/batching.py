@@ -26,22 +26,30 @@ class WordFeaturizer:
     each distinct id appears once and ``token_weights`` holds its count (a linear model's input).
     """
 
-    def __init__(self, config: TokenizerConfig, vocab: Vocab) -> None:
+    def __init__(self, config: TokenizerConfig, vocab: Vocab, fields: Sequence[str] | None = None) -> None:
         if not isinstance(config.max_length, int):
             raise ConfigError("max_length 'auto' is resolved by training; a saved model has a number")
         self.config = config
         self.tokenizer = make_tokenizer(config)
         self.vocab = vocab
+        self.fields = list(fields or [])
         self._word_hashes = None  # fastText's n-gram hashing: each vocabulary word's crc32, once
         if config.ngram_buckets and config.ngram_hash == "words" and config.word_ngrams > 1:
             self._word_hashes = np.array([zlib.crc32(t.encode("utf-8")) for t in vocab.tokens], np.uint64)
-        self.input_names = ["input_ids", "attention_mask"] + (["token_weights"] if config.bag else [])
+        names = ["input_ids", "attention_mask"] + (["token_weights"] if config.bag else [])
+        self.parts = split_fields(self.fields, config.bag)
+        self.input_names = [name + suffix for suffix in part_suffixes(self.parts) for name in names]
 
     def words(self, text: str | tuple[str, str]) -> list[str]:
-        return self.tokenizer.tokenize(join_pair(text))
+        return self.words_batch([text])[0]
 
-    def words_batch(self, texts: Sequence[str | tuple[str, str]]) -> list[list[str]]:
-        return self.tokenizer.tokenize_batch([join_pair(text) for text in texts])
+    def words_batch(self, texts: Sequence[Any]) -> list[list[str]]:
+        """Each text's words, its fields' words one after the other."""
+        return [[w for part in parts for w in part] for parts in self.part_words(texts)]
+
+    def part_words(self, texts: Sequence[Any]) -> list[list[list[str]]]:
+        """Each text's words per part the encoder reads apart (one part, or one per field)."""
+        return field_words(self.tokenizer, texts, self.fields, self.config.bag)
 
     def features(self, words: Sequence[str]) -> list[str]:
         """The n-gram tokens of (already cut) ``words``, words excluded."""
@@ -86,12 +94,20 @@ class WordFeaturizer:
         words = self.words(text)[: self.config.max_length]
         return words + ([] if self.config.ngram_buckets else self.features(words))
 
-    def encode(self, texts: Sequence[str | tuple[str, str]]) -> list[Any]:
+    def encode(self, texts: Sequence[Any]) -> list[Any]:
+        """One item per text: its ids (or bag), or with fields read apart a tuple of one per field."""
+        per_text = self.part_words(texts)
+        if self.parts == 1:
+            return self._encode_words([parts[0] for parts in per_text])
+        columns = [self._encode_words([parts[k] for parts in per_text]) for k in range(self.parts)]
+        return list(zip(*columns, strict=True))
+
+    def _encode_words(self, word_lists: Sequence[list[str]]) -> list[Any]:
         limit, lookup = self.config.max_length, self.vocab.index.get
         hashed, buckets, size = bool(self.config.ngram_buckets), self.config.ngram_buckets, len(self.vocab)
         plain = self.config.word_ngrams == 1 and not self.config.char_ngrams
         encoded: list[Any] = []
-        for all_words in self.words_batch(texts):
+        for all_words in word_lists:
             words = all_words[:limit]
             ids = [lookup(word, 1) for word in words]
             if not plain and self._word_hashes is not None:
@@ -112,22 +128,36 @@ class WordFeaturizer:
                 encoded.append(ids or [1])  # an empty text still gets one (unknown) token
         return encoded
 
-    def count_long(self, texts: Sequence[str | tuple[str, str]]) -> int:
+    def count_long(self, texts: Sequence[Any]) -> int:
         limit = self.config.max_length
-        return sum(len(words) > limit for words in self.words_batch(texts))
+        return sum(any(len(words) > limit for words in parts) for parts in self.part_words(texts))
 
-    def truncation(self, texts: Sequence[str | tuple[str, str]]) -> dict[str, int]:
-        """How many texts ``max_length`` cuts and how many of their tokens it drops."""
-        lengths = [len(words) for words in self.words_batch(texts)]
-        return truncation_stats(lengths, [min(n, self.config.max_length) for n in lengths])
+    def truncation(self, texts: Sequence[Any]) -> dict[str, int]:
+        """How many texts ``max_length`` (per field read apart) cuts and how many tokens it drops."""
+        limit = self.config.max_length
+        per_text = [[len(words) for words in parts] for parts in self.part_words(texts)]
+        return truncation_stats([sum(n) for n in per_text], [sum(min(k, limit) for k in n) for n in per_text])
 
     def length(self, item: Any) -> int:
+        if self.parts > 1:
+            return max(self._length(part) for part in item)
+        return self._length(item)
+
+    def _length(self, item: Any) -> int:
         return len(item[0]) if self.config.bag else len(item)
 
     def collate(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
         return {name: torch.from_numpy(array) for name, array in self.collate_numpy(items).items()}
 
     def collate_numpy(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
+        if self.parts == 1:
+            return self._collate_part(items)
+        batch: dict[str, np.ndarray] = {}
+        for k, suffix in enumerate(part_suffixes(self.parts)):
+            batch.update({name + suffix: a for name, a in self._collate_part([i[k] for i in items]).items()})
+        return batch
+
+    def _collate_part(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
         if not self.config.bag:
             return collate_numpy(items)
         batch = collate_numpy([ids for ids, _ in items])
@@ -160,8 +190,38 @@ def describe_truncation(stats: dict[str, int]) -> str:
 
 
 def join_pair(text: str | tuple[str, str]) -> str:
-    """Word models read a sentence pair as one text."""
+    """Word models read an unnamed sentence pair as one text."""
     return text if isinstance(text, str) else " ".join(text)
+
+
+def split_fields(fields: Sequence[str] | None, bag: bool) -> int:
+    """How many parts a word encoder reads apart: one per field when there are two fields,
+    except for a bag of n-grams (a linear model), where each field's n-grams are features of
+    their own in one bag (the same as concatenating per-field feature vectors)."""
+    return len(fields) if fields and len(fields) > 1 and not bag else 1
+
+
+def part_suffixes(parts: int) -> list[str]:
+    """Names of the batch tensors of each part: ``input_ids``, then ``input_ids__1``, ..."""
+    return [""] + [f"__{k}" for k in range(1, parts)]
+
+
+FIELD_MARK = "\u241f"  # ␟ (unit separator): a bag model's second-field tokens are FIELD_MARK + word
+
+
+def field_words(tokenizer: Any, texts: Sequence[Any], fields: Sequence[str] | None, bag: bool) -> list[list[list[str]]]:
+    """Each text's words per part (see :func:`split_fields`): the one entry point from raw
+    inputs (strings, pairs, field mappings) to the words a word model reads."""
+    from textcls.data.fields import field_inputs
+
+    inputs = field_inputs(texts, fields)
+    if not fields or len(fields) < 2:
+        return [[words] for words in tokenizer.tokenize_batch([join_pair(t) for t in inputs])]
+    first = tokenizer.tokenize_batch([t[0] for t in inputs])
+    second = tokenizer.tokenize_batch([t[1] for t in inputs])
+    if bag:
+        return [[a + [FIELD_MARK + w for w in b]] for a, b in zip(first, second, strict=True)]
+    return [[a, b] for a, b in zip(first, second, strict=True)]
 
 
 def collate_numpy(sequences: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:

@@ -47,6 +47,7 @@ class Example:
     label: str | None = None
     text_pair: str | None = None  # second segment for sentence-pair inputs
     line: int = 0  # 1-based source line (0 if constructed in memory)
+    columns: tuple[str, ...] | None = None  # names of text (and text_pair) in the file, as read
 
     def as_input(self) -> str | tuple[str, str]:
         """What a model reads: the text, or the ``(text, text_pair)`` sentence pair."""
@@ -215,6 +216,7 @@ def read_examples(
     header: bool | None = None,
     on_bad_lines: str = "error",
     notes: list[str] | None = None,
+    fields: Sequence[str] | None = None,
 ) -> list[Example]:
     """Read every example of a data file.
 
@@ -238,6 +240,11 @@ def read_examples(
         on_bad_lines: ``error`` (default), ``warn`` or ``skip`` malformed lines (wrong number of
             fields, undecodable bytes, empty label, invalid JSON); skipped lines are counted.
         notes: a list that receives what was inferred or skipped (header row, bad lines).
+        fields: the named text fields a model reads, in order (one or two, e.g. ``["title",
+            "body"]``), by column name: ``text_columns``, the TSV header, or for csv/jsonl the
+            fields themselves. One field: that column is the example's text; two: ``text`` and
+            ``text_pair``, in the order given. A headerless TSV names its two text columns with
+            ``text_columns`` (default ``text``, ``text_pair``).
 
     Empty texts are valid examples (a web page with no text, a review that is only an emoji).
 
@@ -252,9 +259,12 @@ def read_examples(
     if fmt not in _READERS:
         raise ConfigError(f"unknown data format {format!r}; choose auto or one of {FORMATS}")
     bad = BadLines(on_bad_lines)
-    options = _Options(_as_list(text_columns), label_column, pair, require_labels, header, bad)
+    fields = check_fields(fields)
+    options = _Options(_as_list(text_columns), label_column, pair, require_labels, header, bad, fields)
     notes = notes if notes is not None else []
     examples = _READERS[fmt](p, options, notes)
+    if fields:
+        examples = [_select_fields(p, e, fields) for e in examples]
     summary = bad.summary(p)
     if summary:
         notes.append(summary)
@@ -279,6 +289,46 @@ class _Options:
     require_labels: bool
     header: bool | None = None
     bad_lines: BadLines = field(default_factory=lambda: BadLines("error"))
+    fields: list[str] | None = None
+
+    @property
+    def split_columns(self) -> bool:
+        """Two text columns stay apart (a sentence pair, or two named fields) instead of joined."""
+        return self.pair or bool(self.fields)
+
+
+MAX_FIELDS = 2
+
+
+def check_fields(fields: Sequence[str] | str | None) -> list[str] | None:
+    """The field names a model reads: one or two distinct, non-empty names (or None)."""
+    if fields is None:
+        return None
+    names = [fields] if isinstance(fields, str) else [str(f).strip() for f in fields]
+    if not names:
+        return None
+    if not all(names) or len(set(names)) != len(names) or len(names) > MAX_FIELDS:
+        raise ConfigError(
+            f"fields must be one or two distinct names, e.g. --fields title,body; got {names}"
+        )
+    return names
+
+
+def _select_fields(path: Path, example: Example, fields: list[str]) -> Example:
+    """The example as the model reads it: the named field(s), in the order asked for."""
+    names = example.columns or ("text",)
+    values = dict(zip(names, (example.text, example.text_pair or ""), strict=False))
+    missing = [f for f in fields if f not in values]
+    if missing:
+        raise DataError(
+            f"field(s) {_names(missing)} not among the text columns {_names(list(names))}",
+            path=path,
+            line=example.line,
+            hint="name the file's text columns in order with --text-columns (e.g. title,body), "
+            "or choose --fields among them",
+        )
+    pair = values[fields[1]] if len(fields) > 1 else None
+    return Example(text=values[fields[0]], label=example.label, text_pair=pair, line=example.line)
 
 
 ON_BAD_LINES = ("error", "warn", "skip")
@@ -337,14 +387,16 @@ def _make_example(
     text_pair: str | None,
     label: str | None,
     require_labels: bool,
+    columns: Sequence[str] | None = None,
 ) -> Example:
     """Build an Example from stripped fields; an empty text is valid, an empty label is not
-    (unless labels are optional)."""
+    (unless labels are optional). ``columns`` names the text (and text_pair) columns."""
     if not label:
         if require_labels:
             raise DataError("empty label", path=path, line=line, hint="give every example a label")
         label = None
-    return Example(text=text, label=label, text_pair=text_pair, line=line)
+    names = tuple(columns) if columns else None
+    return Example(text=text, label=label, text_pair=text_pair, line=line, columns=names)
 
 
 # --------------------------------------------------------------------------- TSV
@@ -387,6 +439,8 @@ def _read_tab_separated(path: Path, options: _Options, notes: list[str], label_f
         )
     field_counts = {len(fields) for _, fields in rows}
     pair = options.pair or layout.pair or (bool(rows) and field_counts == {3} and layout.names is None)
+    if options.fields and layout.names is None and options.text_columns:
+        pair = pair or len(options.text_columns) == 2
     examples = []
     for n, fields in rows:
         with options.bad_lines:
@@ -429,7 +483,7 @@ class _TsvLayout:
         label_first = label == 0 if label is not None else False
         if label is not None and texts is None:
             texts = tuple(i for i in range(len(names)) if i != label)
-        pair = options.pair and texts is not None and len(texts) == 2
+        pair = options.split_columns and texts is not None and len(texts) == 2
         return cls(label_first, label, texts, tuple(names), pair)
 
 
@@ -474,11 +528,14 @@ def _tsv_example(
         label = (
             fields[layout.label_index] if layout.label_index is not None and len(fields) == expected else None
         )
-        texts = [fields[i] for i in (layout.text_indices or range(len(fields))) if i < len(fields)]
-        if layout.label_index is None:
-            label, texts = (texts[0], texts[1:]) if layout.label_first else (texts[-1], texts[:-1])
+        indices = [i for i in (layout.text_indices or range(len(fields))) if i < len(fields)]
+        if layout.label_index is None:  # as without a header: the label is first or last
+            label = fields[indices[0] if layout.label_first else indices[-1]]
+            indices = indices[1:] if layout.label_first else indices[:-1]
+        texts = [fields[i] for i in indices]
+        columns = [layout.names[i] for i in indices]
         if not pair and len(texts) > 1:
-            texts = [" ".join(t for t in texts if t)]
+            texts, columns = [" ".join(t for t in texts if t)], ["+".join(columns)]
         text_pair = texts[1] if pair and len(texts) > 1 else None
         return _make_example(
             path,
@@ -487,6 +544,7 @@ def _tsv_example(
             text_pair=text_pair,
             label=label,
             require_labels=require_labels,
+            columns=columns[:2] if pair else columns[:1],
         )
     expected = 3 if pair else 2
     if len(fields) == expected - 1 and not require_labels:
@@ -498,8 +556,12 @@ def _tsv_example(
     else:
         label, texts = fields[-1], fields[:-1]
     text_pair = texts[1] if pair else None
+    columns = ("text", "text_pair") if pair else ("text",)
+    if options.text_columns and len(options.text_columns) == len(columns):
+        columns = tuple(options.text_columns)  # a headerless file's text columns, named in order
     return _make_example(
-        path, line, texts[0], text_pair=text_pair, label=label, require_labels=require_labels
+        path, line, texts[0], text_pair=text_pair, label=label, require_labels=require_labels,
+        columns=columns,
     )
 
 
@@ -650,7 +712,7 @@ def _resolve_columns(path: Path, line: int, available: list[str], options: _Opti
 
 
 def _resolve_text_columns(path: Path, line: int, available: list[str], options: _Options) -> list[str]:
-    names = options.text_columns
+    names = options.text_columns or options.fields
     if names is None:
         defaults = _PAIR_DEFAULTS if options.pair else [(c,) for c in _TEXT_DEFAULTS]
         names = next((list(d) for d in defaults if all(c in available for c in d)), None)
@@ -667,6 +729,10 @@ def _resolve_text_columns(path: Path, line: int, available: list[str], options: 
         raise _missing_column_error(path, line, missing, available, "text_columns")
     if options.pair and len(names) != 2:
         raise ConfigError(f"pair=True needs exactly two text columns, got {len(names)}: {names}")
+    if options.fields and len(names) > MAX_FIELDS:
+        raise ConfigError(
+            f"fields read one or two text columns; text_columns names {len(names)}: {names}"
+        )
     return names
 
 
@@ -710,14 +776,16 @@ def _record_example(path: Path, line: int, record: dict, columns: _Columns, opti
         if name not in record and (name != columns.label or options.require_labels):
             raise _missing_column_error(path, line, [name], list(record), "the data")
     texts = [_cell_text(path, line, name, record[name]) for name in columns.text]
-    if options.pair:
+    names: list[str] = list(columns.text)
+    if options.split_columns and len(texts) == 2:
         text, text_pair = texts
     else:
-        text, text_pair = " ".join(t for t in texts if t), None
+        text, text_pair, names = " ".join(t for t in texts if t), None, ["+".join(names)]
     raw_label = record.get(columns.label) if columns.label else None
     label = _cell_label(path, line, columns.label, raw_label)
     return _make_example(
-        path, line, text, text_pair=text_pair, label=label, require_labels=options.require_labels
+        path, line, text, text_pair=text_pair, label=label, require_labels=options.require_labels,
+        columns=names,
     )
 
 

@@ -115,6 +115,7 @@ def read_data_file(
         header=options.header,
         on_bad_lines=options.on_bad_lines,
         notes=notes,
+        fields=options.fields,
     )
 
 

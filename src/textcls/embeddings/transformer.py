@@ -21,10 +21,10 @@ from torch import nn
 
 from textcls.config import BackboneConfig
 from textcls.data.batching import truncation_stats
+from textcls.data.fields import TextInput, field_inputs
 from textcls.errors import ConfigError, MissingDependencyError, ModelLoadError
 
 log = logging.getLogger(__name__)
-TextInput = str | tuple[str, str]
 
 
 def minilm_l6() -> Path:
@@ -352,8 +352,11 @@ class TransformerFeaturizer:
     Whether ``token_type_ids`` exist comes from the tokenizer's own ``model_input_names``.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int, config: BackboneConfig) -> None:
+    def __init__(
+        self, tokenizer: Any, max_length: int, config: BackboneConfig, fields: Sequence[str] | None = None
+    ) -> None:
         self.tokenizer = tokenizer
+        self.fields = list(fields or [])
         self.max_length = min(max_length, _model_max_length(tokenizer))
         self.config = config
         self.use_token_types = "token_type_ids" in tokenizer.model_input_names
@@ -368,9 +371,11 @@ class TransformerFeaturizer:
     def encode(self, texts: Sequence[TextInput]) -> list[list[dict[str, list[int]]]]:
         """One list of windows per text; each window holds ``input_ids`` (and ``token_type_ids``).
 
-        Sentence pairs are always truncated (longest segment first); the long-document policy
-        applies to single texts.
+        Sentence pairs are always truncated: two named fields keep the first (the title) whole
+        and cut the second, unless the first alone takes over half the budget; unnamed pairs cut
+        the longest segment first. The long-document policy applies to single texts.
         """
+        texts = field_inputs(texts, self.fields)
         pairs = sum(isinstance(t, tuple) for t in texts)
         if pairs and pairs != len(texts):
             raise ConfigError("a batch mixes sentence pairs and single texts; give one kind only")
@@ -402,6 +407,7 @@ class TransformerFeaturizer:
     def truncation(self, texts: Sequence[TextInput]) -> dict[str, int]:
         """How many texts the long-document policy cuts (beyond ``max_chunks`` windows in chunk
         mode) and how many of their tokens it drops."""
+        texts = field_inputs(texts, self.fields)
         if any(isinstance(t, tuple) for t in texts):
             first, second = [t[0] for t in texts], [t[1] for t in texts]
             full = self.tokenizer(first, second, truncation=False)["input_ids"]
@@ -413,8 +419,25 @@ class TransformerFeaturizer:
         first, second = [t[0] for t in texts], [t[1] for t in texts]
         full = self.tokenizer(first, second, truncation=False)
         self.last_long_count = sum(len(ids) > self.max_length for ids in full["input_ids"])
-        encoded = self.tokenizer(first, second, truncation="longest_first", max_length=self.max_length)
-        return [[self._window(encoded, row)] for row in range(len(texts))]
+        rows = list(range(len(texts)))
+        groups = {"longest_first": rows}
+        if self.fields:  # named fields: the title stays whole when it fits in half the budget
+            firsts = self.tokenizer(first, add_special_tokens=False)["input_ids"]
+            short = [r for r in rows if len(firsts[r]) <= self.max_length // 2]
+            groups = {"only_second": short, "longest_first": [r for r in rows if r not in set(short)]}
+        out: list[list[dict[str, list[int]]]] = [[] for _ in rows]
+        for policy, members in groups.items():
+            if not members:
+                continue
+            encoded = self.tokenizer(
+                [first[r] for r in members],
+                [second[r] for r in members],
+                truncation=policy,
+                max_length=self.max_length,
+            )
+            for i, r in enumerate(members):
+                out[r] = [self._window(encoded, i)]
+        return out
 
     def _windows(self, texts: list[str], stride: int) -> list[list[dict[str, list[int]]]]:
         """Every text cut into windows of ``max_length`` tokens overlapping by ``stride``.

@@ -48,7 +48,13 @@ class BagPredictor(Predictor):
             self.sublinear = bool(config.model.encoder.params.get("sublinear_tf", True))
         else:  # mean of the embeddings, then the head's linear layer: fold the head into the rows
             embeddings = weights["embedder.embedding.weight"]
-            self.rows = (embeddings @ weights["head.linear.weight"].T).astype(np.float32)  # [V, C]
+            head, dim = weights["head.linear.weight"], embeddings.shape[1]
+            self.parts = self.featurizer.parts  # two fields read apart: one slice of the head each
+            self.part_rows = [
+                (embeddings @ head[:, k * dim : (k + 1) * dim].T).astype(np.float32)  # [V, C]
+                for k in range(self.parts)
+            ]
+            self.rows = self.part_rows[0]
             self.bias = weights["head.linear.bias"]
 
     def logits(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
@@ -62,10 +68,15 @@ class BagPredictor(Predictor):
                 x = tf * self.idf.take(ids)
                 norm = float(np.sqrt(x @ x))
                 out[i] = ((x / max(norm, 1e-12)) @ rows.take(ids, 0) + bias) * self.scale
-            else:
+            elif self.parts == 1:
                 # mean pooling is linear, so mean(E[ids]) @ W.T == mean((E @ W.T)[ids])
                 ids = np.array(item, dtype=np.intp)
                 out[i] = rows.take(ids, 0).sum(axis=0) * (1.0 / len(ids)) + bias
+            else:  # concatenated means: each field's mean through its slice of the head
+                out[i] = bias + sum(
+                    part.take(np.array(ids, dtype=np.intp), 0).sum(axis=0) * (1.0 / len(ids))
+                    for part, ids in zip(self.part_rows, item, strict=True)
+                )
         return out
 
     def count_long(self, texts: Sequence[TextInput]) -> int:

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from textcls.data.fields import TextInput  # a text, a sentence pair, or {field: text}
 from textcls.errors import ConfigError
 
 Prediction = dict[str, Any]
-TextInput = str | tuple[str, str]  # a text, or a sentence pair
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -35,6 +35,11 @@ class Predictor(ABC):
     @abstractmethod
     def logits(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
         """Raw scores [len(texts), num_labels], in input order."""
+
+    @property
+    def fields(self) -> list[str]:
+        """The named text fields the model reads ([]: one unnamed text)."""
+        return list(getattr(getattr(self, "featurizer", None), "fields", []) or [])
 
     def count_long(self, texts: Sequence[TextInput]) -> int | None:
         """How many texts exceed the model's max_length (None when a backend cannot tell)."""

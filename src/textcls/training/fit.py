@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 
 from textcls.config import ClassifierConfig
-from textcls.data.batching import WordFeaturizer, describe_truncation, join_pair, truncation_stats
+from textcls.data.batching import (
+    WordFeaturizer,
+    describe_truncation,
+    field_words,
+    truncation_stats,
+)
 from textcls.data.formats import Example
 from textcls.data.tokenizer import Vocab, length_stats, make_tokenizer
 from textcls.errors import ConfigError
@@ -84,7 +89,10 @@ def _build_word_model(
     from textcls.registry import ENCODERS
 
     tokenizer = make_tokenizer(config.model.tokenizer)
-    train_words = tokenizer.tokenize_batch([join_pair(e.as_input()) for e in train_examples])
+    fields = config.data.fields
+    # each text's words per part its encoder reads apart (one part, or one per field)
+    train_parts = field_words(tokenizer, [e.as_input() for e in train_examples], fields, config.model.tokenizer.bag)
+    train_words = [part for parts in train_parts for part in parts]
     max_length = resolve_max_length(config, [len(t) for t in train_words], "word")
     stats = length_stats([len(t) for t in train_words], max_length)
     log.info(
@@ -98,12 +106,15 @@ def _build_word_model(
     )
     options = config.model.tokenizer
     probe = WordFeaturizer(options, Vocab([]))  # the token strings the vocabulary is built from
-    train_tokens = [words[:max_length] + probe.features(words[:max_length]) for words in train_words]
+    train_tokens = [
+        [token for words in parts for token in words[:max_length] + probe.features(words[:max_length])]
+        for parts in train_parts
+    ]
     if options.ngram_buckets:  # hashed n-grams need no vocabulary entries
-        train_tokens = [words[:max_length] for words in train_words]
+        train_tokens = [[w for words in parts for w in words[:max_length]] for parts in train_parts]
     if getattr(ENCODERS.get(config.model.encoder.name), "reads_ids", False):  # no word vectors
         vocab = Vocab.build(train_tokens, config.model.embedding.min_count)
-        model = TextClassificationModel(config.model, len(vocab), 0)
+        model = TextClassificationModel(config.model, len(vocab), 0, fields=fields)
         vocab_stats: dict[str, Any] = {"vocab_size": len(vocab), "vectors": None}
         log.info("vocabulary: %d tokens (words and n-grams)", len(vocab))
     else:
@@ -114,10 +125,10 @@ def _build_word_model(
             buckets = rng.uniform(-1 / dim, 1 / dim, (options.ngram_buckets, dim)).astype(np.float32)
             matrix = np.concatenate([matrix, buckets])
             vocab_stats["ngram_buckets"] = options.ngram_buckets
-        model = TextClassificationModel(config.model, len(vocab), matrix.shape[1], matrix)
+        model = TextClassificationModel(config.model, len(vocab), matrix.shape[1], matrix, fields=fields)
     return (
         model,
-        WordFeaturizer(config.model.tokenizer, vocab),
+        WordFeaturizer(config.model.tokenizer, vocab, fields),
         {
             "length_stats": stats,
             "max_length": max_length,
@@ -146,11 +157,15 @@ def _build_transformer(
     )
     if config.model.tokenizer.max_length == "auto":
         sample = [e.as_input() for e in train_examples[:5000]]
-        lengths = [
-            len(ids) for ids in tokenizer([join_pair(t) for t in sample], truncation=False)["input_ids"]
-        ]
+        if any(isinstance(t, tuple) for t in sample):
+            ids = tokenizer([t[0] for t in sample], [t[1] for t in sample], truncation=False)["input_ids"]
+        else:
+            ids = tokenizer(sample, truncation=False)["input_ids"]
+        lengths = [len(i) for i in ids]
         resolve_max_length(config, lengths, "transformer")
-    featurizer = TransformerFeaturizer(tokenizer, config.model.tokenizer.max_length, backbone_config)
+    featurizer = TransformerFeaturizer(
+        tokenizer, config.model.tokenizer.max_length, backbone_config, config.data.fields
+    )
     backbone = load_backbone(backbone_config, config.model.labels, uses_native_head(config.model))
     model = TextClassificationModel(config.model, backbone=backbone)
     inputs = [e.as_input() for e in train_examples]
