@@ -90,7 +90,17 @@ def _predict_parser(sub: Any) -> None:
     )
     p.add_argument("model_dir")
     p.add_argument("texts", nargs="*", help="texts to classify; '-' reads lines from stdin")
-    p.add_argument("--file", help="file with one text per line")
+    p.add_argument(
+        "--file",
+        help="file with one text per line (a model with --fields: one JSON object per line with the "
+        'field names, e.g. {"title": "...", "body": "..."})',
+    )
+    p.add_argument(
+        "--field",
+        action="append",
+        metavar="NAME=TEXT",
+        help="one field of one input, for a model trained with --fields: --field title=... --field body=...",
+    )
     p.add_argument("--interactive", "-i", action="store_true", help="read texts at a prompt")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
@@ -516,6 +526,8 @@ def _print_predictions(text: str, prediction: Any, as_json: bool) -> None:
             line = line.replace(separator, f"\\u{ord(separator):04x}")
         print(line)
     else:  # the text is shown on one line, whatever separators it holds
+        if isinstance(text, dict):
+            text = json.dumps(text, ensure_ascii=False)
         shown = " ".join(text.split()) if isinstance(text, str) else text
         print("\t".join([*(f"{p['label']} {p['score']:.4f}" for p in ranked), shown]))
 
@@ -528,11 +540,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _interactive(classifier, args)
     from textcls.data.formats import read_text_lines
 
-    texts = list(args.texts)
+    fields = classifier.predictor.fields
+    texts: list[Any] = list(args.texts)
     if texts == ["-"]:  # one output row per input line, blank lines included, in order
-        texts = list(read_text_lines(sys.stdin.buffer))
+        texts = _field_lines(read_text_lines(sys.stdin.buffer), fields, "<stdin>")
     if args.file:
-        texts += list(read_text_lines(args.file))
+        texts += _field_lines(read_text_lines(args.file), fields, args.file)
+    if args.field:
+        texts.append(_field_arguments(args.field, fields))
     if not texts:
         raise TextClsError("no texts: give texts as arguments, '-' for stdin, --file or --interactive")
     predictions = classifier.predict(texts, top_k=args.top_k, batch_size=args.batch_size)
@@ -541,11 +556,62 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _field_lines(lines: Any, fields: list[str], source: str) -> list[Any]:
+    """Lines of a prediction file: texts, or for a model with fields JSON objects with their
+    names (a one-field model also takes plain lines). Bad JSON names the line."""
+    from textcls.errors import DataError
+
+    texts: list[Any] = []
+    for number, line in enumerate(lines, start=1):
+        if fields and (len(fields) > 1 or line.lstrip().startswith("{")):
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                raise DataError(
+                    f"not a JSON object: {error}",
+                    path=source,
+                    line=number,
+                    hint=f"this model reads the fields {', '.join(fields)}: write one JSON object "
+                    "per line, e.g. " + json.dumps({name: "..." for name in fields}),
+                ) from None
+            if not isinstance(record, dict):
+                raise DataError("not a JSON object", path=source, line=number, hint="one object per line")
+            texts.append(record)
+        else:
+            texts.append(line)
+    return texts
+
+
+def _field_arguments(pairs: list[str], fields: list[str]) -> dict[str, str]:
+    """``--field title=... --field body=...`` → one input."""
+    if not fields:
+        raise TextClsError("--field is for models trained with --fields; this one reads plain texts")
+    record: dict[str, str] = {}
+    for item in pairs:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise TextClsError(f"--field {item!r}: write NAME=TEXT, e.g. --field {fields[0]}=...")
+        if name in record:
+            raise TextClsError(f"--field {name} given twice")
+        record[name] = value
+    return record
+
+
 def _interactive(classifier: Any, args: argparse.Namespace) -> int:
     print(f"labels: {', '.join(classifier.labels)}; type a text, empty line or Ctrl-D to quit")
+    fields = classifier.predictor.fields
     while True:
         try:
-            text = input("> ").strip()
+            if len(fields) > 1:  # one prompt per field; an empty first field quits
+                text: Any = {}
+                for name in fields:
+                    text[name] = input(f"{name}> ").strip()
+                    if not text[fields[0]]:
+                        break
+                if not text[fields[0]]:
+                    break
+            else:
+                text = input("> ").strip()
         except EOFError:
             break
         if not text:

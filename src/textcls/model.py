@@ -68,6 +68,7 @@ class TextClassificationModel(nn.Module):
         if len(config.labels) < 2:
             raise ConfigError(f"need at least two labels to classify, got {config.labels}")
         self.config = config
+        self.parts = 1  # word models reading two fields apart: 2 (see below)
         num_labels = len(config.labels)
         if config.backbone is not None and backbone is None:
             raise ConfigError("a transformer model needs its backbone module")
@@ -95,7 +96,6 @@ class TextClassificationModel(nn.Module):
             )
             input_dim = self.embedder.output_dim
         # word models reading two fields apart: each through the encoder, then concatenated
-        self.parts = 1
         if backbone is None:
             from textcls.data.batching import split_fields
 

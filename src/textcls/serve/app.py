@@ -189,7 +189,9 @@ class ModelStore:
 
         try:
             model.predictor = load_predictor(model.path, backend=model.backend, threads=self.settings.threads)
-            model.predictor.predict_proba(["warm up"])  # first-call costs are paid before serving
+            fields = model.predictor.fields
+            warm_up = {name: "warm up" for name in fields} if len(fields) > 1 else "warm up"
+            model.predictor.predict_proba([warm_up])  # first-call costs are paid before serving
         except Exception as error:  # one model failing to load never takes the server down
             model.status, model.error = "FAILED", f"{type(error).__name__}: {error}"
             log.error("model %s failed to load: %s", model.name, model.error)
@@ -269,6 +271,51 @@ def parse_json(body: bytes) -> Any:
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         message = str(error)
         raise ApiError(400, "BadRequestException", f"malformed JSON: {message[:200]}") from None
+
+
+def parse_inputs(payload: Any, settings: ServeSettings, fields: list[str]) -> list[Any]:
+    """The model's inputs from a JSON body. A model trained with ``--fields`` takes its fields by
+    name, ``{"title": ..., "body": ...}`` (one input) or ``{"texts": [{...}, ...]}``; a one-field
+    model also takes plain texts. A missing, unexpected or non-string field is a 422."""
+    from textcls.data.fields import field_inputs
+    from textcls.errors import InputError
+
+    if not fields:
+        return parse_texts(payload, settings)
+    if not isinstance(payload, dict):
+        raise ApiError(422, "InvalidInputException", _fields_hint(fields))
+    if "texts" in payload:
+        items = payload["texts"]
+        if not isinstance(items, list) or not items:
+            raise ApiError(422, "InvalidInputException", '"texts" must be a non-empty list')
+    elif "text" in payload and len(fields) == 1 and fields[0] not in payload:
+        items = [payload["text"]]
+    else:
+        items = [{k: v for k, v in payload.items() if k != "top_k"}]
+    if len(items) > settings.max_texts:
+        check_texts(items, settings)  # the 413
+    try:
+        inputs = field_inputs(items, fields)
+    except InputError as error:
+        raise ApiError(422, "InvalidInputException", str(error)) from None
+    for i, item in enumerate(inputs):
+        values = list(item) if isinstance(item, tuple) else [item]
+        if not any(v.strip() for v in values):
+            raise ApiError(422, "InvalidInputException", f"text {i} is empty")
+        for value in values:
+            if len(value) > settings.max_text_chars:
+                raise ApiError(
+                    413,
+                    "PayloadTooLargeException",
+                    f"text {i} has a field of {len(value)} characters; the limit is {settings.max_text_chars}",
+                )
+    return inputs
+
+
+def _fields_hint(fields: list[str]) -> str:
+    from textcls.data.fields import describe
+
+    return f"this model reads named fields: send a JSON object {describe(fields)} or {{\"texts\": [...]}}"
 
 
 def parse_texts(payload: Any, settings: ServeSettings) -> list[str]:
@@ -643,9 +690,11 @@ def create_app(settings: ServeSettings) -> Any:
         style = body_style(kind)
         if style == "json":
             payload = parse_json(await request.body())
-            texts = parse_texts(payload, settings)
+            texts = parse_inputs(payload, settings, model.predictor.fields)
             top_k = parse_top_k(payload.get("top_k", top_k_param), 1, len(labels))
         else:
+            if len(model.predictor.fields) > 1:
+                raise ApiError(422, "InvalidInputException", _fields_hint(model.predictor.fields))
             texts = check_texts([await _raw_text(request, kind)], settings)
             top_k = parse_top_k(top_k_param, settings.default_top_k, len(labels))
         try:
@@ -669,6 +718,7 @@ def create_app(settings: ServeSettings) -> Any:
                     "modelName": m.name,
                     "status": m.status,
                     "labels": list(m.predictor.labels) if m.predictor is not None else [],
+                    "fields": m.predictor.fields if m.predictor is not None else [],
                 }
                 for m in store.models.values()
             ]
