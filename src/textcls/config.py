@@ -255,6 +255,23 @@ class ModelConfig(_Strict):
         description="word models reading two fields: one encoder for both (shared) or one each "
         "(separate); the field representations are concatenated before the head",
     )
+    cluster_features: int = Field(
+        0,
+        ge=0,
+        description="K > 1: the k-means cluster (of K, fitted on train) of each text's sentence "
+        "embedding is one more input of a word model (0: off)",
+    )
+    cluster_mode: Literal["concat", "add"] = Field(
+        "concat",
+        description="concat: a learned cluster embedding joins the sentence representation before "
+        "the head; add: it is added to every token embedding at the first layer",
+    )
+    cluster_embedder: str = Field(
+        "minilm-l6",
+        description="the sentence-embedding model for --cluster-features: minilm-l6 (packaged, mean "
+        "pooling) or a local Hugging Face encoder directory",
+    )
+    cluster_dim: int = Field(16, ge=1, description="size of the learned cluster embedding (concat mode)")
     head_dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout before the classification layer")
     labels: list[str] = Field(default_factory=list, json_schema_extra={"cli": False})  # from the data
 

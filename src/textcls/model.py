@@ -69,6 +69,7 @@ class TextClassificationModel(nn.Module):
             raise ConfigError(f"need at least two labels to classify, got {config.labels}")
         self.config = config
         self.parts = 1  # word models reading two fields apart: 2 (see below)
+        self.clusters: nn.Embedding | None = None  # --cluster-features (see below)
         num_labels = len(config.labels)
         if config.backbone is not None and backbone is None:
             raise ConfigError("a transformer model needs its backbone module")
@@ -114,14 +115,28 @@ class TextClassificationModel(nn.Module):
                 f"encoder '{config.encoder.name}' cannot read two fields apart; use one field or "
                 "an encoder with a sentence representation (cnn, lstm, mean, densenet-cnn)"
             )
+        head_dim = encoders[0].output_dim * self.parts
+        if config.cluster_features:  # one learned vector per k-means cluster
+            if backbone is not None or encoders[0].produces_logits or getattr(encoder_class, "reads_ids", False):
+                raise ConfigError(
+                    "cluster features are for word models with a sentence representation (cnn, "
+                    "lstm, mean/fasttext, densenet-cnn), not transformers, linear or gnb"
+                )
+            width = dim if config.cluster_mode == "add" else config.cluster_dim
+            self.clusters = nn.Embedding(config.cluster_features, width)
+            if config.cluster_mode == "add":  # at the scale of the word vectors it is added to
+                scale = float(np.std(weights)) if weights is not None else 0.1
+                nn.init.normal_(self.clusters.weight, std=scale or 0.1)
+            else:
+                head_dim += width
         self.head = (
             nn.Identity()
             if encoders[0].produces_logits
-            else ClassificationHead(encoders[0].output_dim * self.parts, num_labels, config.head_dropout)
+            else ClassificationHead(head_dim, num_labels, config.head_dropout)
         )
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.parts > 1:
+        if self.parts > 1 or self.clusters is not None:
             return self.head(self._encode_parts(dict(features)))
         features = self.head(self.encoder(self.embedder(dict(features))))
         if "doc_index" in features:  # long documents split into windows: one row per document
@@ -136,12 +151,19 @@ class TextClassificationModel(nn.Module):
         encoder (shared or its own); their sentence representations concatenated."""
         from textcls.data.batching import part_suffixes
 
+        cluster = self.clusters(features["cluster_ids"]) if self.clusters is not None else None
+        add = cluster is not None and self.config.cluster_mode == "add"
         pooled = []
         for k, suffix in enumerate(part_suffixes(self.parts)):
             part = {name: features[name + suffix] for name in ("input_ids", "attention_mask")}
             encoder = self.encoder[k] if isinstance(self.encoder, nn.ModuleList) else self.encoder
-            pooled.append(encoder(self.embedder(part))["sentence_embedding"])
-        features["sentence_embedding"] = torch.cat(pooled, dim=-1)
+            part = self.embedder(part)
+            if add:  # mode 5: the cluster vector added to every token embedding
+                part["token_embeddings"] = part["token_embeddings"] + cluster.unsqueeze(1)
+            pooled.append(encoder(part)["sentence_embedding"])
+        if cluster is not None and not add:  # mode 4: joined to the sentence representation
+            pooled.append(cluster)
+        features["sentence_embedding"] = torch.cat(pooled, dim=-1) if len(pooled) > 1 else pooled[0]
         return features
 
     @property
@@ -204,6 +226,8 @@ def save_model(
         else:
             metadata["vocab_size"] = str(len(featurizer.vocab))
             featurizer.vocab.save(directory / VOCAB_FILE)
+            if config.model.cluster_features:
+                featurizer.save(directory)  # clusters.safetensors: the k-means centroids
         _atomic(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata=metadata))
     labels = config.model.labels
     (directory / LABELS_FILE).write_text(
@@ -268,7 +292,12 @@ def load_featurizer(directory: str | Path, config: ClassifierConfig | None = Non
 
         if not (directory / VOCAB_FILE).is_file():
             raise ModelLoadError(f"{directory}: missing {VOCAB_FILE}")
-        return WordFeaturizer(config.model.tokenizer, Vocab.load(directory / VOCAB_FILE), config.data.fields)
+        featurizer = WordFeaturizer(config.model.tokenizer, Vocab.load(directory / VOCAB_FILE), config.data.fields)
+        if config.model.cluster_features:
+            from textcls.embeddings.clusters import load_cluster_featurizer
+
+            return load_cluster_featurizer(featurizer, directory, config.model)
+        return featurizer
     from textcls.embeddings.transformer import TransformerFeaturizer, import_transformers
 
     source = directory if uses_native_head(config.model) else directory / BACKBONE_DIR

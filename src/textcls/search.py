@@ -61,6 +61,7 @@ MODEL_NAMES = (
     "special_tokens_map.json",
     "init.safetensors",  # rewind points for textcls prune (train.save_init, train.rewind_at)
     "rewind.safetensors",
+    "clusters.safetensors",  # k-means centroids of --cluster-features
     BEST_FILE,
 )
 

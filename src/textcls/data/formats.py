@@ -47,7 +47,8 @@ class Example:
     label: str | None = None
     text_pair: str | None = None  # second segment for sentence-pair inputs
     line: int = 0  # 1-based source line (0 if constructed in memory)
-    columns: tuple[str, ...] | None = None  # names of text (and text_pair) in the file, as read
+    # names of the text (and text_pair) columns in the file, as read; not part of equality
+    columns: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
     def as_input(self) -> str | tuple[str, str]:
         """What a model reads: the text, or the ``(text, text_pair)`` sentence pair."""

@@ -95,7 +95,8 @@ def export_graph(model: Any, featurizer: Any, texts: Sequence[TextInput], path: 
         _use_eager_attention(model)
     encoded = featurizer.encode(list(texts))
     batch = featurizer.collate(sorted(encoded, key=featurizer.length)[-2:] + encoded[:1])
-    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    # [batch, sequence] tensors, and per-text ones ([batch]: the cluster ids)
+    axes = {name: {0: "batch", 1: "sequence"} if batch[name].dim() > 1 else {0: "batch"} for name in names}
     axes["logits"] = {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes

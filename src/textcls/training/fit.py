@@ -126,10 +126,19 @@ def _build_word_model(
             matrix = np.concatenate([matrix, buckets])
             vocab_stats["ngram_buckets"] = options.ngram_buckets
         model = TextClassificationModel(config.model, len(vocab), matrix.shape[1], matrix, fields=fields)
+    featurizer: Any = WordFeaturizer(config.model.tokenizer, vocab, fields)
+    cluster_stats = None
+    if config.model.cluster_features:  # k-means of the training texts' sentence embeddings
+        from textcls.embeddings.clusters import build_cluster_featurizer
+
+        featurizer, cluster_stats = build_cluster_featurizer(
+            featurizer, [e.as_input() for e in train_examples], config.model, config.train.seed
+        )
     return (
         model,
-        WordFeaturizer(config.model.tokenizer, vocab, fields),
+        featurizer,
         {
+            **({"clusters": cluster_stats} if cluster_stats else {}),
             "length_stats": stats,
             "max_length": max_length,
             "truncation": truncation_stats(
