@@ -48,21 +48,25 @@ def record(rows: list[dict], row: dict) -> list[dict]:
     rows = [r for r in rows if (r["dataset"], r["run"]) != (row["dataset"], row["run"])]
     rows.append(row)
     korean = ("korean_hate_speech", "nsmc_like")
-    for path, mine in ((RESULTS, lambda r: r["dataset"] not in korean),
-                       (RESULTS.with_name("fields-korean.json"), lambda r: r["dataset"] in korean)):
+    files = (
+        (RESULTS, lambda r: r["dataset"] not in korean and not r["run"].startswith("minilm")),
+        (RESULTS.with_name("fields-minilm.json"), lambda r: r["run"].startswith("minilm")),
+        (RESULTS.with_name("fields-korean.json"), lambda r: r["dataset"] in korean),
+    )
+    for path, mine in files:
         if mine(row):
             save_json(path, [r for r in rows if mine(r)])
     return rows
 
 
-def train_row(dataset: str, run: str, data: Path, settings: dict, test: Path | None = None, **data_kw) -> dict:
+def train_row(dataset: str, run: str, data: Path, settings: dict, test: Path | None = None, model: str = "cnn") -> dict:
     import textcls
 
-    out = RUNS / f"{dataset}-{run}"
+    out = RUNS / f"{dataset}-{run}".replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    classifier = textcls.TextClassifier(model="cnn", tensorboard=False, **settings)
-    classifier.fit(data, out_dir=out, progress=False, **data_kw)
+    classifier = textcls.TextClassifier(model=model, tensorboard=False, **settings)
+    classifier.fit(data, out_dir=out, progress=False)
     seconds = time.perf_counter() - started
     result = json.loads((out / "train_result.json").read_text())
     history = result["history"]
@@ -112,6 +116,31 @@ def run_fields(rows: list[dict], clusters: list[int], modes: list[str], reuse: b
             print(f"news_title_body {run} ...", flush=True)
             settings = {**base, "fields": ["title", "body"], "cluster_features": k, "cluster_mode": mode}
             rows = record(rows, train_row("news_title_body", run, NEWS, settings))
+    return rows
+
+
+def subset(folder: Path, name: str, sizes: dict[str, int]) -> Path:
+    """The first N lines of each split after a fixed shuffle (the files are sorted by label)."""
+    import random
+
+    out = RUNS / name
+    out.mkdir(parents=True, exist_ok=True)
+    for split, count in sizes.items():
+        lines = (folder / f"{split}.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+        random.Random(0).shuffle(lines)
+        (out / f"{split}.txt").write_text("".join(lines[:count]), encoding="utf-8")
+    return out
+
+
+def run_minilm(rows: list[dict], train: int, epochs: int) -> list[dict]:
+    """Modes 1-3 with MiniLM-L6 on a subset (CPU): the preset's learning rates, max_length 128."""
+    data = subset(NEWS, "news-subset", {"train": train, "valid": 1131, "test": 2000})
+    for run, fields in (("mode 1 (body)", ["body"]), ("mode 2 (title)", ["title"]), ("mode 3 (title,body)", ["title", "body"])):
+        name = f"minilm-l6 {run}, {train:,} train, {epochs} epochs"
+        print(f"news_title_body {name} ...", flush=True)
+        settings = {"text_columns": ["title", "body"], "fields": fields, "epochs": epochs,
+                    "target_steps": None, "max_length": 128, "patience": 0}
+        rows = record(rows, train_row("news_title_body", name, data, settings, model="minilm-l6"))
     return rows
 
 
@@ -169,7 +198,9 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["all", "fields", "korean"], default="all")
+    parser.add_argument("--part", choices=["all", "fields", "minilm", "korean"], default="all")
+    parser.add_argument("--minilm-train", type=int, default=2000, help="MiniLM: training examples (subset)")
+    parser.add_argument("--minilm-epochs", type=int, default=3)
     parser.add_argument("--clusters", default="8,16,32,64", help="K values (empty: no cluster runs)")
     parser.add_argument("--modes", default="concat,add", help="cluster modes (concat = mode 4, add = mode 5)")
     parser.add_argument("--nsmc-lines", type=int, help="train nsmc_like on its first N lines only")
@@ -184,6 +215,8 @@ def main() -> None:
     if args.part in ("all", "fields"):
         clusters = [int(k) for k in args.clusters.split(",") if k]
         rows = run_fields(rows, clusters, [m for m in args.modes.split(",") if m], args.reuse)
+    if args.part in ("all", "minilm"):
+        rows = run_minilm(rows, args.minilm_train, args.minilm_epochs)
     if args.part in ("all", "korean"):
         rows = run_korean(rows, args.nsmc_lines)
     print(table(rows))

@@ -93,11 +93,14 @@ def _build_word_model(
     # each text's words per part its encoder reads apart (one part, or one per field)
     train_parts = field_words(tokenizer, [e.as_input() for e in train_examples], fields, config.model.tokenizer.bag)
     train_words = [part for parts in train_parts for part in parts]
-    max_length = resolve_max_length(config, [len(t) for t in train_words], "word")
-    stats = length_stats([len(t) for t in train_words], max_length)
+    # max_length caps each part: follow the longest part of each text (the body, not the title)
+    longest = [max(len(words) for words in parts) for parts in train_parts]
+    max_length = resolve_max_length(config, longest, "word")
+    stats = length_stats(longest, max_length)
     log.info(
-        "training texts: %d, tokens mean %.1f / p95 %.0f / max %d; %d longer than max_length %d",
-        len(train_words),
+        "training texts: %d%s, tokens mean %.1f / p95 %.0f / max %d; %d longer than max_length %d",
+        len(train_parts),
+        f" (fields {', '.join(fields)} read apart; lengths of the longer)" if len(train_parts[0]) > 1 else "",
         stats["mean"],
         stats["p95"],
         stats["max"],
