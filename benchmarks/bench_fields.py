@@ -144,19 +144,24 @@ def run_minilm(rows: list[dict], train: int, epochs: int) -> list[dict]:
     return rows
 
 
-def run_korean(rows: list[dict], nsmc_lines: int | None) -> list[dict]:
+def run_korean(rows: list[dict], nsmc_lines: int | None, models: list[str], sets: list[str]) -> list[dict]:
     khs, morph = SHARED_DATA / "korean_hate_speech", SHARED_DATA / "korean_hate_speech_morph"
-    for run, folder, settings in (
-        ("whitespace (regex)", khs, {}),
-        ("kiwi morphemes", khs, {"tokenizer_engine": "kiwi"}),
-        ("precomputed morph files", morph, {}),
-    ):
-        if not folder.is_dir():
-            continue
-        print(f"korean_hate_speech {run} ...", flush=True)
-        # test.txt is valid.txt: select on a carve of train (valid.txt never read), test on test.txt
-        row = train_row("korean_hate_speech", run, folder / "train.txt", settings, test=folder / "test.txt")
-        rows = record(rows, row)
+    for model in models if "korean_hate_speech" in sets else []:
+        tag = "" if model == "cnn" else f"{model}, "
+        for run, folder, settings in (
+            ("whitespace (regex)", khs, {}),
+            ("kiwi morphemes", khs, {"tokenizer_engine": "kiwi"}),
+            ("precomputed morph files", morph, {}),
+        ):
+            if not folder.is_dir():
+                continue
+            print(f"korean_hate_speech {tag}{run} ...", flush=True)
+            # test.txt is valid.txt: select on a carve of train (valid.txt never read), test on test.txt
+            row = train_row("korean_hate_speech", tag + run, folder / "train.txt", settings,
+                            test=folder / "test.txt", model=model)
+            rows = record(rows, row)
+    if "nsmc_like" not in sets:
+        return rows
     nsmc = SHARED_DATA / "nsmc_like"
     data = nsmc
     if nsmc_lines:
@@ -167,10 +172,12 @@ def run_korean(rows: list[dict], nsmc_lines: int | None) -> list[dict]:
         for split in ("valid.txt", "test.txt"):
             if (nsmc / split).is_file():
                 shutil.copy(nsmc / split, data / split)
-    for run, settings in (("whitespace (regex)", {}), ("kiwi morphemes", {"tokenizer_engine": "kiwi"})):
-        name = run + (f", first {nsmc_lines:,} train lines" if nsmc_lines else "")
-        print(f"nsmc_like {name} ...", flush=True)
-        rows = record(rows, train_row("nsmc_like", name, data, settings, test=data / "test.txt"))
+    for model in models:
+        for run, settings in (("whitespace (regex)", {}), ("kiwi morphemes", {"tokenizer_engine": "kiwi"})):
+            name = ("" if model == "cnn" else f"{model}, ") + run
+            name += f", first {nsmc_lines:,} train lines" if nsmc_lines else ""
+            print(f"nsmc_like {name} ...", flush=True)
+            rows = record(rows, train_row("nsmc_like", name, data, settings, test=data / "test.txt", model=model))
     return rows
 
 
@@ -204,6 +211,8 @@ def main() -> None:
     parser.add_argument("--clusters", default="8,16,32,64", help="K values (empty: no cluster runs)")
     parser.add_argument("--modes", default="concat,add", help="cluster modes (concat = mode 4, add = mode 5)")
     parser.add_argument("--nsmc-lines", type=int, help="train nsmc_like on its first N lines only")
+    parser.add_argument("--korean-models", default="cnn", help="word-model presets for the Korean runs")
+    parser.add_argument("--korean-sets", default="korean_hate_speech,nsmc_like")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="skip modes 1-3 rows already in the results")
     parser.add_argument("--out", type=Path, help="write the section into this Markdown file")
@@ -218,7 +227,7 @@ def main() -> None:
     if args.part in ("all", "minilm"):
         rows = run_minilm(rows, args.minilm_train, args.minilm_epochs)
     if args.part in ("all", "korean"):
-        rows = run_korean(rows, args.nsmc_lines)
+        rows = run_korean(rows, args.nsmc_lines, args.korean_models.split(","), args.korean_sets.split(","))
     print(table(rows))
     if args.out:
         command = "make bench-fields  (= .venv/bin/python benchmarks/bench_fields.py --out BENCHMARKS.md)"
