@@ -185,15 +185,21 @@ def table(rows: list[dict]) -> str:
     lines = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         lines += [f"### {dataset}", "",
-                  "| run | test acc | macro-F1 | best epoch (of run) | best valid acc | s to best epoch | valid acc by epoch |",
-                  "|---|---:|---:|---:|---:|---:|---|"]
+                  "| run | test acc | macro-F1 | best epoch (of run) | best valid acc | s to best epoch "
+                  "| reaches mode 3's best valid at | valid acc by epoch |",
+                  "|---|---:|---:|---:|---:|---:|---|---|"]
+        plain = next((r for r in rows if r["dataset"] == dataset and r["run"] == "mode 3 (title,body)"), None)
         for r in rows:
             if r["dataset"] != dataset or "test_accuracy" not in r:
                 continue
             curve = " ".join(f"{v:.1f}" for v in r["valid_curve"])
+            reach = ""
+            if plain is not None and r["run"].startswith(("mode 3", "mode 4", "mode 5")):
+                hits = [i for i, v in enumerate(r["valid_curve"]) if v >= plain["best_valid_accuracy"]]
+                reach = (f"epoch {hits[0] + 1} ({r['seconds_curve'][hits[0]]:.0f} s)" if hits else "never")
             lines.append(
                 f"| {r['run']} | {r['test_accuracy']:.2f} | {r['macro_f1']:.2f} | {r['best_epoch']} ({r['epochs_run']}) "
-                f"| {r['best_valid_accuracy']:.2f} | {r['seconds_to_best']:.0f} | {curve} |"
+                f"| {r['best_valid_accuracy']:.2f} | {r['seconds_to_best']:.0f} | {reach} | {curve} |"
             )
         extra = [r for r in rows if r["dataset"] == dataset and "texts" in r]
         if extra:
