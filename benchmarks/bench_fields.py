@@ -144,7 +144,10 @@ def run_minilm(rows: list[dict], train: int, epochs: int) -> list[dict]:
     return rows
 
 
-def run_korean(rows: list[dict], nsmc_lines: int | None, models: list[str], sets: list[str]) -> list[dict]:
+def run_korean(
+    rows: list[dict], nsmc_lines: int | None, models: list[str], sets: list[str],
+    tokenizers: tuple[str, ...] = ("regex", "kiwi"), time_limit: float | None = None,
+) -> list[dict]:
     khs, morph = SHARED_DATA / "korean_hate_speech", SHARED_DATA / "korean_hate_speech_morph"
     for model in models if "korean_hate_speech" in sets else []:
         tag = "" if model == "cnn" else f"{model}, "
@@ -174,8 +177,13 @@ def run_korean(rows: list[dict], nsmc_lines: int | None, models: list[str], sets
                 shutil.copy(nsmc / split, data / split)
     for model in models:
         for run, settings in (("whitespace (regex)", {}), ("kiwi morphemes", {"tokenizer_engine": "kiwi"})):
+            if settings.get("tokenizer_engine", "regex") not in tokenizers:
+                continue
+            if time_limit:
+                settings = {**settings, "time_limit": time_limit}
             name = ("" if model == "cnn" else f"{model}, ") + run
             name += f", first {nsmc_lines:,} train lines" if nsmc_lines else ""
+            name += f", --time-limit {time_limit:g}" if time_limit else ""
             print(f"nsmc_like {name} ...", flush=True)
             rows = record(rows, train_row("nsmc_like", name, data, settings, test=data / "test.txt", model=model))
     return rows
@@ -219,6 +227,8 @@ def main() -> None:
     parser.add_argument("--nsmc-lines", type=int, help="train nsmc_like on its first N lines only")
     parser.add_argument("--korean-models", default="cnn", help="word-model presets for the Korean runs")
     parser.add_argument("--korean-sets", default="korean_hate_speech,nsmc_like")
+    parser.add_argument("--korean-tokenizers", default="regex,kiwi", help="nsmc_like: regex, kiwi or both")
+    parser.add_argument("--time-limit", type=float, help="nsmc_like: seconds of training per run at most")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="skip modes 1-3 rows already in the results")
     parser.add_argument("--out", type=Path, help="write the section into this Markdown file")
@@ -233,7 +243,8 @@ def main() -> None:
     if args.part in ("all", "minilm"):
         rows = run_minilm(rows, args.minilm_train, args.minilm_epochs)
     if args.part in ("all", "korean"):
-        rows = run_korean(rows, args.nsmc_lines, args.korean_models.split(","), args.korean_sets.split(","))
+        rows = run_korean(rows, args.nsmc_lines, args.korean_models.split(","), args.korean_sets.split(","),
+                          tuple(args.korean_tokenizers.split(",")), args.time_limit)
     print(table(rows))
     if args.out:
         command = "make bench-fields  (= .venv/bin/python benchmarks/bench_fields.py --out BENCHMARKS.md)"
