@@ -223,7 +223,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["all", "fields", "minilm", "korean"], default="all")
+    parser.add_argument("--part", choices=["all", "fields", "minilm", "korean", "none"], default="all")
     parser.add_argument("--minilm-train", type=int, default=2000, help="MiniLM: training examples (subset)")
     parser.add_argument("--minilm-epochs", type=int, default=3)
     parser.add_argument("--clusters", default="8,16,32,64", help="K values (empty: no cluster runs)")
@@ -236,11 +236,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="skip modes 1-3 rows already in the results")
     parser.add_argument("--out", type=Path, help="write the section into this Markdown file")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: write the table of the results")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     rows = load_rows()
+    if args.report_only:
+        args.part = "none"
     if args.part in ("all", "fields"):
         clusters = [int(k) for k in args.clusters.split(",") if k]
         rows = run_fields(rows, clusters, [m for m in args.modes.split(",") if m], args.reuse)
