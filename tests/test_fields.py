@@ -310,3 +310,22 @@ def test_web_page_shows_one_box_per_field(store, tmp_path) -> None:
         assert page.locator(".result .label").first.inner_text() == "sports"
         assert "title: goal match team" in page.inner_text(".result .text")
         browser.close()
+
+
+def test_auto_chooses_among_models_that_read_the_fields(data, tmp_path) -> None:
+    from test_auto import FAST, LADDER
+
+    from textcls.auto import train_auto
+
+    board = train_auto(
+        data, tmp_path / "auto", time_budget=300, candidates=LADDER[:2],
+        text_columns=["title", "body"], fields=["title", "body"], **FAST,
+    )  # fmt: skip
+    rows = {r["candidate"]: r for r in board["rows"]}
+    assert {rows["linear"]["status"], rows["mean"]["status"]} <= {"ok", "winner"}
+    winner_row = rows[board["winner"]]
+    assert winner_row["test_accuracy"] >= 0.9  # read with the fields: only the title decides
+    assert load_predictor(tmp_path / "auto" / "candidates" / "mean").fields == ["title", "body"]
+    winner = load_predictor(tmp_path / "auto", backend=board["backend"])
+    assert winner.fields == ["title", "body"]
+    assert winner.predict([{"title": "goal match team", "body": "song album"}])[0]["label"] == "sports"
