@@ -59,7 +59,9 @@ def record(rows: list[dict], row: dict) -> list[dict]:
     return rows
 
 
-def train_row(dataset: str, run: str, data: Path, settings: dict, test: Path | None = None, model: str = "cnn") -> dict:
+def train_row(
+    dataset: str, run: str, data: Path, settings: dict, test: Path | None = None, model: str = "cnn"
+) -> dict:
     import textcls
 
     out = RUNS / f"{dataset}-{run}".replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
@@ -91,7 +93,11 @@ def train_row(dataset: str, run: str, data: Path, settings: dict, test: Path | N
 
 def run_fields(rows: list[dict], clusters: list[int], modes: list[str], reuse: bool = False) -> list[dict]:
     base = {"text_columns": ["title", "body"]}
-    for run, fields in (("mode 1 (body)", ["body"]), ("mode 2 (title)", ["title"]), ("mode 3 (title,body)", ["title", "body"])):
+    for run, fields in (
+        ("mode 1 (body)", ["body"]),
+        ("mode 2 (title)", ["title"]),
+        ("mode 3 (title,body)", ["title", "body"]),
+    ):
         if any(r["dataset"] == "news_title_body" and r["run"] == run for r in rows) and reuse:
             continue
         print(f"news_title_body {run} ...", flush=True)
@@ -106,9 +112,19 @@ def run_fields(rows: list[dict], clusters: list[int], modes: list[str], reuse: b
             texts = [embedding_text(e.as_input()) for e in getattr(splits, split)]
             started = time.perf_counter()
             embedder.embed(texts)
-            print(f"sentence embeddings of {split} ({len(texts)}): {time.perf_counter() - started:.1f} s", flush=True)
-            rows = record(rows, {"dataset": "news_title_body", "run": f"embedding {split}",
-                                 "texts": len(texts), "seconds": round(time.perf_counter() - started, 1)})
+            print(
+                f"sentence embeddings of {split} ({len(texts)}): {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+            rows = record(
+                rows,
+                {
+                    "dataset": "news_title_body",
+                    "run": f"embedding {split}",
+                    "texts": len(texts),
+                    "seconds": round(time.perf_counter() - started, 1),
+                },
+            )
     for k in clusters:  # K outer, so a cut-off run still has both modes of the first K values
         for mode in modes:
             number = 4 if mode == "concat" else 5
@@ -135,18 +151,32 @@ def subset(folder: Path, name: str, sizes: dict[str, int]) -> Path:
 def run_minilm(rows: list[dict], train: int, epochs: int) -> list[dict]:
     """Modes 1-3 with MiniLM-L6 on a subset (CPU): the preset's learning rates, max_length 128."""
     data = subset(NEWS, "news-subset", {"train": train, "valid": 1131, "test": 2000})
-    for run, fields in (("mode 1 (body)", ["body"]), ("mode 2 (title)", ["title"]), ("mode 3 (title,body)", ["title", "body"])):
+    for run, fields in (
+        ("mode 1 (body)", ["body"]),
+        ("mode 2 (title)", ["title"]),
+        ("mode 3 (title,body)", ["title", "body"]),
+    ):
         name = f"minilm-l6 {run}, {train:,} train, {epochs} epochs"
         print(f"news_title_body {name} ...", flush=True)
-        settings = {"text_columns": ["title", "body"], "fields": fields, "epochs": epochs,
-                    "target_steps": None, "max_length": 128, "patience": 0}
+        settings = {
+            "text_columns": ["title", "body"],
+            "fields": fields,
+            "epochs": epochs,
+            "target_steps": None,
+            "max_length": 128,
+            "patience": 0,
+        }
         rows = record(rows, train_row("news_title_body", name, data, settings, model="minilm-l6"))
     return rows
 
 
 def run_korean(
-    rows: list[dict], nsmc_lines: int | None, models: list[str], sets: list[str],
-    tokenizers: tuple[str, ...] = ("regex", "kiwi"), time_limit: float | None = None,
+    rows: list[dict],
+    nsmc_lines: int | None,
+    models: list[str],
+    sets: list[str],
+    tokenizers: tuple[str, ...] = ("regex", "kiwi"),
+    time_limit: float | None = None,
 ) -> list[dict]:
     khs, morph = SHARED_DATA / "korean_hate_speech", SHARED_DATA / "korean_hate_speech_morph"
     for model in models if "korean_hate_speech" in sets else []:
@@ -164,8 +194,14 @@ def run_korean(
                 continue
             print(f"korean_hate_speech {tag}{run} ...", flush=True)
             # test.txt is valid.txt: select on a carve of train (valid.txt never read), test on test.txt
-            row = train_row("korean_hate_speech", tag + run, folder / "train.txt", settings,
-                            test=folder / "test.txt", model=model)
+            row = train_row(
+                "korean_hate_speech",
+                tag + run,
+                folder / "train.txt",
+                settings,
+                test=folder / "test.txt",
+                model=model,
+            )
             rows = record(rows, row)
     if "nsmc_like" not in sets:
         return rows
@@ -189,17 +225,22 @@ def run_korean(
             name += f", first {nsmc_lines:,} train lines" if nsmc_lines else ""
             name += f", --time-limit {time_limit:g}" if time_limit else ""
             print(f"nsmc_like {name} ...", flush=True)
-            rows = record(rows, train_row("nsmc_like", name, data, settings, test=data / "test.txt", model=model))
+            rows = record(
+                rows, train_row("nsmc_like", name, data, settings, test=data / "test.txt", model=model)
+            )
     return rows
 
 
 def table(rows: list[dict]) -> str:
     lines = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        lines += [f"### {dataset}", "",
-                  "| run | test acc | macro-F1 | best epoch (of run) | best valid acc | s to best epoch "
-                  "| reaches mode 3's best valid at | valid acc by epoch |",
-                  "|---|---:|---:|---:|---:|---:|---|---|"]
+        lines += [
+            f"### {dataset}",
+            "",
+            "| run | test acc | macro-F1 | best epoch (of run) | best valid acc | s to best epoch "
+            "| reaches mode 3's best valid at | valid acc by epoch |",
+            "|---|---:|---:|---:|---:|---:|---|---|",
+        ]
         plain = next((r for r in rows if r["dataset"] == dataset and r["run"] == "mode 3 (title,body)"), None)
         for r in rows:
             if r["dataset"] != dataset or "test_accuracy" not in r:
@@ -208,15 +249,21 @@ def table(rows: list[dict]) -> str:
             reach = ""
             if plain is not None and r["run"].startswith(("mode 3", "mode 4", "mode 5")):
                 hits = [i for i, v in enumerate(r["valid_curve"]) if v >= plain["best_valid_accuracy"]]
-                reach = (f"epoch {hits[0] + 1} ({r['seconds_curve'][hits[0]]:.0f} s)" if hits else "never")
+                reach = f"epoch {hits[0] + 1} ({r['seconds_curve'][hits[0]]:.0f} s)" if hits else "never"
             lines.append(
-                f"| {r['run']} | {r['test_accuracy']:.2f} | {r['macro_f1']:.2f} | {r['best_epoch']} ({r['epochs_run']}) "
+                f"| {r['run']} | {r['test_accuracy']:.2f} | {r['macro_f1']:.2f} "
+                f"| {r['best_epoch']} ({r['epochs_run']}) "
                 f"| {r['best_valid_accuracy']:.2f} | {r['seconds_to_best']:.0f} | {reach} | {curve} |"
             )
         extra = [r for r in rows if r["dataset"] == dataset and "texts" in r]
         if extra:
-            lines += ["", "Sentence embeddings (MiniLM-L6, once; later runs read the cache): " + "; ".join(
-                f"{r['run'].split()[-1]} {r['texts']:,} texts in {r['seconds']:.0f} s" for r in extra)]
+            lines += [
+                "",
+                "Sentence embeddings (MiniLM-L6, once; later runs read the cache): "
+                + "; ".join(
+                    f"{r['run'].split()[-1]} {r['texts']:,} texts in {r['seconds']:.0f} s" for r in extra
+                ),
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -236,7 +283,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="skip modes 1-3 rows already in the results")
     parser.add_argument("--out", type=Path, help="write the section into this Markdown file")
-    parser.add_argument("--report-only", action="store_true", help="train nothing: write the table of the results")
+    parser.add_argument(
+        "--report-only", action="store_true", help="train nothing: write the table of the results"
+    )
     args = parser.parse_args()
     import torch
 
@@ -250,13 +299,25 @@ def main() -> None:
     if args.part in ("all", "minilm"):
         rows = run_minilm(rows, args.minilm_train, args.minilm_epochs)
     if args.part in ("all", "korean"):
-        rows = run_korean(rows, args.nsmc_lines, args.korean_models.split(","), args.korean_sets.split(","),
-                          tuple(args.korean_tokenizers.split(",")), args.time_limit)
+        rows = run_korean(
+            rows,
+            args.nsmc_lines,
+            args.korean_models.split(","),
+            args.korean_sets.split(","),
+            tuple(args.korean_tokenizers.split(",")),
+            args.time_limit,
+        )
     print(table(rows))
     if args.out:
         command = "make bench-fields  (= .venv/bin/python benchmarks/bench_fields.py --out BENCHMARKS.md)"
-        write_section(args.out, "bench-fields", "## Fields, clusters and Korean morphology (issue 17)\n\n"
-                      + header(command) + "\n\n" + table(rows))
+        write_section(
+            args.out,
+            "bench-fields",
+            "## Fields, clusters and Korean morphology (issue 17)\n\n"
+            + header(command)
+            + "\n\n"
+            + table(rows),
+        )
 
 
 if __name__ == "__main__":

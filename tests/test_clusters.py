@@ -23,7 +23,9 @@ TEXTS = [t for t, _ in make_examples(10, 5)]
 def embedder(tmp_path_factory):
     from tiny_backbones import build
 
-    return str(build("bert", tmp_path_factory.mktemp("embedder") / "bert", [t for t, _ in make_examples(30, 0)]))
+    return str(
+        build("bert", tmp_path_factory.mktemp("embedder") / "bert", [t for t, _ in make_examples(30, 0)])
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -108,8 +110,15 @@ def test_clusters_with_two_fields(tmp_path, embedder) -> None:
     from test_fields import field_examples, write_fields
 
     data = write_fields(tmp_path / "data")
-    settings = {**TINY, "epochs": 6, "lr": 3e-2, "cluster_features": 3, "cluster_embedder": embedder,
-                "text_columns": ["title", "body"], "fields": ["title", "body"]}
+    settings = {
+        **TINY,
+        "epochs": 6,
+        "lr": 3e-2,
+        "cluster_features": 3,
+        "cluster_embedder": embedder,
+        "text_columns": ["title", "body"],
+        "fields": ["title", "body"],
+    }
     textcls.TextClassifier(**settings).fit(data, out_dir=tmp_path / "f", progress=False)
     predictor = load_predictor(tmp_path / "f")
     inputs = [{"title": t, "body": b} for t, b, _ in field_examples(10, 4)]
@@ -126,7 +135,11 @@ def test_training_embeddings_are_cached(tmp_path, embedder, monkeypatch) -> None
     assert cached  # the 90 training texts
     calls = []
     original = SentenceEmbedder._embed
-    monkeypatch.setattr(SentenceEmbedder, "_embed", lambda self, texts, p: calls.append(len(texts)) or original(self, texts, p))
+    monkeypatch.setattr(
+        SentenceEmbedder,
+        "_embed",
+        lambda self, texts, p: calls.append(len(texts)) or original(self, texts, p),
+    )
     fit(tmp_path, embedder, "second")
     assert 90 not in calls  # the training set came from the cache
     np.testing.assert_array_equal(centroids(tmp_path / "first"), centroids(tmp_path / "second"))
@@ -147,8 +160,25 @@ def test_cli_cluster_flags(tmp_path, embedder) -> None:
     data.mkdir()
     write_tsv(data / "train.txt", make_examples(20, 0))
     write_tsv(data / "valid.txt", make_examples(5, 1))
-    args = ["train", "--data", str(data), "--vectors", "random", "--vectors-dim", "8", "--epochs", "1",
-            "--no-tensorboard", "--cluster-features", "3", "--cluster-mode", "add",
-            "--cluster-embedder", embedder, "--out", str(tmp_path / "out")]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--vectors",
+        "random",
+        "--vectors-dim",
+        "8",
+        "--epochs",
+        "1",
+        "--no-tensorboard",
+        "--cluster-features",
+        "3",
+        "--cluster-mode",
+        "add",
+        "--cluster-embedder",
+        embedder,
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert cli.main(args) == 0
     assert centroids(tmp_path / "out").shape[0] == 3

@@ -49,7 +49,13 @@ def data(tmp_path_factory) -> Path:
 
 
 def train(data: Path, out: Path, fields: str, **overrides):
-    settings = {**TINY, "epochs": 6, "lr": 3e-2, "text_columns": ["title", "body"], "fields": fields.split(",")}
+    settings = {
+        **TINY,
+        "epochs": 6,
+        "lr": 3e-2,
+        "text_columns": ["title", "body"],
+        "fields": fields.split(","),
+    }
     settings.update(overrides)
     textcls.TextClassifier(**settings).fit(data, out_dir=out, progress=False)
     return out
@@ -72,15 +78,22 @@ def accuracy(predictor, rows, fields=("title", "body")) -> float:
 # ------------------------------------------------------------------------------------- reading
 def test_fields_pick_named_columns_of_a_headerless_tsv(data) -> None:
     first = data.joinpath("train.txt").read_text(encoding="utf-8").splitlines()[0].split("\t")
-    for fields, text, pair in ((["body"], first[1], None), (["title"], first[0], None),
-                               (["title", "body"], first[0], first[1]), (["body", "title"], first[1], first[0])):
+    for fields, text, pair in (
+        (["body"], first[1], None),
+        (["title"], first[0], None),
+        (["title", "body"], first[0], first[1]),
+        (["body", "title"], first[1], first[0]),
+    ):
         example = read_data_file(data / "train.txt", text_columns=["title", "body"], fields=fields)[0]
         assert (example.text, example.text_pair, example.label) == (text, pair, first[2])
 
 
 def test_fields_of_csv_and_jsonl_need_no_text_columns(tmp_path) -> None:
     (tmp_path / "a.jsonl").write_text(
-        json.dumps({"title": "T", "body": "B", "label": "x"}) + "\n" + json.dumps({"title": "U", "body": "C", "label": "y"}) + "\n",
+        json.dumps({"title": "T", "body": "B", "label": "x"})
+        + "\n"
+        + json.dumps({"title": "U", "body": "C", "label": "y"})
+        + "\n",
         encoding="utf-8",
     )
     (tmp_path / "a.csv").write_text("body,title,label\nB,T,x\nC,U,y\n", encoding="utf-8")
@@ -182,10 +195,9 @@ def test_bag_models_with_fields_on_the_numpy_backend(data, tmp_path, model) -> N
 
 # ---------------------------------------------------------------------------- transformers
 def test_a_transformer_pair_keeps_the_title_whole(tmp_path) -> None:
-    from tiny_backbones import build
-
     from textcls.config import BackboneConfig
     from textcls.embeddings.transformer import TransformerFeaturizer, import_transformers
+    from tiny_backbones import build
 
     tokenizer = import_transformers().AutoTokenizer.from_pretrained(build("bert", tmp_path / "bert"))
     named = TransformerFeaturizer(tokenizer, 32, BackboneConfig(name_or_path="x"), ["title", "body"])
@@ -205,8 +217,16 @@ def test_a_transformer_trains_and_serves_with_fields(data, tmp_path) -> None:
 
     backbone = build("bert", tmp_path / "bert", [t for t, _, _ in field_examples(60, 0)])
     classifier = textcls.TextClassifier(
-        model=str(backbone), epochs=2, batch_size=16, lr=1e-3, tensorboard=False, cpu=True,
-        text_columns=["title", "body"], fields=["title", "body"], max_length=32, patience=0,
+        model=str(backbone),
+        epochs=2,
+        batch_size=16,
+        lr=1e-3,
+        tensorboard=False,
+        cpu=True,
+        text_columns=["title", "body"],
+        fields=["title", "body"],
+        max_length=32,
+        patience=0,
     )
     classifier.fit(data, out_dir=tmp_path / "tf", progress=False)
     predictor = load_predictor(tmp_path / "tf")
@@ -215,17 +235,27 @@ def test_a_transformer_trains_and_serves_with_fields(data, tmp_path) -> None:
     from textcls.inference.export import export_model
 
     export_model(tmp_path / "tf")
-    assert np.abs(load_predictor(tmp_path / "tf", backend="onnx").logits(inputs) - predictor.logits(inputs)).max() < 1e-3
+    assert (
+        np.abs(
+            load_predictor(tmp_path / "tf", backend="onnx").logits(inputs) - predictor.logits(inputs)
+        ).max()
+        < 1e-3
+    )
 
 
 # ------------------------------------------------------------------------------------- CLI
 def test_cli_predict_with_fields(both, tmp_path, capsys, monkeypatch) -> None:
     from textcls import cli
 
-    assert cli.main(["predict", str(both), "--field", "title=song album guitar", "--field", "body=goal match"]) == 0
+    assert (
+        cli.main(["predict", str(both), "--field", "title=song album guitar", "--field", "body=goal match"])
+        == 0
+    )
     assert capsys.readouterr().out.startswith("music ")
     lines = tmp_path / "in.jsonl"
-    lines.write_text('{"title": "goal match team", "body": "song"}\n{"title": "rain snow", "body": "song"}\n', "utf-8")
+    lines.write_text(
+        '{"title": "goal match team", "body": "song"}\n{"title": "rain snow", "body": "song"}\n', "utf-8"
+    )
     assert cli.main(["predict", str(both), "--file", str(lines), "--json"]) == 0
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [o["predictions"][0]["label"] for o in out] == ["sports", "weather"]
@@ -240,8 +270,20 @@ def test_cli_predict_with_fields(both, tmp_path, capsys, monkeypatch) -> None:
 def test_cli_train_modes(data, tmp_path, capsys) -> None:
     from textcls import cli
 
-    args = ["train", "--data", str(data), "--vectors", "random", "--vectors-dim", "8", "--epochs", "1",
-            "--no-tensorboard", "--text-columns", "title,body"]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--vectors",
+        "random",
+        "--vectors-dim",
+        "8",
+        "--epochs",
+        "1",
+        "--no-tensorboard",
+        "--text-columns",
+        "title,body",
+    ]
     assert cli.main([*args, "--fields", "body", "--out", str(tmp_path / "m1")]) == 0
     assert json.loads((tmp_path / "m1" / "config.json").read_text())["data"]["fields"] == ["body"]
     assert cli.main([*args, "--fields", "title,nope", "--out", str(tmp_path / "m2")]) == 2
@@ -271,8 +313,10 @@ def test_http_api_takes_fields_by_name(store) -> None:
     with TestClient(create_app(settings(store)), base_url="http://127.0.0.1:8080") as client:
         ok = client.post("/predictions/news", json={"title": "song album guitar", "body": "goal match"})
         assert ok.status_code == 200 and ok.json()["predictions"][0][0]["label"] == "music"
-        many = client.post("/predictions/news", json={"texts": [{"title": "goal team", "body": "song"},
-                                                                {"title": "rain snow", "body": "song"}]})
+        many = client.post(
+            "/predictions/news",
+            json={"texts": [{"title": "goal team", "body": "song"}, {"title": "rain snow", "body": "song"}]},
+        )
         assert [p[0]["label"] for p in many.json()["predictions"]] == ["sports", "weather"]
         missing = client.post("/predictions/news", json={"title": "song"})
         assert missing.status_code == 422 and "missing field(s) body" in missing.json()["message"]
@@ -287,17 +331,21 @@ def test_http_api_takes_fields_by_name(store) -> None:
 
 def test_web_page_shows_one_box_per_field(store, tmp_path) -> None:
     from test_serve import CHROMIUM, LiveServer
-
     from textcls.serve.app import create_app
 
     if not CHROMIUM.exists():
         if shutil.which("apt-get"):
             pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
-        pytest.skip("LOUD SKIP: no /usr/bin/chromium and no apt-get to install it; the browser test did not run")
+        pytest.skip(
+            "LOUD SKIP: no /usr/bin/chromium and no apt-get to install it; the browser test did not run"
+        )
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install 'textcls[browser-test]'")
     with LiveServer(create_app(settings(store))) as live, playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
         page = browser.new_page()
         page.goto(live.url + "/")
         page.wait_for_selector("#field-title")
@@ -314,7 +362,6 @@ def test_web_page_shows_one_box_per_field(store, tmp_path) -> None:
 
 def test_auto_chooses_among_models_that_read_the_fields(data, tmp_path) -> None:
     from test_auto import FAST, LADDER
-
     from textcls.auto import train_auto
 
     board = train_auto(

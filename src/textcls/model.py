@@ -117,7 +117,11 @@ class TextClassificationModel(nn.Module):
             )
         head_dim = encoders[0].output_dim * self.parts
         if config.cluster_features:  # one learned vector per k-means cluster
-            if backbone is not None or encoders[0].produces_logits or getattr(encoder_class, "reads_ids", False):
+            if (
+                backbone is not None
+                or encoders[0].produces_logits
+                or getattr(encoder_class, "reads_ids", False)
+            ):
                 raise ConfigError(
                     "cluster features are for word models with a sentence representation (cnn, "
                     "lstm, mean/fasttext, densenet-cnn), not transformers, linear or gnb"
@@ -292,7 +296,9 @@ def load_featurizer(directory: str | Path, config: ClassifierConfig | None = Non
 
         if not (directory / VOCAB_FILE).is_file():
             raise ModelLoadError(f"{directory}: missing {VOCAB_FILE}")
-        featurizer = WordFeaturizer(config.model.tokenizer, Vocab.load(directory / VOCAB_FILE), config.data.fields)
+        featurizer = WordFeaturizer(
+            config.model.tokenizer, Vocab.load(directory / VOCAB_FILE), config.data.fields
+        )
         if config.model.cluster_features:
             from textcls.embeddings.clusters import load_cluster_featurizer
 

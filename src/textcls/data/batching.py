@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from textcls.config import TokenizerConfig
+from textcls.data.fields import field_inputs
 from textcls.data.tokenizer import Vocab, make_tokenizer
 from textcls.errors import ConfigError
 
@@ -209,11 +210,11 @@ def part_suffixes(parts: int) -> list[str]:
 FIELD_MARK = "\u241f"  # ␟ (unit separator): a bag model's second-field tokens are FIELD_MARK + word
 
 
-def field_words(tokenizer: Any, texts: Sequence[Any], fields: Sequence[str] | None, bag: bool) -> list[list[list[str]]]:
+def field_words(
+    tokenizer: Any, texts: Sequence[Any], fields: Sequence[str] | None, bag: bool
+) -> list[list[list[str]]]:
     """Each text's words per part (see :func:`split_fields`): the one entry point from raw
     inputs (strings, pairs, field mappings) to the words a word model reads."""
-    from textcls.data.fields import field_inputs
-
     inputs = field_inputs(texts, fields)
     if not fields or len(fields) < 2:
         return [[words] for words in tokenizer.tokenize_batch([join_pair(t) for t in inputs])]

@@ -309,9 +309,7 @@ def check_fields(fields: Sequence[str] | str | None) -> list[str] | None:
     if not names:
         return None
     if not all(names) or len(set(names)) != len(names) or len(names) > MAX_FIELDS:
-        raise ConfigError(
-            f"fields must be one or two distinct names, e.g. --fields title,body; got {names}"
-        )
+        raise ConfigError(f"fields must be one or two distinct names, e.g. --fields title,body; got {names}")
     return names
 
 
@@ -561,7 +559,12 @@ def _tsv_example(
     if options.text_columns and len(options.text_columns) == len(columns):
         columns = tuple(options.text_columns)  # a headerless file's text columns, named in order
     return _make_example(
-        path, line, texts[0], text_pair=text_pair, label=label, require_labels=require_labels,
+        path,
+        line,
+        texts[0],
+        text_pair=text_pair,
+        label=label,
+        require_labels=require_labels,
         columns=columns,
     )
 
@@ -731,9 +734,7 @@ def _resolve_text_columns(path: Path, line: int, available: list[str], options: 
     if options.pair and len(names) != 2:
         raise ConfigError(f"pair=True needs exactly two text columns, got {len(names)}: {names}")
     if options.fields and len(names) > MAX_FIELDS:
-        raise ConfigError(
-            f"fields read one or two text columns; text_columns names {len(names)}: {names}"
-        )
+        raise ConfigError(f"fields read one or two text columns; text_columns names {len(names)}: {names}")
     return names
 
 
@@ -785,7 +786,12 @@ def _record_example(path: Path, line: int, record: dict, columns: _Columns, opti
     raw_label = record.get(columns.label) if columns.label else None
     label = _cell_label(path, line, columns.label, raw_label)
     return _make_example(
-        path, line, text, text_pair=text_pair, label=label, require_labels=options.require_labels,
+        path,
+        line,
+        text,
+        text_pair=text_pair,
+        label=label,
+        require_labels=options.require_labels,
         columns=names,
     )
 

@@ -77,7 +77,9 @@ class SentenceEmbedder:
                 log.info("sentence embeddings of %d texts reused from the cache (%s)", len(texts), path)
                 return load_file(str(path))["embeddings"]
             embeddings = self._embed(texts, progress)
-            _save_atomic(path, {"embeddings": embeddings}, {"model": str(self.name), "texts": str(len(texts))})
+            _save_atomic(
+                path, {"embeddings": embeddings}, {"model": str(self.name), "texts": str(len(texts))}
+            )
             return embeddings
         return self._embed(texts, False)
 
@@ -185,7 +187,9 @@ class ClusterFeaturizer:
         _save_atomic(directory / CLUSTERS_FILE, {"centroids": self.centroids}, metadata)
 
 
-def build_cluster_featurizer(base: Any, texts: Sequence[Any], config: Any, seed: int) -> tuple[ClusterFeaturizer, dict]:
+def build_cluster_featurizer(
+    base: Any, texts: Sequence[Any], config: Any, seed: int
+) -> tuple[ClusterFeaturizer, dict]:
     """Embed the training texts, fit k-means on them, wrap ``base``. Returns what was done."""
     from textcls.data.fields import field_inputs
 
@@ -214,10 +218,15 @@ def load_cluster_featurizer(base: Any, directory: Path, config: Any) -> ClusterF
     with safe_open(str(path), framework="np") as handle:
         centroids, metadata = handle.get_tensor("centroids"), handle.metadata() or {}
     featurizer = ClusterFeaturizer(
-        base, centroids, metadata.get("embedder", config.cluster_embedder), int(metadata.get("max_length", 256))
+        base,
+        centroids,
+        metadata.get("embedder", config.cluster_embedder),
+        int(metadata.get("max_length", 256)),
     )
     if len(centroids) != config.cluster_features:
-        raise ModelLoadError(f"{path}: {len(centroids)} centroids, config.json says {config.cluster_features}")
+        raise ModelLoadError(
+            f"{path}: {len(centroids)} centroids, config.json says {config.cluster_features}"
+        )
     return featurizer
 
 

@@ -292,8 +292,7 @@ def parse_inputs(payload: Any, settings: ServeSettings, fields: list[str]) -> li
         items = [payload["text"]]
     else:
         items = [{k: v for k, v in payload.items() if k != "top_k"}]
-    if len(items) > settings.max_texts:
-        check_texts(items, settings)  # the 413
+    check_count(len(items), settings)
     try:
         inputs = field_inputs(items, fields)
     except InputError as error:
@@ -307,7 +306,8 @@ def parse_inputs(payload: Any, settings: ServeSettings, fields: list[str]) -> li
                 raise ApiError(
                     413,
                     "PayloadTooLargeException",
-                    f"text {i} has a field of {len(value)} characters; the limit is {settings.max_text_chars}",
+                    f"text {i} has a field of {len(value)} characters; "
+                    f"the limit is {settings.max_text_chars}",
                 )
     return inputs
 
@@ -315,7 +315,7 @@ def parse_inputs(payload: Any, settings: ServeSettings, fields: list[str]) -> li
 def _fields_hint(fields: list[str]) -> str:
     from textcls.data.fields import describe
 
-    return f"this model reads named fields: send a JSON object {describe(fields)} or {{\"texts\": [...]}}"
+    return f'this model reads named fields: send a JSON object {describe(fields)} or {{"texts": [...]}}'
 
 
 def parse_texts(payload: Any, settings: ServeSettings) -> list[str]:
@@ -330,13 +330,17 @@ def parse_texts(payload: Any, settings: ServeSettings) -> list[str]:
     return check_texts(texts, settings)
 
 
-def check_texts(texts: list[Any], settings: ServeSettings) -> list[str]:
-    if len(texts) > settings.max_texts:
+def check_count(count: int, settings: ServeSettings) -> None:
+    if count > settings.max_texts:
         raise ApiError(
             413,
             "PayloadTooLargeException",
-            f"{len(texts)} texts in one request; the limit is {settings.max_texts}",
+            f"{count} texts in one request; the limit is {settings.max_texts}",
         )
+
+
+def check_texts(texts: list[Any], settings: ServeSettings) -> list[str]:
+    check_count(len(texts), settings)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise ApiError(422, "InvalidInputException", f"text {i} is {type(text).__name__}, not a string")

@@ -91,7 +91,9 @@ def _build_word_model(
     tokenizer = make_tokenizer(config.model.tokenizer)
     fields = config.data.fields
     # each text's words per part its encoder reads apart (one part, or one per field)
-    train_parts = field_words(tokenizer, [e.as_input() for e in train_examples], fields, config.model.tokenizer.bag)
+    train_parts = field_words(
+        tokenizer, [e.as_input() for e in train_examples], fields, config.model.tokenizer.bag
+    )
     train_words = [part for parts in train_parts for part in parts]
     # max_length caps each part: follow the longest part of each text (the body, not the title)
     longest = [max(len(words) for words in parts) for parts in train_parts]
