@@ -407,6 +407,47 @@ def _prune_parser(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _pretrain_parser(sub: Any) -> None:
+    from textcls.config import BiLMConfig, PretrainConfig
+    from textcls.options import add_model_fields
+
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain on unlabeled text: masked LM for a transformer, or a biLM for word models",
+        description="Continue masked-LM pretraining of minilm-l6 or a local Hugging Face encoder (the "
+        "output is a backbone directory for 'textcls train --model DIR'), or pretrain an ELMo-style "
+        "bidirectional LM with --model bilm (for 'textcls train --embedder bilm:DIR --model cnn'). "
+        "Reports loss, perplexity and masked- or next-token accuracy to TensorBoard or MLflow, and "
+        "writes pretrain.json, pretrain.md and pretrain_curves.png.",
+    )
+    p.add_argument("--data", required=True, nargs="+", help="text files: one text a line, or labelled files")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--format", default="auto", help="input format of the files (default: detected)")
+    p.add_argument("--text-column", action="append", dest="text_columns", help="CSV/JSONL text column")
+    p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="PATH=VALUE",
+        help="any setting by its dotted path, e.g. --set bilm.char_filters='[[1,32],[2,64]]'",
+    )
+    add_model_fields(p, PretrainConfig, "pretraining", skip=("tokenizer", "bilm"))
+    add_model_fields(
+        p,
+        BiLMConfig,
+        "the biLM (--model bilm)",
+        prefix="bilm.",
+        rename={"dropout": "bilm-dropout", "vectors": None, "char_filters": None},
+    )
+    p.add_argument(
+        "--tokenizer",
+        dest="set_tokenizer_engine",
+        choices=["regex", "kiwi"],
+        help="the biLM's word tokenizer: regex (default) or kiwi (Korean morphemes)",
+    )
+
+
 def _str_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -426,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     _augment_parser(sub)
     _distill_parser(sub)
     _prune_parser(sub)
+    _pretrain_parser(sub)
     return parser
 
 
@@ -888,6 +930,35 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from textcls.options import model_field_values, parse_set
+    from textcls.pretraining import REPORT_MD, pretrain
+
+    settings = model_field_values(args)
+    if args.set_tokenizer_engine:
+        settings["tokenizer.engine"] = args.set_tokenizer_engine
+    for item in args.set or []:
+        path, value = parse_set(item)
+        settings[path] = value
+    model = settings.pop("model", None) or "minilm-l6"
+    report = pretrain(
+        args.data,
+        args.out,
+        model=model,
+        resume=args.resume,
+        progress=not args.no_progress,
+        format=args.format,
+        text_columns=args.text_columns,
+        **settings,
+    )
+    print((Path(args.out) / REPORT_MD).read_text(encoding="utf-8").split("\n\n| step")[0])
+    use = f"--embedder bilm:{args.out} --model cnn" if model == "bilm" else f"--model {args.out}"
+    print(
+        f"{report['status']}: saved to {args.out}; fine-tune it with: textcls train --data DIR {use} --out MODEL"
+    )
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -899,6 +970,7 @@ COMMANDS = {
     "augment": cmd_augment,
     "distill": cmd_distill,
     "prune": cmd_prune,
+    "pretrain": cmd_pretrain,
 }
 
 

@@ -188,8 +188,53 @@ class EmbeddingConfig(_Strict):
         0.0,
         ge=0.0,
         lt=1.0,
-        description="dropout on the word embeddings",
+        description="dropout on the word embeddings (with --embedder bilm: on the scalar mix; ELMo used 0.5)",
         json_schema_extra={"cli": {"flag": "embedding-dropout", "keyword": "embedding_dropout"}},
+    )
+    embedder: str | None = Field(
+        None,
+        description="bilm:DIR: a bidirectional LM pretrained by 'textcls pretrain --model bilm' feeds "
+        "the encoder the ELMo scalar mix of its layers (its tokenizer and vocabulary are used; "
+        "--vectors is then unused). Default: the word vectors",
+    )
+    freeze_bilm: bool = Field(
+        True,
+        description="--embedder bilm: keep the biLM's weights fixed (ELMo's way); --no-freeze-bilm "
+        "fine-tunes them with the encoder",
+    )
+
+    @field_validator("embedder")
+    @classmethod
+    def _check_embedder(cls, value: str | None) -> str | None:
+        if value is None or (value.startswith("bilm:") and len(value) > 5):
+            return value
+        raise ValueError("embedder must be bilm:DIR (a directory written by textcls pretrain --model bilm)")
+
+
+class BiLMConfig(_Strict):
+    """The architecture of an ELMo-style bidirectional language model (Peters et al. 2018), sized for
+    a CPU: token representation (word embeddings and optionally a character CNN with highway layers,
+    projected), forward and backward LSTM stacks with a projection after every layer and residual
+    connections between layers, one softmax shared by both directions. Set by textcls pretrain and
+    copied into every model that uses it, enough to rebuild it."""
+
+    word_dim: int = Field(128, ge=0, description="word embedding size (0: characters only)")
+    vectors: str | None = Field(None, description="word vectors the embeddings started from")
+    char_cnn: bool = Field(False, description="add a character (UTF-8 byte) CNN to each token")
+    char_dim: int = Field(16, ge=1)
+    char_filters: list[list[int]] = Field(
+        default_factory=lambda: [[1, 32], [2, 32], [3, 64], [4, 128]],
+        description="character CNN filters as [width, count] pairs",
+    )
+    max_chars: int = Field(20, ge=2, description="UTF-8 bytes per token the character CNN reads")
+    highway_layers: int = Field(1, ge=0)
+    projection_dim: int = Field(128, ge=1, description="size of the token representation and of each layer")
+    hidden_size: int = Field(256, ge=1, description="LSTM cell size")
+    layers: int = Field(2, ge=1, description="LSTM layers per direction")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    softmax: Literal["full", "adaptive"] = Field("adaptive")
+    cutoffs: list[int] = Field(
+        default_factory=list, description="adaptive softmax cluster boundaries (default: from the vocabulary)"
     )
 
 
@@ -232,6 +277,11 @@ class BackboneConfig(_Strict):
         "(empty: the backbone's own)",
         json_schema_extra={"cli": False},
     )
+    layer_mix: bool = Field(
+        False,
+        description="the mean / cnn / densenet-cnn heads read a learned scalar mix of every layer "
+        "(the embeddings included) instead of the last layer only (not with cls)",
+    )
 
     @field_validator("freeze")
     @classmethod
@@ -272,6 +322,14 @@ class ModelConfig(_Strict):
         "pooling) or a local Hugging Face encoder directory",
     )
     cluster_dim: int = Field(16, ge=1, description="size of the learned cluster embedding (concat mode)")
+    bilm: BiLMConfig | None = Field(
+        None, description="set by training with --embedder bilm:DIR: the biLM's architecture"
+    )
+    gamma: bool = Field(
+        True,
+        description="the scalar mix (--embedder bilm, --layer-mix) is scaled by a learned γ "
+        "(ELMo); --no-gamma fixes γ at 1 (the ablation)",
+    )
     head_dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout before the classification layer")
     labels: list[str] = Field(default_factory=list, json_schema_extra={"cli": False})  # from the data
 
@@ -342,6 +400,53 @@ class TrainConfig(_Strict):
         if value is None or re.fullmatch(r"(epoch|step):\d+", value):
             return value
         raise ValueError("rewind_at must be epoch:N or step:N, e.g. epoch:1")
+
+
+class PretrainConfig(_Strict):
+    """``textcls pretrain``: continued masked-LM pretraining of a Hugging Face encoder, or an
+    ELMo-style biLM for word models; saved in the output directory's ``pretrain.json``."""
+
+    model: str = Field(
+        "minilm-l6", description="minilm-l6 or a local Hugging Face encoder (masked LM), or bilm"
+    )
+    epochs: int = Field(1, ge=1, description="passes over the texts (max_steps / time_limit stop earlier)")
+    max_steps: int | None = Field(
+        None, ge=1, description="optimizer steps at most (sets the schedule's length)"
+    )
+    time_limit: float | None = Field(
+        None, gt=0, description="seconds at most; the schedule still spans the planned steps"
+    )
+    batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
+    lr: float = Field(5e-5, gt=0, description="peak learning rate (bilm default: 2e-3)")
+    head_lr: float = Field(
+        1e-3,
+        gt=0,
+        description="masked LM: learning rate of a newly created MLM head (it starts from nothing)",
+    )
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    grad_clip: float = Field(1.0, ge=0)
+    max_length: int = Field(128, ge=8, description="tokens per window; longer texts continue in the next")
+    mlm_probability: float = Field(
+        0.15, gt=0, lt=1, description="masked LM: share of tokens (or words) chosen"
+    )
+    whole_word: bool = Field(False, description="masked LM: choose whole words, every piece of a chosen word")
+    valid_fraction: float = Field(0.02, gt=0, lt=0.5, description="texts held out to measure perplexity")
+    save_steps: int = Field(500, ge=1, description="checkpoint and validate every N steps")
+    log_steps: int = Field(50, ge=1, description="log training loss, perplexity and accuracy every N steps")
+    seed: int = 42
+    cpu: bool = False
+    # the biLM (model: bilm): its tokenizer and vocabulary, then its architecture
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    vocab_size: int = Field(50000, ge=100, description="bilm: most frequent tokens kept")
+    min_count: int = Field(2, ge=1, description="bilm: a token seen fewer times is <unk>")
+    vectors: str | None = Field(None, description="bilm: initialise the word embeddings from these vectors")
+    bilm: BiLMConfig = Field(default_factory=BiLMConfig)
+    track: Literal["tensorboard", "mlflow", "none"] = "tensorboard"
+    tracking_uri: str | None = None
+    experiment: str = "textcls"
 
 
 class ClassifierConfig(_Strict):

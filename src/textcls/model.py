@@ -76,6 +76,12 @@ class TextClassificationModel(nn.Module):
         if uses_native_head(config):
             from textcls.embeddings.transformer import NativeClassifier
 
+            if config.backbone.layer_mix:
+                raise ConfigError(
+                    "--layer-mix feeds a head the mix of every layer: use --encoder mean, cnn or "
+                    "densenet-cnn (cls is the backbone's own head on its last layer)"
+                )
+
             self.embedder, self.encoder, self.head = NativeClassifier(backbone), nn.Identity(), nn.Identity()
             return
         encoder_class = ENCODERS.get(config.encoder.name)
@@ -83,10 +89,18 @@ class TextClassificationModel(nn.Module):
         if backbone is not None:
             from textcls.embeddings.transformer import TransformerEmbedder
 
-            self.embedder = TransformerEmbedder(backbone)
+            self.embedder = TransformerEmbedder(backbone, config.backbone.layer_mix, config.gamma)
             input_dim = self.embedder.output_dim
         elif getattr(encoder_class, "reads_ids", False):
             self.embedder = nn.Identity()
+        elif config.bilm is not None:  # --embedder bilm:DIR: the ELMo mix of a pretrained biLM
+            from textcls.embeddings.bilm import BiLMEmbedder
+
+            embedding = config.embedding
+            self.embedder = BiLMEmbedder(
+                config.bilm, vocab_size, config.gamma, embedding.freeze_bilm, embedding.dropout
+            )
+            input_dim = dim = self.embedder.output_dim
         else:
             from textcls.embeddings.word import WordEmbedder
 

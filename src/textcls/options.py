@@ -325,3 +325,55 @@ def as_update(key: str, value: Any) -> dict[str, Any]:
     for parent in reversed(path[:-1]):
         update = {parent: update}
     return update
+
+
+# ----------------------------------------------------------------------------- other commands
+
+
+def add_model_fields(
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    section: str,
+    *,
+    prefix: str = "",
+    skip: typing.Iterable[str] = (),
+    rename: dict[str, str | None] | None = None,
+) -> None:
+    """Flags for the plain fields of a settings model other than the training config (``textcls
+    pretrain``): ``--name`` each (``rename`` maps a field to another flag, or None to leave it
+    out), their values read back by :func:`model_field_values` as dotted paths under ``prefix``."""
+    group = parser.add_argument_group(section)
+    rename = rename or {}
+    for name, info in model.model_fields.items():
+        if name in set(skip) or _is_model(info.annotation) or rename.get(name, "") is None:
+            continue
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            continue
+        flag = "--" + (rename.get(name) or name.replace("_", "-"))
+        dest = "field__" + (prefix + name).replace(".", "__")
+        default = None if info.default_factory else info.default
+        shown = f" (default {default})" if default not in (None, [], False) else ""
+        help_text = ((info.description or "") + shown).strip().replace("%", "%%")
+        if _is_bool(info.annotation):
+            group.add_argument(
+                flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            group.add_argument(
+                flag,
+                dest=dest,
+                type=_converter(info.annotation),
+                choices=_choices(info.annotation),
+                default=None,
+                metavar=None if _choices(info.annotation) else name.upper(),
+                help=help_text,
+            )
+
+
+def model_field_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of :func:`add_model_fields` a user gave, as dotted paths (``bilm.layers``)."""
+    return {
+        key.removeprefix("field__").replace("__", "."): value
+        for key, value in vars(args).items()
+        if key.startswith("field__") and value is not None
+    }

@@ -319,16 +319,25 @@ def _forward_kwargs(model: nn.Module, features: dict[str, torch.Tensor]) -> dict
 
 
 class TransformerEmbedder(nn.Module):
-    """Backbone → ``token_embeddings`` [B, T, hidden] (the word encoders read these)."""
+    """Backbone → ``token_embeddings`` [B, T, hidden] (the word encoders read these): the last
+    layer, or with ``layer_mix`` the ELMo scalar mix of every hidden state (the embedding output
+    and each layer; ``textcls.embeddings.mix``)."""
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, layer_mix: bool = False, gamma: bool = True) -> None:
         super().__init__()
+        from textcls.embeddings.mix import ScalarMix
+
         self.backbone = backbone
         self.output_dim = int(backbone.config.hidden_size)
+        self.mix = ScalarMix(int(backbone.config.num_hidden_layers) + 1, gamma) if layer_mix else None
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        output = self.backbone(**_forward_kwargs(self.backbone, features))
-        features["token_embeddings"] = output.last_hidden_state
+        kwargs = _forward_kwargs(self.backbone, features)
+        if self.mix is None:
+            features["token_embeddings"] = self.backbone(**kwargs).last_hidden_state
+        else:
+            hidden = self.backbone(**kwargs, output_hidden_states=True).hidden_states
+            features["token_embeddings"] = self.mix(list(hidden))
         return features
 
 

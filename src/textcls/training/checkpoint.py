@@ -58,8 +58,8 @@ def save_checkpoint(
     """Model, optimizer, schedule, RNG states, loop state and the best weights so far."""
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tensors.update({f"best.{k}": v.detach().contiguous().cpu() for k, v in best_state.items()})
+    tensors = _unshared({f"model.{k}": v for k, v in model.state_dict().items()})
+    tensors.update(_unshared({f"best.{k}": v for k, v in best_state.items()}))
     optim_state = optimizer.state_dict()
     for param_id, values in optim_state["state"].items():
         for key, value in values.items():
@@ -106,6 +106,19 @@ def load_checkpoint(
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
     return meta, best
+
+
+def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached CPU tensors; one sharing memory with an earlier one (tied weights: a masked-LM
+    decoder and the word embeddings) is copied, since safetensors refuses shared tensors."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in state.items():
+        tensor = value.detach().contiguous().cpu()
+        pointer = tensor.untyped_storage().data_ptr()
+        out[key] = tensor.clone() if pointer in seen else tensor
+        seen.add(pointer)
+    return out
 
 
 def _jsonable(value: Any) -> Any:

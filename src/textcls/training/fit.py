@@ -58,6 +58,39 @@ def build_vocab_and_vectors(
     return vocab, matrix, stats
 
 
+def adopt_bilm(config: ClassifierConfig) -> tuple[Any, dict[str, Any], Path] | None:
+    """``--embedder bilm:DIR``: the model takes the biLM's architecture (``model.bilm``) and its
+    tokenizer (``max_length`` stays the task's), so the words are the ones it was pretrained on.
+    Returns (its vocabulary, its weights, DIR), or None without a biLM embedder."""
+    embedder = config.model.embedding.embedder
+    if not embedder:
+        return None
+    from textcls.embeddings.bilm import bilm_directory, load_bilm
+
+    if config.model.backbone is not None:
+        raise ConfigError("--embedder bilm:DIR is for word models; a transformer embeds its own tokens")
+    directory = bilm_directory(embedder)
+    bilm, tokenizer, vocab, state = load_bilm(directory)
+    own = config.model.tokenizer
+    if own.word_ngrams > 1 or own.char_ngrams or own.ngram_buckets or own.bag:
+        raise ConfigError(
+            "--embedder bilm reads words in order: no n-grams, buckets or bag (linear, fasttext)"
+        )
+    config.model.tokenizer = tokenizer.model_copy(update={"max_length": own.max_length})
+    config.model.bilm = bilm
+    log.info(
+        "embedder: the biLM in %s (%d layers, %d-d mix, vocabulary %d; tokenizer %s%s), %s",
+        directory,
+        bilm.layers,
+        2 * bilm.projection_dim,
+        len(vocab),
+        tokenizer.engine,
+        ", character CNN" if bilm.char_cnn else "",
+        "frozen" if config.model.embedding.freeze_bilm else "fine-tuned",
+    )
+    return vocab, state, directory
+
+
 WORD_LENGTH_RANGE, TRANSFORMER_LENGTH_RANGE = (16, 1024), (32, 256)
 
 
@@ -83,7 +116,7 @@ def resolve_max_length(config: ClassifierConfig, lengths: Sequence[int], kind: s
 
 
 def _build_word_model(
-    config: ClassifierConfig, train_examples: Sequence[Example]
+    config: ClassifierConfig, train_examples: Sequence[Example], bilm: tuple | None = None
 ) -> tuple[Any, Any, dict[str, Any]]:
     from textcls.model import TextClassificationModel
     from textcls.registry import ENCODERS
@@ -117,7 +150,28 @@ def _build_word_model(
     ]
     if options.ngram_buckets:  # hashed n-grams need no vocabulary entries
         train_tokens = [[w for words in parts for w in words[:max_length]] for parts in train_parts]
-    if getattr(ENCODERS.get(config.model.encoder.name), "reads_ids", False):  # no word vectors
+    reads_ids = getattr(ENCODERS.get(config.model.encoder.name), "reads_ids", False)
+    if bilm is not None:  # the biLM's vocabulary, then the training words it lacks
+        from textcls.embeddings.bilm import load_pretrained_into
+
+        if reads_ids:
+            raise ConfigError("--embedder bilm feeds an encoder of token embeddings, not linear")
+        pretrained, state, directory = bilm
+        own = Vocab.build(train_tokens, config.model.embedding.min_count)
+        vocab = Vocab(pretrained.tokens + [t for t in own.tokens[2:] if t not in pretrained])
+        model = TextClassificationModel(config.model, len(vocab), 0, fields=fields)
+        rows = load_pretrained_into(model.embedder.bilm, state, vocab.tokens)
+        words_in = sum(t in pretrained for t in own.tokens[2:])
+        vocab_stats = {"vocab_size": len(vocab), "embedder": f"bilm:{directory}", **rows}
+        vocab_stats["train_words_in_bilm"] = words_in
+        log.info(
+            "vocabulary: %d biLM tokens + %d training words it lacks (%.1f%% of the training words "
+            "were pretrained)",
+            rows["pretrained_rows"],
+            rows["added_rows"],
+            100 * words_in / max(1, len(own) - 2),
+        )
+    elif reads_ids:  # no word vectors
         vocab = Vocab.build(train_tokens, config.model.embedding.min_count)
         model = TextClassificationModel(config.model, len(vocab), 0, fields=fields)
         vocab_stats: dict[str, Any] = {"vocab_size": len(vocab), "vectors": None}
@@ -249,6 +303,7 @@ def fit(
     out_path = Path(out_dir) if out_dir is not None else None
     set_seed(config.train.seed)
 
+    bilm = adopt_bilm(config) if start is None else None  # sets model.bilm and the tokenizer
     resuming = bool(resume and out_path and (out_path / CHECKPOINT_DIR).exists())
     if out_path and not resuming:  # rewind points of a model trained here before are not this one's
         for stale in (INIT_FILE, REWIND_FILE):
@@ -271,7 +326,7 @@ def fit(
     elif config.model.backbone is not None:
         model, featurizer, extra = _build_transformer(config, train_examples)
     else:
-        model, featurizer, extra = _build_word_model(config, train_examples)
+        model, featurizer, extra = _build_word_model(config, train_examples, bilm)
 
     label_index = {label: i for i, label in enumerate(labels)}
     train_data = (

@@ -152,11 +152,13 @@ def make_logger(
     experiment: str = "textcls",
     run_name: str | None = None,
     parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> MetricLogger:
-    """``kind``: tensorboard (writes under ``log_dir``), mlflow, or None / none."""
+    """``kind``: tensorboard (writes under ``log_dir``), mlflow, or None / none. ``tags`` mark an
+    MLflow run (a fine-tuning run names the pretraining run it started from)."""
     if kind == "mlflow":
         uri = tracking_uri or default_tracking_uri(log_dir.parent if log_dir is not None else None)
-        return MLflowLogger(uri, experiment, run_name, parent_run_id)
+        return MLflowLogger(uri, experiment, run_name, parent_run_id, tags)
     if kind != "tensorboard" or log_dir is None:
         return MetricLogger()
     try:
