@@ -954,7 +954,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     print((Path(args.out) / REPORT_MD).read_text(encoding="utf-8").split("\n\n| step")[0])
     use = f"--embedder bilm:{args.out} --model cnn" if model == "bilm" else f"--model {args.out}"
     print(
-        f"{report['status']}: saved to {args.out}; fine-tune it with: textcls train --data DIR {use} --out MODEL"
+        f"{report['status']}: saved to {args.out}; fine-tune it with: "
+        f"textcls train --data DIR {use} --out MODEL"
     )
     return 0
 

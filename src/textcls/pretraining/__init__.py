@@ -186,7 +186,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     if report.get("mlm_head_created"):
         lines.append(
-            "- the backbone had no masked-LM head: one was created (transform + LayerNorm, decoder tied to the word embeddings)"
+            "- the backbone had no masked-LM head: one was created (transform + LayerNorm, decoder "
+            "tied to the word embeddings)"
         )
     if valid:
         accuracy = "masked-token" if report.get("objective") == "masked LM" else "next-token"
@@ -203,7 +204,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     for h in report["history"]:
         speed = f"{h['tokens_per_s']:,.0f}" if "tokens_per_s" in h else ""
         lines.append(
-            f"| {h['step']} | {h['split']} | {h['loss']:.4f} | {h['perplexity']:.2f} | {h['accuracy']:.4f} | {speed} |"
+            f"| {h['step']} | {h['split']} | {h['loss']:.4f} | {h['perplexity']:.2f} | "
+            f"{h['accuracy']:.4f} | {speed} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -343,6 +343,13 @@ def fit(
     track = config.train.track
     if track == "tensorboard" and not config.train.tensorboard:
         track = "none"
+    source = pretrained_from(config)
+    if source:  # the pretraining run (textcls pretrain) this model starts from
+        extra["pretrained"] = source
+    tags = {"textcls.stage": "fine-tune"}
+    if source and source.get("run_id"):
+        tags["textcls.pretrain_run_id"] = source["run_id"]
+        tags["textcls.pretrain_dir"] = source["directory"]
     logger = make_logger(
         track,
         out_path / "tensorboard" if out_path else None,
@@ -350,6 +357,7 @@ def fit(
         experiment=config.train.experiment,
         run_name=run_name or (out_path.name if out_path else None),
         parent_run_id=parent_run_id,
+        tags=tags,
     )
     logger.log_params(config.model_dump())
     on_best = (lambda m: save_model(out_path, m, featurizer, config)) if out_path else None
@@ -408,6 +416,20 @@ def fit(
             logger.log_artifact(out_path, "model")
     logger.close()
     return predictor, result, config
+
+
+def pretrained_from(config: ClassifierConfig) -> dict[str, Any] | None:
+    """What ``textcls pretrain`` recorded of the biLM embedder or the backbone directory this
+    model starts from (None for anything else)."""
+    from textcls.pretraining import pretrain_source
+
+    embedder = config.model.embedding.embedder
+    if embedder and config.model.backbone is None:
+        return pretrain_source(embedder.removeprefix("bilm:"))
+    backbone = config.model.backbone
+    if backbone is not None and Path(backbone.name_or_path).expanduser().is_dir():
+        return pretrain_source(backbone.name_or_path)
+    return None
 
 
 def write_train_summary(directory: Path, result: Any, config: ClassifierConfig) -> None:
