@@ -8,8 +8,13 @@ from collections.abc import Callable
 class ProgressBar:
     """``with ProgressBar(True, "epoch 1/3", n, field="loss") as advance: advance(value)``."""
 
-    def __init__(self, enabled: bool, description: str, total: int, field: str | None = None) -> None:
+    def __init__(
+        self, enabled: bool, description: str, total: int, field: str | None = None, rate: str | None = None
+    ) -> None:
+        """``rate`` names a second number shown after ``field`` (e.g. tokens/s), passed to
+        ``advance(value, steps, rate)``."""
         self.enabled, self.description, self.total, self.field = enabled, description, total, field
+        self.rate = rate
 
     def __enter__(self) -> Callable[..., None]:
         if not self.enabled:
@@ -19,10 +24,14 @@ class ProgressBar:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
         if self.field:
             columns.append(TextColumn(f"{self.field} {{task.fields[value]:.4f}}"))
+        if self.rate:
+            columns.append(TextColumn(f"{{task.fields[rate]:,.0f}} {self.rate}"))
         self.bar = Progress(*columns, TimeRemainingColumn(), transient=True)
         self.bar.start()
-        task = self.bar.add_task(self.description, total=self.total, value=0.0)
-        return lambda value=0.0, steps=1: self.bar.update(task, advance=steps, value=value)
+        task = self.bar.add_task(self.description, total=self.total, value=0.0, rate=0.0)
+        return lambda value=0.0, steps=1, rate=None: self.bar.update(
+            task, advance=steps, value=value, **({"rate": rate} if rate is not None else {})
+        )
 
     def __exit__(self, *exc: object) -> None:
         if self.enabled:

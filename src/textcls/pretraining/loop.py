@@ -126,7 +126,7 @@ def run(
     while state["step"] < total_steps and state["epoch"] <= config.epochs and not out_of_time:
         batches = length_grouped_batches(lengths, config.batch_size, config.seed + state["epoch"])
         description = f"pretrain epoch {state['epoch']}/{config.epochs}"
-        with ProgressBar(progress, description, len(batches), field="loss") as advance:
+        with ProgressBar(progress, description, len(batches), field="loss", rate="tokens/s") as advance:
             if state["batch"]:
                 advance(0.0, state["batch"])
             optimizer.zero_grad(set_to_none=True)
@@ -143,7 +143,7 @@ def run(
                 tokens = int(batch["attention_mask"].sum())
                 window["tokens"] += tokens
                 state["tokens"] += tokens
-                advance(value)
+                advance(value, 1, window["tokens"] / max(1e-9, time.perf_counter() - window["since"]))
                 last = number + 1 == len(batches)
                 if (number + 1) % config.grad_accum and not last:
                     continue
