@@ -98,6 +98,8 @@ def test_every_config_field_is_an_option_or_deliberately_not() -> None:
         ("model", "backbone", "pruned_heads"),  # written by textcls prune
         ("model", "backbone", "ffn_dims"),
     }
+    # the biLM's architecture, copied from its directory by --embedder bilm:DIR
+    own |= {path for path in _leaf_fields(ClassifierConfig) if path[:2] == ("model", "bilm")}
     assert set(_leaf_fields(ClassifierConfig)) == exposed | own
     flags = {action.dest for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions}
     assert {option.dest for option in options()} <= flags  # each one reaches `textcls train`
