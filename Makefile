@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 RUNS ?= runs
 
 
-.PHONY: lock mutate chromium demo test bench bench-word bench-transformer bench-inference bench-serve bench-search bench-distill bench-ladder bench-prune bench-fields bench-pretrain lint format clean
+.PHONY: lock mutate chromium demo test bench bench-word bench-transformer bench-inference bench-serve bench-search bench-distill bench-ladder bench-prune bench-fields bench-pretrain bench-multilabel lint format clean
 
 EXTRAS := all,bench,mutate
 CONSTRAINTS := constraints.txt
@@ -48,7 +48,7 @@ chromium:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "WARNING: no chromium and no apt-get: the browser test will be skipped"; }
 
-bench: bench-word bench-transformer bench-inference bench-serve bench-search bench-distill bench-ladder bench-prune bench-fields bench-pretrain  ## all benchmarks
+bench: bench-word bench-transformer bench-inference bench-serve bench-search bench-distill bench-ladder bench-prune bench-fields bench-pretrain bench-multilabel  ## all benchmarks
 
 bench-word: $(STAMP)  ## word models vs fastText and TF-IDF + LinearSVC on SNIPS and SST-2
 	$(PY) benchmarks/bench_word.py --out BENCHMARKS.md
@@ -77,6 +77,9 @@ bench-prune: $(STAMP)  ## lottery tickets vs random re-init, late rewinding, one
 
 bench-pretrain: $(STAMP)  ## issue 18: biLM on nsmc_like -> CNN on korean_hate_speech (γ on/off); MiniLM masked-LM on AG News 5k / imdb_small (hours)
 	$(PY) benchmarks/bench_pretrain.py --out BENCHMARKS.md
+
+bench-multilabel: $(STAMP)  ## issue 19: GoEmotions multi-label vs fastText ova and TF-IDF+OvR SVC; MixSNIPS; ECE; SNIPS out of scope (about 1.5 h)
+	$(PY) benchmarks/bench_multilabel.py --out BENCHMARKS.md
 
 bench-fields: $(STAMP)  ## issue 17: title/body modes, cluster features (K 8..64), Korean kiwi vs whitespace vs morph files (hours)
 	$(PY) benchmarks/bench_fields.py --out BENCHMARKS.md

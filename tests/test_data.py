@@ -91,13 +91,6 @@ def test_fasttext(tmp_path: Path) -> None:
     assert [(e.text, e.label) for e in examples] == [("a fine day", "pos"), ("awful", "neg")]
 
 
-def test_fasttext_multi_label_rejected(tmp_path: Path) -> None:
-    path = write(tmp_path / "d.txt", "__label__a ok\n__label__a __label__b two labels\n")
-    with pytest.raises(DataError, match="multi-label") as info:
-        read_examples(path, "fasttext")
-    assert info.value.line == 2
-
-
 def test_unlabeled_tsv_for_prediction(tmp_path: Path) -> None:
     path = write(tmp_path / "predict.txt", "just some text\nlabelled too\tpos\n")
     examples = read_examples(path, "tsv", require_labels=False)
@@ -465,7 +458,7 @@ def test_on_bad_lines_warn_and_skip_drop_and_count(
     [
         ("t.jsonl", '{"text": "a", "label": "x"}\n{oops\n{"text": "b", "label": "y"}\n'),
         ("t.csv", "text,label\na,x\nb,c,d\nb,y\n"),
-        ("t.ft", "__label__x a\n__label__y __label__z b\n__label__y b\n"),
+        ("t.ft", "__label__x a\njust words, no label\n__label__y b\n"),
     ],
 )
 def test_on_bad_lines_for_every_format(tmp_path: Path, name: str, content: str) -> None:

@@ -97,6 +97,9 @@ def test_every_config_field_is_an_option_or_deliberately_not() -> None:
         ("data", "detected_format"),
         ("model", "backbone", "pruned_heads"),  # written by textcls prune
         ("model", "backbone", "ffn_dims"),
+        ("model", "decision", "temperature"),  # fitted on validation after training
+        ("model", "decision", "thresholds"),
+        ("model", "decision", "global_threshold"),
     }
     # the biLM's architecture, copied from its directory by --embedder bilm:DIR
     own |= {path for path in _leaf_fields(ClassifierConfig) if path[:2] == ("model", "bilm")}

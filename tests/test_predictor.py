@@ -245,10 +245,12 @@ def test_load_predictor_threads(trained) -> None:
 
 
 def test_gate_accuracy_counts_a_label_the_model_never_saw_as_wrong() -> None:
+    from textcls.config import ModelConfig
     from textcls.data.formats import Example
+    from textcls.decision import Decision
     from textcls.inference.export import accuracy
 
-    labels = ["music", "sports", "weather"]
+    labels = Decision(ModelConfig(labels=["music", "sports", "weather"]))
     logits = np.array([[3, 0, 0], [0, 3, 0], [0, 3, 0], [0, 0, 3]], np.float32)
     gold = ["music", "sports", "flight", "weather"]  # "flight": not a label of the model
     examples = [Example(f"text {i}", label, line=i + 1) for i, label in enumerate(gold)]

@@ -293,7 +293,7 @@ def test_framework_errors_answer_in_the_server_error_shape(client) -> None:
 
 
 def test_unexpected_errors_are_a_json_500_as_a_last_resort(store, monkeypatch) -> None:
-    monkeypatch.setattr("textcls.serve.app.ranked", lambda *args: 1 / 0)  # a bug, not bad input
+    monkeypatch.setattr("textcls.decision.Decision.answers", lambda *args: 1 / 0)  # a bug, not bad input
     with TestClient(create_app(settings(store)), base_url=BASE, raise_server_exceptions=False) as c:
         response = c.post("/predictions/tiny", json={"text": MUSIC})
     assert response.status_code == 500 and "ZeroDivisionError" in error_of(response)["message"]

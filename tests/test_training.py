@@ -70,8 +70,9 @@ def test_every_training_example_is_seen_every_epoch(synthetic_splits, monkeypatc
     monkeypatch.setattr(batching.WordFeaturizer, "collate", counting)
     train, valid = synthetic_splits["train"], synthetic_splits["valid"]
     tiny(epochs=2, batch_size=16).fit(train, valid, progress=False)
-    # per epoch: the training batches (in shuffled order), then validation in one batch of up to 64
-    assert len(seen) == 2 * 7
+    # per epoch: the training batches (in shuffled order), then validation in one batch of up to
+    # 64; after training, one more validation batch fits the calibration
+    assert len(seen) == 2 * 7 + 1
     for epoch in (seen[:7], seen[7:]):
         assert sorted(epoch[:6]) == [10, 16, 16, 16, 16, 16] and sum(epoch[:6]) == len(train)
         assert epoch[6] == len(valid)

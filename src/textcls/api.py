@@ -179,16 +179,24 @@ class TextClassifier:
 
         data = self.config.data
         seed = self.config.train.seed
+        decision = self.config.model.decision  # an abstaining model expects its oos label in valid
+        abstains = decision.oos_target_recall is not None or decision.abstain_below is not None
         checked = False  # load_splits reports valid labels unseen in train itself
         if isinstance(train, str | Path):
             splits = load_splits(
-                train, valid=valid if isinstance(valid, str | Path) else None, options=data, seed=seed
+                train,
+                valid=valid if isinstance(valid, str | Path) else None,
+                options=data,
+                seed=seed,
+                multi_label=self.config.model.multi_label,
+                also_known=[decision.oos_label] if abstains else [],
             )
             self.notes += splits.notes
             for note in splits.notes:
                 log.info("%s", note)
             if data.format == "auto" and splits.format:
                 data.detected_format = splits.format  # saved, so evaluate reads test files alike
+            data.label_sep = splits.label_sep  # given or detected: test files are split alike
             train_examples, valid_examples = splits.train, splits.valid
             checked = valid is None or isinstance(valid, str | Path)
             if not checked:
@@ -206,7 +214,8 @@ class TextClassifier:
                     read_labelled(valid, self.config) if isinstance(valid, str | Path) else as_examples(valid)
                 )
         if not checked:
-            labels = sorted({str(e.label) for e in train_examples})
+            labels = sorted({label for e in train_examples for label in e.label_set})
+            labels += [decision.oos_label] if abstains else []
             note = check_known_labels(valid_examples, labels, "validation data", strict=data.strict_labels)
             if note:
                 self.notes.append(note)
@@ -225,12 +234,23 @@ class TextClassifier:
     def labels(self) -> list[str]:
         return list(self._require_predictor().labels)
 
-    def predict(self, texts: Sequence[str], top_k: int = 1, batch_size: int = 64) -> list:
-        """One ``{"label", "score"}`` per text (a ranked list of ``top_k`` when top_k > 1)."""
-        return self._require_predictor().predict(texts, top_k=top_k, batch_size=batch_size)
+    def predict(
+        self,
+        texts: Sequence[str],
+        top_k: int | None = None,
+        batch_size: int = 64,
+        threshold: float | None = None,
+    ) -> list:
+        """One ``{"label", "score"}`` per text (a ranked list of ``top_k`` when top_k > 1; an
+        out-of-scope answer has ``"out_of_scope": true``); multi-label: the list of labels at or
+        above their thresholds. ``threshold`` replaces the model's (abstention or labels')."""
+        return self._require_predictor().predict(
+            texts, top_k=top_k, batch_size=batch_size, threshold=threshold
+        )
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> Any:
-        """Probabilities [len(texts), len(labels)] in the order of ``labels``."""
+        """Calibrated probabilities [len(texts), len(labels)] in the order of ``labels`` (rows sum
+        to 1; multi-label: one independent probability per label)."""
         return self._require_predictor().predict_proba(texts, batch_size)
 
     def evaluate(
@@ -306,11 +326,18 @@ def as_examples(data: Sequence[Example] | Sequence[tuple[str, str]]) -> list[Exa
     for i, item in enumerate(data):
         if isinstance(item, Example):
             examples.append(item)
+        elif isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[1], tuple | list):
+            from textcls.data.formats import with_labels  # (text, [labels]): multi-label
+
+            labels = [str(label) for label in item[1]]
+            if not labels:
+                raise DataError(f"item {i} has an empty label list", path="<in-memory data>")
+            examples.append(with_labels(Example(text=str(item[0]), line=i + 1), labels))
         elif isinstance(item, tuple | list) and len(item) == 2:
             examples.append(Example(text=str(item[0]), label=str(item[1]), line=i + 1))
         else:
             raise DataError(
-                f"item {i} is {type(item).__name__}, expected Example or (text, label)",
+                f"item {i} is {type(item).__name__}, expected Example, (text, label) or (text, [labels])",
                 path="<in-memory data>",
             )
     if not examples:

@@ -102,7 +102,17 @@ def _predict_parser(sub: Any) -> None:
         help="one field of one input, for a model trained with --fields: --field title=... --field body=...",
     )
     p.add_argument("--interactive", "-i", action="store_true", help="read texts at a prompt")
-    p.add_argument("--top-k", type=int, default=1)
+    p.add_argument(
+        "--top-k",
+        type=int,
+        help="labels shown per text (default 1; multi-label: every label above its threshold)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="replace the model's thresholds: multi-label, the score each label needs; one label per "
+        "text, the top score below which it answers out of scope",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, help="intra-op threads")
     p.add_argument("--backend", default="torch", help=BACKEND_HELP)
@@ -571,7 +581,10 @@ def _print_predictions(text: str, prediction: Any, as_json: bool) -> None:
         if isinstance(text, dict):
             text = json.dumps(text, ensure_ascii=False)
         shown = " ".join(text.split()) if isinstance(text, str) else text
-        print("\t".join([*(f"{p['label']} {p['score']:.4f}" for p in ranked), shown]))
+        answer = [
+            f"{p['label']}{' (out of scope)' * bool(p.get('out_of_scope'))} {p['score']:.4f}" for p in ranked
+        ]
+        print("\t".join([*(answer or ["(no label)"]), shown]))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -592,7 +605,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         texts.append(_field_arguments(args.field, fields))
     if not texts:
         raise TextClsError("no texts: give texts as arguments, '-' for stdin, --file or --interactive")
-    predictions = classifier.predict(texts, top_k=args.top_k, batch_size=args.batch_size)
+    predictions = classifier.predict(
+        texts, top_k=args.top_k, batch_size=args.batch_size, threshold=args.threshold
+    )
     for text, prediction in zip(texts, predictions, strict=True):
         _print_predictions(text, prediction, args.json)
     return 0
@@ -658,7 +673,7 @@ def _interactive(classifier: Any, args: argparse.Namespace) -> int:
             break
         if not text:
             break
-        prediction = classifier.predict([text], top_k=args.top_k)[0]
+        prediction = classifier.predict([text], top_k=args.top_k, threshold=args.threshold)[0]
         _print_predictions(text, prediction, args.json)
     return 0
 

@@ -31,6 +31,13 @@ class DataConfig(_Strict):
         json_schema_extra={"cli": {"append": "text-column"}},
     )
     label_column: str | None = Field(None, description="CSV/JSONL label column (default: label)")
+    label_sep: str | None = Field(
+        None,
+        description="the separator of several labels in one label field (joy,surprise; flight#airfare): "
+        "the text carries each of them (multi-label). Default: detected in the training file (',', '#' "
+        "or '|' when the parts are labels on their own, reported), ',' with --multi-label; JSON label "
+        "lists and several __label__s need none",
+    )
     fields: list[str] | None = Field(
         None,
         description="the named text fields the model reads, one or two, by column name (e.g. body, "
@@ -291,6 +298,63 @@ class BackboneConfig(_Strict):
         raise ValueError("freeze must be none, embeddings, all-but-last-N or feature-based")
 
 
+class DecisionConfig(_Strict):
+    """How scores become answers, applied alike by every backend, evaluate and the server: fitted on
+    the validation split after training (temperature, thresholds, abstention) and saved here."""
+
+    calibrate: bool = Field(
+        True,
+        description="fit temperature scaling on the validation logits (Guo et al. 2017: one T by NLL; "
+        "multi-label: one per label), so scores are calibrated probabilities",
+    )
+    temperature: list[float] = Field(
+        default_factory=list,
+        description="set by training: T (one, or one per label); empty: 1",
+        json_schema_extra={"cli": False},
+    )
+    tune_thresholds: bool = Field(
+        True,
+        description="multi-label: tune each label's threshold on validation for its F1 (labels with "
+        "fewer than --min-positives validation examples take one global threshold, tuned for micro-F1); "
+        "--no-tune-thresholds: 0.5 for every label",
+    )
+    min_positives: int = Field(
+        5, ge=1, description="multi-label: validation examples a label needs for a threshold of its own"
+    )
+    thresholds: list[float] = Field(
+        default_factory=list,
+        description="set by training: each label's threshold (multi-label)",
+        json_schema_extra={"cli": False},
+    )
+    global_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="set by training: the multi-label threshold of rare labels",
+        json_schema_extra={"cli": False},
+    )
+    oos_label: str = Field(
+        "oos",
+        description="the out-of-scope label: a training class of this name is the trained out-of-scope "
+        "class; validation/test examples with it are the out-of-scope inputs; abstentions answer it",
+    )
+    oos_target_recall: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="abstain when the calibrated top score is below a threshold chosen on validation so "
+        "that this share of its out-of-scope examples is caught (CLINC150's protocol; needs "
+        "out-of-scope examples in the validation data)",
+    )
+    abstain_below: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="abstain (answer the out-of-scope label) when the calibrated top score is below this; "
+        "with --oos-target-recall it is fitted by training instead",
+    )
+
+
 class ModelConfig(_Strict):
     """Everything needed to rebuild the network (labels included).
 
@@ -331,6 +395,13 @@ class ModelConfig(_Strict):
         "(ELMo); --no-gamma fixes γ at 1 (the ablation)",
     )
     head_dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout before the classification layer")
+    multi_label: bool | None = Field(
+        None,
+        description="several labels per text: one sigmoid per label, binary cross-entropy (with "
+        "--class-weight balanced: pos_weight), every label above its threshold answered. Default: "
+        "detected in the training data (label lists, several __label__s, --label-sep) and reported",
+    )
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
     labels: list[str] = Field(default_factory=list, json_schema_extra={"cli": False})  # from the data
 
 
@@ -364,7 +435,9 @@ class TrainConfig(_Strict):
     patience: int = Field(3, ge=0, description="epochs without improvement before stopping; 0 = never")
     seed: int = Field(42, description="random seed; the same seed gives the same model on CPU")
     class_weight: Literal["balanced"] | None = Field(
-        None, description="'balanced': weight classes by n / (classes * count) in the loss"
+        None,
+        description="'balanced': weight classes by n / (classes * count) in the loss; multi-label: "
+        "each label's positives by negatives / positives (pos_weight, at most 100)",
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the cross-entropy")
     tensorboard: bool = Field(True, description="write TensorBoard scalars")

@@ -27,3 +27,28 @@ def macro_f1(gold: Sequence[Any], predicted: Sequence[Any]) -> float:
     if len(gold) == 0:
         return 0.0
     return float(f1_score(list(gold), list(predicted), average="macro", zero_division=0))
+
+
+def multi_label_scores(targets: Any, predicted: Any) -> dict[str, float]:
+    """Multi-label metrics of 0/1 matrices [examples, labels] (scikit-learn): micro / macro /
+    samples F1, hamming loss and subset accuracy (every label of the example right). Macro-F1
+    averages over the labels present in the gold labels or the predictions, as above."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, hamming_loss
+
+    targets, predicted = np.asarray(targets), np.asarray(predicted)
+    if len(targets) == 0:
+        return {k: 0.0 for k in ("micro_f1", "macro_f1", "samples_f1", "hamming_loss", "subset_accuracy")}
+    present = (targets.sum(0) + predicted.sum(0)) > 0
+    macro = (
+        float(f1_score(targets[:, present], predicted[:, present], average="macro", zero_division=0))
+        if present.any()
+        else 0.0
+    )
+    return {
+        "micro_f1": float(f1_score(targets, predicted, average="micro", zero_division=0)),
+        "macro_f1": macro,
+        "samples_f1": float(f1_score(targets, predicted, average="samples", zero_division=0)),
+        "hamming_loss": float(hamming_loss(targets, predicted)),
+        "subset_accuracy": float(accuracy_score(targets, predicted)),
+    }

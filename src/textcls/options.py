@@ -28,6 +28,7 @@ from textcls.config import (
     BackboneConfig,
     ClassifierConfig,
     DataConfig,
+    DecisionConfig,
     EmbeddingConfig,
     EncoderConfig,
     ModelConfig,
@@ -43,6 +44,7 @@ SECTIONS: tuple[tuple[tuple[str, ...], type[BaseModel], str], ...] = (
     (("model", "embedding"), EmbeddingConfig, "word vectors (word models)"),
     (("model", "encoder"), EncoderConfig, "encoder"),
     (("model",), ModelConfig, "model"),
+    (("model", "decision"), DecisionConfig, "decisions: calibration, multi-label thresholds, out of scope"),
     (("model", "backbone"), BackboneConfig, "transformers (--model minilm-l6 or a Hugging Face directory)"),
     (("train",), TrainConfig, "training"),
 )

@@ -236,6 +236,10 @@ def distill(
     from textcls.config import DataConfig
 
     data_fields = {k: v for k, v in overrides.items() if k in DataConfig.model_fields}
+    from textcls.model import read_model_config
+
+    if read_model_config(teacher).model.multi_label:
+        raise ConfigError(f"{teacher}: distillation is for one label per text; this teacher is multi-label")
     splits = load_splits(data, **data_fields)  # read like every other verb reads its data
     labels = sorted({str(e.label) for e in splits.train})
     extra = read_unlabeled(unlabeled, labels) if unlabeled else []

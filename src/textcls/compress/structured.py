@@ -278,6 +278,10 @@ def prune_structured(
     model, featurizer, config = load_model(model_dir)
     if config.model.backbone is None:
         raise ConfigError(f"{model_dir}: structured pruning applies to transformer models only")
+    if config.model.multi_label:
+        raise ConfigError(
+            f"{model_dir}: structured pruning scores one label per text; this model is multi-label"
+        )
     _layers(model)  # an architecture without a layout fails before any work
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
     config = _train_config(config, overrides, epochs)

@@ -41,7 +41,8 @@ Columns = Sequence[str] | str | None
 
 @dataclass(frozen=True)
 class Example:
-    """One input: a text (plus an optional second segment) and its label."""
+    """One input: a text (plus an optional second segment) and its label, or for multi-label
+    data its labels (``labels``; ``label`` then shows them joined, e.g. ``joy,surprise``)."""
 
     text: str
     label: str | None = None
@@ -49,10 +50,18 @@ class Example:
     line: int = 0  # 1-based source line (0 if constructed in memory)
     # names of the text (and text_pair) columns in the file, as read; not part of equality
     columns: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+    labels: tuple[str, ...] | None = None  # several labels (multi-label data)
 
     def as_input(self) -> str | tuple[str, str]:
         """What a model reads: the text, or the ``(text, text_pair)`` sentence pair."""
         return self.text if self.text_pair is None else (self.text, self.text_pair)
+
+    @property
+    def label_set(self) -> tuple[str, ...]:
+        """Every label of the example (one, several, or none when unlabeled)."""
+        if self.labels is not None:
+            return self.labels
+        return () if self.label is None else (self.label,)
 
 
 # --------------------------------------------------------------------------- file access
@@ -251,7 +260,7 @@ def read_examples(
 
     Raises:
         DataError: missing file, undecodable line, wrong field count, empty label, bad JSON,
-            missing column, multi-label line, or no examples at all.
+            missing column, or no examples at all.
         ConfigError: unknown ``format``, or ``pair`` with a format or columns that cannot
             give pairs.
     """
@@ -610,13 +619,11 @@ def _fasttext_example(path: Path, line: int, content: str, require_labels: bool)
     tokens = content.split()
     labels = [t[len(_FASTTEXT_PREFIX) :] for t in tokens if t.startswith(_FASTTEXT_PREFIX)]
     words = [t for t in tokens if not t.startswith(_FASTTEXT_PREFIX)]
-    if len(labels) > 1:
-        raise DataError(
-            f"{len(labels)} labels on one line ({', '.join(labels)}): multi-label data is not supported yet",
-            path=path,
-            line=line,
-            hint="keep exactly one __label__ per line",
+    if len(labels) > 1:  # multi-label: every __label__ of the line
+        example = _make_example(
+            path, line, " ".join(words), text_pair=None, label=labels[0], require_labels=require_labels
         )
+        return with_labels(example, labels)
     if not labels and require_labels:
         raise DataError(
             "no __label__ on this line",
@@ -784,6 +791,25 @@ def _record_example(path: Path, line: int, record: dict, columns: _Columns, opti
     else:
         text, text_pair, names = " ".join(t for t in texts if t), None, ["+".join(names)]
     raw_label = record.get(columns.label) if columns.label else None
+    if isinstance(raw_label, list):  # multi-label: a JSON list of labels
+        parts = [_cell_label(path, line, columns.label, value) for value in raw_label]
+        if not all(parts) and options.require_labels:
+            raise DataError(
+                f"column {columns.label!r} holds an empty label in its list",
+                path=path,
+                line=line,
+                hint='write the labels as a list of names, e.g. ["joy", "surprise"]',
+            )
+        example = _make_example(
+            path,
+            line,
+            text,
+            text_pair=text_pair,
+            label=",".join(p for p in parts if p),
+            require_labels=options.require_labels,
+            columns=names,
+        )
+        return with_labels(example, [p for p in parts if p]) if example.label else example
     label = _cell_label(path, line, columns.label, raw_label)
     return _make_example(
         path,
@@ -822,19 +848,20 @@ def _cell_label(path: Path, line: int, column: str | None, value: object) -> str
         return str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else str(value)
-    if isinstance(value, list):
-        raise DataError(
-            f"column {column!r} holds a list: multi-label data is not supported yet",
-            path=path,
-            line=line,
-            hint="give exactly one label per example",
-        )
     raise DataError(
         f"column {column!r} must hold a string or a number, found a JSON {_json_type(value)}",
         path=path,
         line=line,
         hint="store the label as a JSON string",
     )
+
+
+def with_labels(example: Example, labels: Sequence[str], separator: str = ",") -> Example:
+    """``example`` carrying several labels (duplicates dropped, order kept)."""
+    from dataclasses import replace
+
+    unique = tuple(dict.fromkeys(labels))
+    return replace(example, label=separator.join(unique), labels=unique)
 
 
 def _json_type(value: object) -> str:

@@ -37,6 +37,7 @@ class DataSplits:
     labels: list[str] = field(default_factory=list)
     format: str | None = None  # the training file's format, as resolved
     unseen: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> label -> count
+    label_sep: str | None = None  # the separator of several labels in a label field, given or detected
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -44,7 +45,7 @@ class DataSplits:
 
 
 def _label_order(examples: Iterable[Example]) -> list[str]:
-    return list(dict.fromkeys(e.label for e in examples if e.label is not None))
+    return list(dict.fromkeys(label for e in examples for label in e.label_set))
 
 
 def find_split_files(directory: str | Path) -> dict[str, Path]:
@@ -105,7 +106,7 @@ def read_data_file(
     """Read one data file the way a model directory's data options say (the one path every verb
     uses). With format ``auto``, a TSV file takes the layout detected on the training file."""
     options = data_options(options, **fields)
-    return read_examples(
+    examples = read_examples(
         path,
         resolve_format(path, options),
         text_columns=options.text_columns,
@@ -117,6 +118,11 @@ def read_data_file(
         notes=notes,
         fields=options.fields,
     )
+    if options.label_sep:  # several labels in one field (multi-label)
+        from textcls.data.labels import split_labels
+
+        examples = split_labels(examples, options.label_sep)
+    return examples
 
 
 def resolve_format(path: str | Path, options: DataConfig) -> str:
@@ -137,6 +143,8 @@ def load_splits(
     test: str | Path | None = None,
     options: DataConfig | None = None,
     seed: int = 42,
+    multi_label: bool | None = None,
+    also_known: Iterable[str] = (),
     **fields: object,
 ) -> DataSplits:
     """Load the train, valid and (optional) test examples.
@@ -151,6 +159,12 @@ def load_splits(
     Valid/test labels that never occur in train are reported in the notes and in ``unseen``
     (they count as errors in every metric); with ``strict_labels`` they are a DataError.
 
+    Label fields joining several labels (``joy,surprise``) are split on ``label_sep``; without
+    one it is detected on the training file (:func:`textcls.data.labels.detect_separator`,
+    reported) unless ``multi_label`` is False, and is ``,`` when ``multi_label`` is True.
+    ``also_known`` labels are expected in valid/test though not in train (the out-of-scope label
+    of a model that abstains).
+
     Raises:
         DataError: no training file, unreadable data, or (strict) valid/test labels absent from train.
         ConfigError: ``valid_fraction`` outside (0, 1) when a split has to be carved.
@@ -159,8 +173,19 @@ def load_splits(
     paths = _split_paths(data, valid, test)
     reader = _SplitReader(options)
     train = reader.read("train", paths["train"])
+    if options.label_sep is None and multi_label is not False:
+        from textcls.data.labels import detect_separator, split_labels
+
+        separator, note = detect_separator(train)
+        if separator is None and multi_label:
+            separator, note = ",", "multi-label: label fields are split on ',' (--label-sep sets another)"
+        if separator is not None:
+            reader.notes.append(note)
+            options = reader.options = options.model_copy(update={"label_sep": separator})
+            train = split_labels(train, separator)
     result = DataSplits(train, [], None, reader.notes, labels=_label_order(train), format=reader.train_format)
-    known = {e.label for e in train}
+    result.label_sep = options.label_sep
+    known = {label for e in train for label in e.label_set} | set(also_known)
     if "valid" in paths:
         result.valid = reader.read("valid", paths["valid"])
         _note_unseen(result, "valid", paths["valid"], known, options.strict_labels)
@@ -290,7 +315,7 @@ def stratified_split(
 def unseen_labels(examples: Iterable[Example], known_labels: Iterable[str | None]) -> Counter[str]:
     """How many examples carry each label that is not in ``known_labels`` (label None ignored)."""
     known = set(known_labels)
-    return Counter(e.label for e in examples if e.label is not None and e.label not in known)
+    return Counter(label for e in examples for label in e.label_set if label not in known)
 
 
 def check_known_labels(
@@ -308,9 +333,10 @@ def check_known_labels(
     counts: Counter[str] = Counter()
     first_line: dict[str, int] = {}
     for example in examples:
-        if example.label is not None and example.label not in known:
-            counts[example.label] += 1
-            first_line.setdefault(example.label, example.line)
+        for label in example.label_set:
+            if label not in known:
+                counts[label] += 1
+                first_line.setdefault(label, example.line)
     if not counts:
         return None
     names = sorted(counts)

@@ -93,6 +93,8 @@ class LinearEncoder(Encoder):
         idf[df == 0] = 0.0  # padding, unknown and never-seen ids carry nothing
         self.idf.copy_(torch.from_numpy(idf.astype(np.float32)))
         x_train, x_valid = self.tfidf(train[0]), self.tfidf(valid[0])
+        if train[1] and isinstance(train[1][0], tuple):  # multi-label: one binary classifier per label
+            return self._fit_multi_label(x_train, x_valid, train[1], valid[1], seed, int((df > 0).sum()))
         y_train, y_valid = np.asarray(train[1]), np.asarray(valid[1])
         labelled = y_train >= 0
         x_train, y_train = x_train[labelled], y_train[labelled]
@@ -111,6 +113,8 @@ class LinearEncoder(Encoder):
         weights, bias = self._as_logits(model)
         self.weight.weight.data.copy_(torch.from_numpy(weights.T.astype(np.float32)))
         self.bias.data.copy_(torch.from_numpy(bias.astype(np.float32)))
+        from textcls.decision import fit_temperature
+
         known = y_valid < self.num_labels
         temperature = fit_temperature(self._scores(model, x_valid)[known], y_valid[known])
         self.temperature.fill_(temperature)
@@ -120,6 +124,48 @@ class LinearEncoder(Encoder):
             "temperature": temperature,
             "loss": self.loss,
             "features": int((df > 0).sum()),
+        }
+
+    def _fit_multi_label(
+        self, x_train: Any, x_valid: Any, y_train: Any, y_valid: Any, seed: int, features: int
+    ) -> dict[str, Any]:
+        """One-vs-rest: a binary classifier per label (its score is the label's logit; a label
+        always or never present in train gets a constant), C from the grid by validation
+        micro-F1 at score 0. Calibration and thresholds follow (textcls.decision)."""
+        from sklearn.metrics import f1_score
+
+        from textcls.decision import multi_hot
+
+        targets = multi_hot(y_train, self.num_labels).astype(np.int64)
+        gold = multi_hot(y_valid, self.num_labels)
+        grid = (self.C,) if self.C is not None else C_GRID
+        scores: dict[float, float] = {}
+        best: tuple[float, float, Any] | None = None
+        for c in grid:
+            weights, bias = np.zeros((self.num_labels, self.input_dim)), np.zeros(self.num_labels)
+            for j in range(self.num_labels):
+                column = targets[:, j]
+                if column.min() == column.max():  # nothing to separate: a constant score
+                    bias[j] = 10.0 if column[0] else -10.0
+                    continue
+                model = self._classifier(c, seed).fit(x_train, column)
+                weights[j], bias[j] = np.asarray(model.coef_)[0], float(np.asarray(model.intercept_)[0])
+            predicted = (np.asarray(x_valid @ weights.T) + bias > 0).astype(np.float32)
+            micro = float(f1_score(gold, predicted, average="micro", zero_division=0))
+            scores[c] = micro
+            key = (micro, -abs(math.log(c)))
+            if best is None or key > best[:2]:
+                best = (*key, (c, weights, bias))
+        c, weights, bias = best[2]
+        self.weight.weight.data.copy_(torch.from_numpy(weights.T.astype(np.float32)))
+        self.bias.data.copy_(torch.from_numpy(bias.astype(np.float32)))
+        self.temperature.fill_(1.0)  # per-label temperatures are fitted after (textcls.decision)
+        return {
+            "C": c,
+            "valid_micro_f1_by_C": scores,
+            "loss": self.loss,
+            "features": features,
+            "multi_label": "one-vs-rest",
         }
 
     def _classifier(self, c: float, seed: int) -> Any:
@@ -150,18 +196,3 @@ class LinearEncoder(Encoder):
     def _scores(self, model: Any, x: Any) -> np.ndarray:
         weights, bias = self._as_logits(model)
         return np.asarray(x @ weights.T) + bias
-
-
-def fit_temperature(logits: np.ndarray, gold: np.ndarray) -> float:
-    """The temperature T > 0 minimising the NLL of softmax(logits / T) (Guo et al. 2017)."""
-    from scipy.optimize import minimize_scalar
-    from scipy.special import log_softmax
-
-    if len(gold) == 0:
-        return 1.0
-
-    def nll(log_t: float) -> float:
-        return float(-log_softmax(logits / math.exp(log_t), axis=1)[np.arange(len(gold)), gold].mean())
-
-    found = minimize_scalar(nll, bounds=(-7.0, 7.0), method="bounded")
-    return float(math.exp(found.x))

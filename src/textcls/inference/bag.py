@@ -38,6 +38,9 @@ class BagPredictor(Predictor):
             )
         self.featurizer = load_featurizer(directory, config)
         self.labels = list(config.model.labels)
+        from textcls.decision import Decision
+
+        self.decision = Decision(config.model)
         self.linear = encoder == "linear"
         weights = load_file(str(directory / WEIGHTS_FILE))
         if self.linear:

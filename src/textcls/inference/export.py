@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from textcls.data.formats import Example
+from textcls.decision import Decision
 from textcls.errors import AccuracyGateError, ConfigError, ExportError
 from textcls.inference.onnx import (
     BACKEND_FILES,
@@ -100,9 +101,15 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
 
 
-def accuracy(logits: np.ndarray, labels: list[str], examples: Sequence[Example]) -> float:
-    gold = np.asarray([labels.index(str(e.label)) if str(e.label) in labels else -1 for e in examples])
-    return float((logits.argmax(1) == gold).mean() * 100)
+def accuracy(logits: np.ndarray, decision: Decision, examples: Sequence[Example]) -> float:
+    """Percent of examples answered right by the model's decision (calibration, out of scope;
+    multi-label: every label right, subset accuracy)."""
+    predicted = decision.predicted(decision.probabilities(logits))
+    if decision.multi_label:
+        right = [set(p) == set(e.label_set) for p, e in zip(predicted, examples, strict=True)]
+    else:
+        right = [p == str(e.label) for p, e in zip(predicted, examples, strict=True)]
+    return float(np.mean(right) * 100) if right else 0.0
 
 
 def export_model(
@@ -261,11 +268,12 @@ def _gate(
     from textcls.inference.predictor import predict_logits
 
     texts = [e.as_input() for e in examples]
+    decision = Decision(config.model)
     torch_accuracy = accuracy(
-        predict_logits(model, featurizer, featurizer.encode(texts), 64, "cpu"), labels, examples
+        predict_logits(model, featurizer, featurizer.encode(texts), 64, "cpu"), decision, examples
     )
     predictor = OnnxPredictor(path, featurizer, labels, _aggregate(config), "onnx-int8", threads)
-    int8_accuracy = accuracy(predictor.logits(texts), labels, examples)
+    int8_accuracy = accuracy(predictor.logits(texts), decision, examples)
     return {
         "valid_examples": len(examples),
         "torch_accuracy": torch_accuracy,

@@ -321,10 +321,14 @@ def open_onnx(directory: str | Path, backend: str, threads: int | None = None) -
     if problem is not None:
         raise ModelLoadError(problem)
     config = read_model_config(directory)
+    from textcls.decision import Decision
+
     aggregate = config.model.backbone.aggregate if config.model.backbone else "mean"
-    return OnnxPredictor(
+    predictor = OnnxPredictor(
         path, load_featurizer(directory, config), config.model.labels, aggregate, backend, threads
     )
+    predictor.decision = Decision(config.model)
+    return predictor
 
 
 def onnx_backend(directory: str | Path, threads: int | None = None) -> OnnxPredictor:

@@ -15,22 +15,19 @@ from typing import Any
 import numpy as np
 
 from textcls.data.fields import TextInput  # a text, a sentence pair, or {field: text}
+from textcls.decision import Decision, softmax  # noqa: F401  (softmax: the name users import)
 from textcls.errors import ConfigError
 
 Prediction = dict[str, Any]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 class Predictor(ABC):
-    """Base class of every backend."""
+    """Base class of every backend: a backend computes logits; the model's ``Decision`` (from its
+    config: calibration, multi-label thresholds, out of scope) turns them into answers."""
 
     backend: str = "?"
     labels: list[str]
+    decision: Decision | None = None  # set by the backend from the model's config
 
     @abstractmethod
     def logits(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
@@ -51,25 +48,39 @@ class Predictor(ABC):
         featurizer = getattr(self, "featurizer", None)
         return featurizer.truncation(texts) if hasattr(featurizer, "truncation") else None
 
+    def decider(self) -> Decision:
+        """The model's decision rule (a backend without one decides by plain softmax)."""
+        if self.decision is None:
+            from textcls.config import ModelConfig
+
+            self.decision = Decision(ModelConfig(labels=list(self.labels)))
+        return self.decision
+
     def predict_proba(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
-        return softmax(self.logits(texts, batch_size))
+        """Calibrated probabilities [len(texts), labels]: softmax rows, or one sigmoid per label
+        for a multi-label model."""
+        return self.decider().probabilities(self.logits(texts, batch_size))
 
     def predict(
-        self, texts: Sequence[TextInput], top_k: int = 1, batch_size: int = 64
+        self,
+        texts: Sequence[TextInput],
+        top_k: int | None = None,
+        batch_size: int = 64,
+        threshold: float | None = None,
     ) -> list[Prediction] | list[list[Prediction]]:
-        """``top_k=1``: one ``{"label", "score"}`` per text; more: a ranked list per text."""
+        """One label per text: one ``{"label", "score"}`` per text (``top_k`` > 1: a ranked list);
+        an out-of-scope answer names the out-of-scope label with ``"out_of_scope": true``, and
+        ``threshold`` replaces the model's abstention threshold. Multi-label: a list per text of
+        every label at or above its threshold (``threshold`` replaces them), at most ``top_k``."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts; wrap a single text in a list")
-        if top_k < 1:
+        if top_k is not None and top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {top_k}")
-        probabilities = self.predict_proba(texts, batch_size)
-        k = min(top_k, len(self.labels))
-        ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        results = [
-            [{"label": self.labels[j], "score": float(row[j])} for j in order]
-            for row, order in zip(probabilities, ranked, strict=True)
-        ]
-        return [r[0] for r in results] if top_k == 1 else results
+        decision = self.decider()
+        answers = decision.answers(self.predict_proba(texts, batch_size), top_k, threshold)
+        if decision.multi_label or (top_k or 1) > 1:
+            return answers
+        return [ranked[0] for ranked in answers]
 
     @property
     def threads(self) -> int:
@@ -116,7 +127,13 @@ class TorchPredictor(Predictor):
     backend = "torch"
 
     def __init__(
-        self, model: Any, featurizer: Any, labels: list[str], device: str = "cpu", backend: str = "torch"
+        self,
+        model: Any,
+        featurizer: Any,
+        labels: list[str],
+        device: str = "cpu",
+        backend: str = "torch",
+        decision: Decision | None = None,
     ) -> None:
         import torch
 
@@ -125,6 +142,10 @@ class TorchPredictor(Predictor):
         self.labels = labels
         self.device = torch.device(device)
         self.backend = backend
+        config = getattr(model, "config", None)  # a TextClassificationModel's ModelConfig
+        if decision is None and hasattr(config, "decision") and list(config.labels) == list(labels):
+            decision = Decision(config)
+        self.decision = decision
 
     def logits(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
         if len(texts) == 0:

@@ -1,7 +1,9 @@
 """The FastAPI application behind ``textcls serve``.
 
 Inference (TorchServe-compatible): ``GET /ping``, ``POST /predictions/{model}`` (form field
-``data=``, a raw text body, or JSON ``{"text": ...}`` / ``{"texts": [...], "top_k": k}``).
+``data=``, a raw text body, or JSON ``{"text": ...}`` / ``{"texts": [...], "top_k": k, "threshold": t}``).
+Each answer lists labels with scores; multi-label models answer every label above its threshold,
+and an out-of-scope answer carries ``"out_of_scope": true``.
 ``GET /served`` lists model names for the web page.
 Management (bearer token): ``GET /models``, ``GET /models/{name}``, ``POST /models?url=&model_name=``
 (directories under ``--model-store`` only, at most ``--max-models``), ``DELETE /models/{name}``.
@@ -30,8 +32,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import numpy as np
 
 from textcls.errors import ConfigError, MissingDependencyError
 from textcls.serve.batching import DynamicBatcher
@@ -291,7 +291,7 @@ def parse_inputs(payload: Any, settings: ServeSettings, fields: list[str]) -> li
     elif "text" in payload and len(fields) == 1 and fields[0] not in payload:
         items = [payload["text"]]
     else:
-        items = [{k: v for k, v in payload.items() if k != "top_k"}]
+        items = [{k: v for k, v in payload.items() if k not in ("top_k", "threshold")}]
     check_count(len(items), settings)
     try:
         inputs = field_inputs(items, fields)
@@ -355,11 +355,12 @@ def check_texts(texts: list[Any], settings: ServeSettings) -> list[str]:
     return texts
 
 
-def parse_top_k(value: Any, default: int, labels: int) -> int:
+def parse_top_k(value: Any, default: int | None, labels: int) -> int | None:
     """An integer ≥ 1 (a JSON integer, or digits in a query string / JSON string); capped at the
-    number of labels. Floats (``1e400``, ``2.5``), booleans, lists and the like are a 422."""
+    number of labels. Floats (``1e400``, ``2.5``), booleans, lists and the like are a 422. None
+    (a multi-label model's default): every label above its threshold."""
     if value is None:
-        return min(default, labels)
+        return None if default is None else min(default, labels)
     if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,18}\s*", value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -369,12 +370,18 @@ def parse_top_k(value: Any, default: int, labels: int) -> int:
     return min(value, labels)
 
 
-def ranked(probabilities: np.ndarray, labels: list[str], top_k: int) -> list[list[dict[str, Any]]]:
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
-    return [
-        [{"label": labels[j], "score": float(row[j])} for j in indices]
-        for row, indices in zip(probabilities, order, strict=True)
-    ]
+def parse_threshold(value: Any) -> float | None:
+    """A number in [0, 1] (JSON, or a query string): replaces the model's thresholds (multi-label:
+    each label's; one label per text: the abstention's). Anything else is a 422."""
+    if value is None:
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]*\.?[0-9]+\s*", value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ApiError(
+            422, "InvalidInputException", f"threshold must be a number from 0 to 1, got {short(value)}"
+        )
+    return float(value)
 
 
 # ----------------------------------------------------------------------------- Host and Origin
@@ -688,19 +695,25 @@ def create_app(settings: ServeSettings) -> Any:
                 503, "ServiceUnavailableException", f"model {name} is {model.status}: {model.error}"
             )
         labels = list(model.predictor.labels)
+        decision = model.predictor.decider()
         start = time.perf_counter()
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         top_k_param = request.query_params.get("top_k")
+        threshold_param = request.query_params.get("threshold")
         style = body_style(kind)
         if style == "json":
             payload = parse_json(await request.body())
             texts = parse_inputs(payload, settings, model.predictor.fields)
-            top_k = parse_top_k(payload.get("top_k", top_k_param), 1, len(labels))
+            default = None if decision.multi_label else 1
+            top_k = parse_top_k(payload.get("top_k", top_k_param), default, len(labels))
+            threshold = parse_threshold(payload.get("threshold", threshold_param))
         else:
             if len(model.predictor.fields) > 1:
                 raise ApiError(422, "InvalidInputException", _fields_hint(model.predictor.fields))
             texts = check_texts([await _raw_text(request, kind)], settings)
-            top_k = parse_top_k(top_k_param, settings.default_top_k, len(labels))
+            default = None if decision.multi_label else settings.default_top_k
+            top_k = parse_top_k(top_k_param, default, len(labels))
+            threshold = parse_threshold(threshold_param)
         try:
             probabilities = await model.batcher.submit(texts)
         except RuntimeError as error:
@@ -709,7 +722,7 @@ def create_app(settings: ServeSettings) -> Any:
         metrics.latency.labels(name).observe(seconds)
         metrics.texts.labels(name).inc(len(texts))
         metrics.requests.labels("/predictions/{name}", name, 200).inc()
-        results = ranked(probabilities, labels, top_k)
+        results = decision.answers(probabilities, top_k, threshold)
         if style == "torchserve":  # TorchServe's text classifier answers {label: probability}
             return {r["label"]: r["score"] for r in results[0]}
         return {"model": name, "predictions": results, "latency_ms": seconds * 1000}

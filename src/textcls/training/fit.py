@@ -289,17 +289,20 @@ def fit(
     through it alone (their gold id is -1). ``start=(model, featurizer)`` trains that model (in
     place, any pruning masks held) instead of building one from the config (textcls prune
     retrains its pruned models this way); its labels must be the data's."""
-    from textcls.inference.predictor import TorchPredictor
+    from textcls.decision import Decision, calibrate
+    from textcls.inference.predictor import TorchPredictor, predict_logits
     from textcls.model import load_model, read_model_config, save_model
     from textcls.training.checkpoint import INIT_FILE, REWIND_FILE
     from textcls.training.loggers import make_logger
     from textcls.training.loop import CHECKPOINT_DIR, fit_closed_form, set_seed, train
 
-    labels = sorted({str(e.label) for e in train_examples if e.label is not None})
+    labels = sorted({label for e in train_examples for label in e.label_set})
     if len(labels) < 2:
         raise ConfigError(f"training data has only {len(labels)} label(s) {labels}; need two or more")
     config = config.model_copy(deep=True)
     config.model.labels = labels
+    notes = list(notes or [])
+    notes += resolve_decision(config, train_examples, valid_examples, soft_loss is not None)
     out_path = Path(out_dir) if out_dir is not None else None
     set_seed(config.train.seed)
 
@@ -319,7 +322,7 @@ def fit(
         saved = read_model_config(out_path).model
         if config.model.tokenizer.max_length == "auto":  # resolved by the first run
             config.model.tokenizer.max_length = saved.tokenizer.max_length
-        if saved != config.model:
+        if saved.model_copy(update={"decision": config.model.decision}) != config.model:
             raise ConfigError(f"{out_path}: --resume with a different model config; use a new --out")
         model, featurizer, _ = load_model(out_path)
         extra: dict[str, Any] = {"resumed": True}
@@ -329,15 +332,16 @@ def fit(
         model, featurizer, extra = _build_word_model(config, train_examples, bilm)
 
     label_index = {label: i for i, label in enumerate(labels)}
+    unseen = sorted({label for e in valid_examples for label in e.label_set} - set(labels))
+    label_index.update({label: len(labels) + i for i, label in enumerate(unseen)})  # always wrong
+    multi_label = bool(config.model.multi_label)
     train_data = (
         featurizer.encode([e.as_input() for e in train_examples]),
-        [label_index[str(e.label)] if e.label is not None else -1 for e in train_examples],
+        [gold_ids(e, label_index, multi_label) for e in train_examples],
     )
-    unseen = sorted({str(e.label) for e in valid_examples} - set(labels))
-    unseen_index = {label: len(labels) + i for i, label in enumerate(unseen)}  # always wrong
     valid_data = (
         featurizer.encode([e.as_input() for e in valid_examples]),
-        [label_index.get(str(e.label), unseen_index.get(str(e.label), -1)) for e in valid_examples],
+        [gold_ids(e, label_index, multi_label) for e in valid_examples],
     )
 
     track = config.train.track
@@ -380,8 +384,18 @@ def fit(
     except BaseException:  # interrupted, pruned or crashed: the run says so
         logger.close("KILLED")
         raise
+    out_of_scope = np.asarray([config.model.decision.oos_label in e.label_set for e in valid_examples])
+    valid_logits = predict_logits(model, featurizer, valid_data[0], 64, next(model.parameters()).device)
+    calibration = calibrate(config.model, valid_logits, valid_data[1], out_of_scope)
+    log.info(
+        "calibration on validation: ECE %.4f -> %.4f%s",
+        calibration["ece_before"],
+        calibration["ece_after"],
+        f", abstain below {calibration['abstain_below']:.4f}" if "abstain_below" in calibration else "",
+    )
     result.extra = {
         **result.extra,
+        "calibration": calibration,
         **extra,
         "train_examples": len(train_examples),
         "valid_examples": len(valid_examples),
@@ -390,15 +404,15 @@ def fit(
             "valid": sum(1 for e in valid_examples if not e.text and not e.text_pair),
         },
         "valid_unseen_labels": {
-            label: sum(1 for e in valid_examples if str(e.label) == label) for label in unseen
+            label: sum(1 for e in valid_examples if label in e.label_set) for label in unseen
         },
-        "notes": list(notes or []),
+        "notes": notes,
     }
     if data_source:
         result.extra["data"] = data_source
     if logger.run_ref:
         result.extra["tracking"] = logger.run_ref
-    predictor = TorchPredictor(model, featurizer, labels)
+    predictor = TorchPredictor(model, featurizer, labels, decision=Decision(config.model))
     if out_path:
         save_model(out_path, model, featurizer, config)
         write_train_summary(out_path, result, config)
@@ -416,6 +430,59 @@ def fit(
             logger.log_artifact(out_path, "model")
     logger.close()
     return predictor, result, config
+
+
+def gold_ids(example: Example, index: dict[str, int], multi_label: bool) -> Any:
+    """An example's gold for the loop: its label id (-1: unlabeled), or for multi-label the tuple
+    of its label ids."""
+    if multi_label:
+        return tuple(index[label] for label in example.label_set)
+    return index[example.label] if example.label is not None else -1
+
+
+def resolve_decision(
+    config: ClassifierConfig,
+    train_examples: Sequence[Example],
+    valid_examples: Sequence[Example],
+    distilling: bool = False,
+) -> list[str]:
+    """Settle ``multi_label`` (detected when unset) and check the decision options against the
+    data before any training; clears the values the last training fitted. Returns notes."""
+    from textcls.data.labels import is_multi_label
+
+    model, notes = config.model, []
+    several = sum(1 for e in train_examples if len(e.label_set) > 1)
+    if model.multi_label is None:
+        model.multi_label = is_multi_label(train_examples)
+        if model.multi_label:
+            notes.append(
+                f"multi-label: {several} of {len(train_examples)} training examples carry several labels "
+                "(detected; a sigmoid per label, thresholds tuned on validation)"
+            )
+            log.info("%s", notes[-1])
+    elif not model.multi_label and several:
+        raise ConfigError(
+            f"{several} training examples carry several labels: train with --multi-label, or keep "
+            "label fields whole without --label-sep"
+        )
+    decision = model.decision
+    decision.temperature, decision.thresholds, decision.global_threshold = [], [], 0.5
+    if decision.oos_target_recall is not None:
+        decision.abstain_below = None  # fitted again on this run's validation logits
+        if model.multi_label:
+            raise ConfigError("--oos-target-recall is for one label per text, not multi-label")
+        if not any(decision.oos_label in e.label_set for e in valid_examples):
+            raise ConfigError(
+                f"--oos-target-recall needs out-of-scope examples (label {decision.oos_label!r}, "
+                "--oos-label) in the validation data; add some, or give a fixed --abstain-below"
+            )
+    elif decision.abstain_below is not None and model.multi_label:
+        raise ConfigError("--abstain-below is for one label per text, not multi-label")
+    if model.multi_label and distilling:
+        raise ConfigError("distillation is for one label per text; multi-label models are trained directly")
+    if decision.oos_label in model.labels:
+        notes.append(f"out of scope: {decision.oos_label!r} is a trained class (--oos-label)")
+    return notes
 
 
 def pretrained_from(config: ClassifierConfig) -> dict[str, Any] | None:

@@ -94,12 +94,66 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.AdamW(groups, lr=config.lr, fused=True)
 
 
-def make_loss(config: TrainConfig, train_labels: Sequence[int], num_labels: int) -> nn.Module:
-    """Cross-entropy with the config's class weights and label smoothing; gold id -1 (a training
-    text without a label, in distillation) is ignored."""
+class ClassificationLoss(nn.Module):
+    """The loss of every model, decided by its config: cross-entropy over one label per text
+    (class weights, label smoothing; gold id -1, a training text without a label in
+    distillation, is ignored), or for multi-label binary cross-entropy per label on multi-hot
+    targets (``pos_weight``)."""
+
+    def __init__(
+        self,
+        num_labels: int,
+        multi_label: bool = False,
+        weight: torch.Tensor | None = None,
+        pos_weight: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.num_labels, self.multi_label = num_labels, multi_label
+        if multi_label:
+            self.loss: nn.Module = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        else:
+            self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing, ignore_index=-1)
+
+    @property
+    def weight(self) -> torch.Tensor | None:
+        """The class weights (one label per text), or None."""
+        return getattr(self.loss, "weight", None)
+
+    @property
+    def pos_weight(self) -> torch.Tensor | None:
+        """The positives' weight per label (multi-label), or None."""
+        return getattr(self.loss, "pos_weight", None)
+
+    def targets(self, gold: Sequence[Any], device: Any = None) -> torch.Tensor:
+        """Gold ids (one per text) as a tensor, or label-id tuples as a multi-hot matrix."""
+        if not self.multi_label:
+            return torch.as_tensor(list(gold), device=device)
+        from textcls.decision import multi_hot
+
+        return torch.from_numpy(multi_hot(gold, self.num_labels)).to(device)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits, targets)
+
+
+def make_loss(
+    config: TrainConfig, train_labels: Sequence[Any], num_labels: int, multi_label: bool = False
+) -> ClassificationLoss:
+    """The config's loss; ``class_weight: balanced`` weights classes (one label per text) or each
+    label's positives by negatives / positives, at most 100 (multi-label)."""
+    if multi_label:
+        pos_weight = None
+        if config.class_weight:
+            from textcls.decision import POS_WEIGHT_CAP, multi_hot
+
+            positives = multi_hot(train_labels, num_labels).sum(0).astype(np.float64)
+            ratio = (len(train_labels) - positives) / np.maximum(positives, 1)
+            pos_weight = torch.tensor(np.clip(ratio, 1.0, POS_WEIGHT_CAP), dtype=torch.float32)
+        return ClassificationLoss(num_labels, True, pos_weight=pos_weight)
     known = [label for label in train_labels if label >= 0]
     weight = class_weights(known, num_labels) if config.class_weight else None
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing, ignore_index=-1)
+    return ClassificationLoss(num_labels, weight=weight, label_smoothing=config.label_smoothing)
 
 
 def _param_groups(
@@ -124,12 +178,26 @@ def _param_groups(
     ]
 
 
-def validation_metrics(logits: np.ndarray, gold: Sequence[int]) -> dict[str, float]:
+def validation_metrics(
+    logits: np.ndarray, gold: Sequence[Any], multi_label: bool = False
+) -> dict[str, float]:
     """Loss, accuracy and macro-F1 (textcls.metrics) of validation logits. Gold ids at or past the
     number of labels are labels never seen in training: errors in accuracy and macro-F1, left out
-    of the loss (no logit exists for them)."""
+    of the loss (no logit exists for them). Multi-label (gold: label-id tuples): binary
+    cross-entropy, subset accuracy and macro-F1 of the labels at probability 0.5 (before the
+    thresholds are tuned)."""
     from textcls.metrics import accuracy, macro_f1
 
+    if multi_label:
+        from textcls.decision import multi_hot
+        from textcls.metrics import multi_label_scores
+
+        targets = multi_hot(gold, logits.shape[1])
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            torch.from_numpy(logits), torch.from_numpy(targets)
+        )
+        scores = multi_label_scores(targets, (logits > 0).astype(np.float32))
+        return {"loss": float(loss), "accuracy": scores["subset_accuracy"], "macro_f1": scores["macro_f1"]}
     gold_array = np.asarray(gold)
     known = gold_array < logits.shape[1]
     log_probs = torch.log_softmax(torch.from_numpy(logits[known]), dim=-1)
@@ -177,12 +245,13 @@ def train(
     batches_per_epoch = -(-len(train_ids) // config.batch_size)
     steps_per_epoch = -(-batches_per_epoch // config.grad_accum)
     num_labels = len(model.config.labels)
+    multi_label = bool(model.config.multi_label)
 
     optimizer = make_optimizer(model, config)
     epochs = planned_epochs(config, steps_per_epoch)
     scheduler = make_schedule(optimizer, config.schedule, steps_per_epoch * epochs, config.warmup_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
-    loss_fn = make_loss(config, train_labels, num_labels).to(device)
+    loss_fn = make_loss(config, train_labels, num_labels, multi_label).to(device)
 
     state: dict[str, Any] = {
         "epoch": 0,
@@ -223,7 +292,7 @@ def train(
             for number, indices in enumerate(batches, start=1):
                 items = [train_ids[i] for i in indices]
                 batch = {k: v.to(device) for k, v in featurizer.collate(items).items()}
-                gold = torch.as_tensor([train_labels[i] for i in indices], device=device)
+                gold = loss_fn.targets([train_labels[i] for i in indices], device)
                 logits = model(batch)["logits"]
                 loss = soft_loss(logits, indices, gold) if soft_loss else loss_fn(logits, gold)
                 accelerator.backward(loss / config.grad_accum)
@@ -254,7 +323,7 @@ def train(
         if rewind == ("epoch", epoch):
             save_weights(out_dir / REWIND_FILE, accelerator.unwrap_model(model), point=config.rewind_at)
         valid_logits = predict_logits(model, featurizer, valid_data[0], max(64, config.batch_size), device)
-        metrics = validation_metrics(valid_logits, valid_data[1])
+        metrics = validation_metrics(valid_logits, valid_data[1], multi_label)
         metrics["train_loss"] = total_loss / max(1, len(batches))
         logger.log_metrics({f"valid/{k}": v for k, v in metrics.items()}, state["step"])
         record = {
@@ -346,9 +415,9 @@ def fit_closed_form(
     seconds = time.perf_counter() - started
     model.eval()
     logits = predict_logits(model, featurizer, valid_data[0], 512, torch.device("cpu"))
-    metrics = validation_metrics(logits, valid_data[1])
+    metrics = validation_metrics(logits, valid_data[1], bool(model.config.multi_label))
     logger.log_metrics({f"valid/{k}": v for k, v in metrics.items()}, 1)
-    chosen = ", ".join(f"{k} {v}" for k, v in info.items() if k != "valid_accuracy_by_C")
+    chosen = ", ".join(f"{k} {v}" for k, v in info.items() if not k.startswith("valid_"))
     log.info(
         "fitted in %.1fs (%s): valid %s",
         seconds,

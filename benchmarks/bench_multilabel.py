@@ -1,0 +1,419 @@
+"""Multi-label classification, calibration and out-of-scope detection (issue 19).
+
+- ``goemotions``: the ``multilabel`` set (GoEmotions, 28 labels): textcls ``linear``, the word
+  CNN and MiniLM-L6 against fastText (``loss='ova'``, ``predict(k=-1, threshold)`` with one
+  threshold tuned on valid for macro-F1) and scikit-learn TF-IDF (1-2-grams, sublinear tf) +
+  one-vs-rest LinearSVC (``decision_function > 0``), in one process on the same splits.
+- ``mixsnips``: a multi-intent set built from SNIPS the way MixSNIPS was (Qin et al. 2020): 1, 2
+  or 3 utterances of distinct intents (shares 0.3 / 0.5 / 0.2) joined with " and ", labelled
+  with the union of their intents (``#``-joined), from each SNIPS split separately (seed 19).
+- ``calibration``: ECE (15 bins) on the test file before and after temperature scaling, the word
+  CNN and MiniLM-L6 on SNIPS and SST-2.
+- ``oos``: SNIPS with BookRestaurant and RateBook held out of training as "oos": their valid
+  utterances choose the abstention threshold (``--oos-target-recall 0.9``), their test utterances
+  are the unseen inputs.
+
+MiniLM-L6 trains one epoch everywhere here (``--minilm-epochs``; max_length 64) and on SST-2 on
+a 20,000-sentence sample of train (seed 19): a CPU budget, stated with the figures.
+
+    .venv/bin/python benchmarks/bench_multilabel.py --out BENCHMARKS.md
+    .venv/bin/python benchmarks/bench_multilabel.py --part goemotions --skip-minilm
+    .venv/bin/python benchmarks/bench_multilabel.py --report-only --out BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO, SHARED_DATA, header, save_json, write_section
+
+RESULTS = REPO / "benchmarks" / "results" / "multilabel.json"
+RUNS = REPO / "runs" / "bench-multilabel"
+COMMAND = "make bench-multilabel  (= .venv/bin/python benchmarks/bench_multilabel.py --out BENCHMARKS.md)"
+SEED = 19
+HELD_OUT = ("BookRestaurant", "RateBook")
+PARTS = ("goemotions", "mixsnips", "calibration", "oos")
+
+
+def load_rows() -> list[dict]:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+
+
+def record(row: dict) -> None:
+    key = (row["part"], row["dataset"], row["model"])
+    rows = [r for r in load_rows() if (r["part"], r["dataset"], r["model"]) != key]
+    save_json(RESULTS, [*rows, row])
+    print(json.dumps(row), flush=True)
+
+
+# ----------------------------------------------------------------------------------------- data
+def read_rows(path: Path, separator: str = ",") -> list[tuple[str, list[str]]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text, _, labels = line.rpartition("\t")
+        rows.append((text, labels.split(separator)))
+    return rows
+
+
+def write_rows(path: Path, rows: list[tuple[str, list[str]]], separator: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{t}\t{separator.join(ls)}\n" for t, ls in rows), encoding="utf-8")
+    return path
+
+
+def mix_snips(source: Path, count: int, seed: int) -> list[tuple[str, list[str]]]:
+    """MixSNIPS-style multi-intent utterances from one SNIPS split (see the module docstring)."""
+    by_intent: dict[str, list[str]] = {}
+    for text, (intent,) in read_rows(source):
+        by_intent.setdefault(intent, []).append(text)
+    rng = random.Random(seed)
+    intents = sorted(by_intent)
+    rows = []
+    for _ in range(count):
+        k = rng.choices([1, 2, 3], weights=[0.3, 0.5, 0.2])[0]
+        chosen = rng.sample(intents, k)
+        rows.append((" and ".join(rng.choice(by_intent[i]) for i in chosen), sorted(chosen)))
+    return rows
+
+
+def build_mixsnips() -> Path:
+    root = RUNS / "data" / "mixsnips"
+    sizes = {"train": 12000, "valid": 1000, "test": 1500}
+    for offset, (split, count) in enumerate(sizes.items()):
+        write_rows(
+            root / f"{split}.txt",
+            mix_snips(SHARED_DATA / "snips" / f"{split}.txt", count, SEED + offset),
+            "#",
+        )
+    return root
+
+
+def build_oos() -> Path:
+    root = RUNS / "data" / "snips-oos"
+    root.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "valid", "test"):
+        lines = []
+        for line in (SHARED_DATA / "snips" / f"{split}.txt").read_text(encoding="utf-8").splitlines():
+            text, _, intent = line.rpartition("\t")
+            if intent in HELD_OUT:
+                if split == "train":
+                    continue  # never seen in training
+                intent = "oos"
+            lines.append(f"{text}\t{intent}\n")
+        (root / f"{split}.txt").write_text("".join(lines), encoding="utf-8")
+    return root
+
+
+def sst2_subset(count: int) -> Path:
+    root = RUNS / "data" / "sst2-20k"
+    root.mkdir(parents=True, exist_ok=True)
+    lines = (SHARED_DATA / "sst2" / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    random.Random(SEED).shuffle(lines)
+    (root / "train.txt").write_text("".join(lines[:count]), encoding="utf-8")
+    for split in ("valid", "test"):
+        shutil.copy(SHARED_DATA / "sst2" / f"{split}.txt", root / f"{split}.txt")
+    return root
+
+
+# ----------------------------------------------------------------------------------- textcls runs
+def textcls_run(part: str, dataset: str, name: str, data: Path, settings: dict, model: str) -> dict:
+    import textcls
+
+    out = RUNS / part / f"{dataset}-{name}"
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"{part} / {dataset}: {name} ...", flush=True)
+    started = time.perf_counter()
+    classifier = textcls.TextClassifier(model=model, tensorboard=False, **settings)
+    classifier.fit(data, out_dir=out, progress=False)
+    seconds = time.perf_counter() - started
+    report = textcls.load(out).evaluate(data / "test.txt", out / "eval", latency=False)
+    result = json.loads((out / "train_result.json").read_text())
+    row = {
+        "part": part,
+        "dataset": dataset,
+        "model": name,
+        "train_seconds": round(seconds, 1),
+        "best_epoch": result["best_epoch"],
+        "epochs_run": len(result["history"]),
+        "settings": settings,
+        "valid_calibration": {k: v for k, v in result["calibration"].items() if k != "thresholds"},
+        "test": {k: v for k, v in report.items() if k in SCALARS},
+        "test_calibration": {k: report["calibration"][k] for k in ("ece_before", "ece_after", "temperature")},
+    }
+    if "out_of_scope" in report:
+        row["test_out_of_scope"] = report["out_of_scope"]
+    return row
+
+
+SCALARS = (
+    "n",
+    "accuracy",
+    "macro_f1",
+    "micro_f1",
+    "weighted_f1",
+    "samples_f1",
+    "hamming_loss",
+    "subset_accuracy",
+    "labels_per_example",
+    "without_prediction",
+)
+
+
+def minilm_settings(args: argparse.Namespace) -> dict:
+    return {"epochs": args.minilm_epochs, "max_length": 64}
+
+
+# ------------------------------------------------------------------------------------------ peers
+def binarize(rows: list[list[str]], labels: list[str]) -> np.ndarray:
+    index = {label: i for i, label in enumerate(labels)}
+    out = np.zeros((len(rows), len(labels)), np.int64)
+    for i, row in enumerate(rows):
+        for label in row:
+            if label in index:
+                out[i, index[label]] = 1
+    return out
+
+
+def peer_row(
+    dataset: str, name: str, gold: np.ndarray, predicted: np.ndarray, seconds: float, extra: dict
+) -> dict:
+    from textcls.metrics import multi_label_scores
+
+    scores = multi_label_scores(gold, predicted)
+    return {
+        "part": "goemotions",
+        "dataset": dataset,
+        "model": name,
+        "train_seconds": round(seconds, 1),
+        "test": {**scores, "accuracy": scores["subset_accuracy"], "n": len(gold)},
+        **extra,
+    }
+
+
+def fasttext_ova(data: Path, dataset: str) -> dict:
+    import fasttext
+
+    from textcls.metrics import multi_label_scores
+
+    train, valid, test = (read_rows(data / f"{s}.txt") for s in ("train", "valid", "test"))
+    labels = sorted({label for _, ls in train for label in ls})
+    path = RUNS / "peers" / f"{dataset}.fasttext.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join(" ".join(f"__label__{l}" for l in ls) + " " + " ".join(t.split()) + "\n" for t, ls in train),
+        encoding="utf-8",
+    )
+    started = time.perf_counter()
+    model = fasttext.train_supervised(str(path), loss="ova", verbose=0, thread=2, seed=0)
+    seconds = time.perf_counter() - started
+
+    def predicted(rows: list, threshold: float) -> np.ndarray:
+        found = [model.predict(" ".join(t.split()), k=-1, threshold=threshold)[0] for t, _ in rows]
+        return binarize([[l.removeprefix("__label__") for l in row] for row in found], labels)
+
+    gold_valid = binarize([ls for _, ls in valid], labels)
+    grid = [round(t, 2) for t in np.arange(0.05, 0.96, 0.05)]
+    tuned = {t: multi_label_scores(gold_valid, predicted(valid, t))["macro_f1"] for t in grid}
+    threshold = max(tuned, key=tuned.get)
+    return peer_row(
+        dataset,
+        "fastText ova (threshold tuned on valid)",
+        binarize([ls for _, ls in test], labels),
+        predicted(test, threshold),
+        seconds,
+        {"threshold": threshold, "settings": "fastText defaults, loss='ova'"},
+    )
+
+
+def tfidf_svc(data: Path, dataset: str) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.svm import LinearSVC
+
+    train, test = read_rows(data / "train.txt"), read_rows(data / "test.txt")
+    labels = sorted({label for _, ls in train for label in ls})
+    started = time.perf_counter()
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    x = vectorizer.fit_transform([t for t, _ in train])
+    model = OneVsRestClassifier(LinearSVC()).fit(x, binarize([ls for _, ls in train], labels))
+    seconds = time.perf_counter() - started
+    scores = model.decision_function(vectorizer.transform([t for t, _ in test]))
+    return peer_row(
+        dataset,
+        "TF-IDF + one-vs-rest LinearSVC",
+        binarize([ls for _, ls in test], labels),
+        (scores > 0).astype(np.int64),
+        seconds,
+        {"settings": "TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LinearSVC()"},
+    )
+
+
+# ------------------------------------------------------------------------------------------ parts
+def run_goemotions(args: argparse.Namespace) -> None:
+    data = SHARED_DATA / "multilabel"
+    record(tfidf_svc(data, "goemotions"))
+    record(fasttext_ova(data, "goemotions"))
+    record(textcls_run("goemotions", "goemotions", "linear", data, {}, "linear"))
+    record(textcls_run("goemotions", "goemotions", "cnn", data, {}, "cnn"))
+    if not args.skip_minilm:
+        record(textcls_run("goemotions", "goemotions", "minilm-l6", data, minilm_settings(args), "minilm-l6"))
+
+
+def run_mixsnips(args: argparse.Namespace) -> None:
+    data = build_mixsnips()
+    record(textcls_run("mixsnips", "mixsnips", "cnn", data, {"label_sep": "#"}, "cnn"))
+    if not args.skip_minilm:
+        settings = {"label_sep": "#", **minilm_settings(args)}
+        record(textcls_run("mixsnips", "mixsnips", "minilm-l6", data, settings, "minilm-l6"))
+
+
+def run_calibration(args: argparse.Namespace) -> None:
+    for dataset in ("snips", "sst2"):
+        record(textcls_run("calibration", dataset, "cnn", SHARED_DATA / dataset, {}, "cnn"))
+    if not args.skip_minilm:
+        record(
+            textcls_run(
+                "calibration", "snips", "minilm-l6", SHARED_DATA / "snips", minilm_settings(args), "minilm-l6"
+            )
+        )
+        record(
+            textcls_run(
+                "calibration",
+                "sst2 (20k train)",
+                "minilm-l6",
+                sst2_subset(20000),
+                minilm_settings(args),
+                "minilm-l6",
+            )
+        )
+
+
+def run_oos(args: argparse.Namespace) -> None:
+    data = build_oos()
+    settings = {"oos_target_recall": 0.9}
+    record(textcls_run("oos", "snips-oos", "cnn", data, settings, "cnn"))
+    if not args.skip_minilm:
+        record(
+            textcls_run(
+                "oos", "snips-oos", "minilm-l6", data, {**settings, **minilm_settings(args)}, "minilm-l6"
+            )
+        )
+
+
+# ----------------------------------------------------------------------------------------- report
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def report(rows: list[dict]) -> str:
+    by_part = {part: [r for r in rows if r["part"] == part] for part in PARTS}
+    lines = [
+        "## bench-multilabel: multi-label, calibration, out of scope (issue 19)",
+        "",
+        header(COMMAND),
+        "",
+        "MiniLM-L6 rows train one epoch at max_length 64 (a CPU budget; SST-2 on a 20,000-sentence sample).",
+        "",
+    ]
+    if by_part["goemotions"]:
+        lines += [
+            "### GoEmotions (`multilabel`, 28 labels), test set",
+            "",
+            "| model | macro-F1 | micro-F1 | samples-F1 | subset acc. | hamming | train s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in by_part["goemotions"]:
+            t = r["test"]
+            lines.append(
+                f"| {r['model']} | {pct(t['macro_f1'])} | {pct(t['micro_f1'])} | {pct(t['samples_f1'])} | "
+                f"{pct(t['subset_accuracy'])} | {t['hamming_loss']:.4f} | {r['train_seconds']:.0f} |"
+            )
+        lines.append("")
+    if by_part["mixsnips"]:
+        lines += [
+            '### MixSNIPS-style multi-intent SNIPS (12,000 / 1,000 / 1,500; 1-3 intents joined with "and")',
+            "",
+            "| model | subset acc. | micro-F1 | macro-F1 | train s |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in by_part["mixsnips"]:
+            t = r["test"]
+            lines.append(
+                f"| {r['model']} | {pct(t['subset_accuracy'])} | {pct(t['micro_f1'])} | "
+                f"{pct(t['macro_f1'])} | {r['train_seconds']:.0f} |"
+            )
+        lines.append("")
+    if by_part["calibration"]:
+        lines += [
+            "### Calibration: expected calibration error on the test file (15 bins), target ≤ 0.02 after",
+            "",
+            "| data | model | accuracy | ECE raw | ECE after | T |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for r in by_part["calibration"]:
+            c = r["test_calibration"]
+            lines.append(
+                f"| {r['dataset']} | {r['model']} | {pct(r['test']['accuracy'])} | {c['ece_before']:.4f} | "
+                f"{c['ece_after']:.4f} | {c['temperature']:.3f} |"
+            )
+        lines.append("")
+    if by_part["oos"]:
+        lines += [
+            f"### Out of scope: SNIPS with {' and '.join(HELD_OUT)} unseen in training "
+            "(`--oos-target-recall 0.9`)",
+            "",
+            "| model | threshold | in-scope acc. | OOS recall | OOS precision | OOS F1 | AUROC |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in by_part["oos"]:
+            o = r["test_out_of_scope"]
+            lines.append(
+                f"| {r['model']} | {o['abstain_below']:.4f} | {pct(o['in_scope_accuracy'])} | "
+                f"{pct(o['oos_recall'])} | {pct(o['oos_precision'])} | {pct(o['oos_f1'])} "
+                f"| {o['auroc']:.4f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--part", choices=[*PARTS, "all"], default="all")
+    parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument("--minilm-epochs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--out", type=Path, help="write the section into this Markdown file")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if not args.report_only:
+        runners = {
+            "goemotions": run_goemotions,
+            "mixsnips": run_mixsnips,
+            "calibration": run_calibration,
+            "oos": run_oos,
+        }
+        for part in PARTS if args.part == "all" else (args.part,):
+            runners[part](args)
+    text = report(load_rows())
+    print(text)
+    if args.out:
+        write_section(args.out, "bench-multilabel", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,423 @@
+"""Multi-label classification, calibrated confidence and out-of-scope answers (textcls.decision):
+label parsing in every format, the BCE loss, threshold tuning, temperature scaling, ECE,
+abstention, and the same answers through every backend, evaluate, the CLI and the server."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import textcls
+from conftest import CLASS_WORDS, TINY, make_examples
+from textcls.config import DataConfig, ModelConfig, TrainConfig
+from textcls.data.labels import detect_separator
+from textcls.data.splits import load_splits, read_data_file
+from textcls.decision import (
+    Decision,
+    abstention_threshold,
+    best_f1_threshold,
+    expected_calibration_error,
+    fit_label_temperatures,
+    fit_temperature,
+    label_ece,
+    tune_thresholds,
+)
+from textcls.errors import ConfigError
+from textcls.training.loop import make_loss
+
+MEAN = {**TINY, "model": "mean", "encoder_params": {}}  # a bag model: the numpy backend runs it too
+GIBBERISH = ["qzx", "vrrt", "plok", "zzub", "ftang", "wibl", "snarf", "grop"]
+
+
+def multi_label_examples(count: int, seed: int) -> list[tuple[str, list[str]]]:
+    """Texts made of the words of one or two of the synthetic classes, labelled with them."""
+    rng = random.Random(seed)
+    names = sorted(CLASS_WORDS)
+    rows = []
+    for _ in range(count):
+        labels = rng.sample(names, rng.choice([1, 1, 2]))
+        words = [w for label in labels for w in rng.choices(CLASS_WORDS[label], k=rng.randint(3, 5))]
+        rng.shuffle(words)
+        rows.append((" ".join(words), sorted(labels)))
+    return rows
+
+
+def write_multi(path: Path, rows: list[tuple[str, list[str]]], separator: str = ",") -> Path:
+    path.write_text("".join(f"{t}\t{separator.join(ls)}\n" for t, ls in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def multi_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("multi")
+    for split, (count, seed) in {"train": (240, 0), "valid": (60, 1), "test": (60, 2)}.items():
+        write_multi(root / f"{split}.txt", multi_label_examples(count, seed))
+    return root
+
+
+@pytest.fixture(scope="module")
+def multi_model(tmp_path_factory, multi_dir) -> Path:
+    """A tiny multi-label bag model (mean of embeddings: every backend can run it), exported."""
+    out = tmp_path_factory.mktemp("multi-model") / "mean"
+    classifier = textcls.TextClassifier(**{**MEAN, "epochs": 12, "lr": 3e-2})
+    classifier.fit(multi_dir, out_dir=out, progress=False)
+    from textcls.inference.export import export_model
+
+    export_model(out, quantize="int8", max_drop=100.0)
+    return out
+
+
+# --------------------------------------------------------------------------------- label parsing
+def test_comma_joined_tsv_labels_are_detected_and_split(multi_dir) -> None:
+    splits = load_splits(multi_dir)
+    assert splits.label_sep == ","
+    assert any("multi-label data detected" in note for note in splits.notes)
+    assert {len(e.label_set) for e in splits.train} == {1, 2}
+    two = next(e for e in splits.train if len(e.label_set) == 2)
+    assert two.label == ",".join(two.labels)
+    assert all(len(e.label_set) in (1, 2) for e in splits.test)  # test read with the same separator
+
+
+def test_a_given_separator_splits_intent_pairs(tmp_path) -> None:
+    path = tmp_path / "train.txt"
+    path.write_text("show flights and fares\tflight#airfare\nshow flights\tflight\n", encoding="utf-8")
+    examples = read_data_file(path, DataConfig(label_sep="#"))
+    assert [e.label_set for e in examples] == [("flight", "airfare"), ("flight",)]
+    assert read_data_file(path, DataConfig())[0].label_set == ("flight#airfare",)  # kept whole
+
+
+def test_labels_joined_by_chance_are_not_taken_for_several(tmp_path) -> None:
+    path = tmp_path / "train.txt"
+    path.write_text("a\tArts, Culture\nb\tScience\nc\tSports\n", encoding="utf-8")
+    assert detect_separator(read_data_file(path)) == (None, None)
+    splits = load_splits(path, valid=path)
+    assert splits.label_sep is None and splits.train[0].label_set == ("Arts, Culture",)
+
+
+def test_no_multi_label_keeps_label_fields_whole(multi_dir) -> None:
+    splits = load_splits(multi_dir, multi_label=False)
+    assert splits.label_sep is None
+    assert any("," in e.label for e in splits.train)
+
+
+def test_fasttext_lines_with_several_labels(tmp_path) -> None:
+    path = tmp_path / "train.ft"
+    path.write_text("__label__joy __label__surprise what a gift\n__label__anger no way\n", encoding="utf-8")
+    examples = read_data_file(path)
+    assert examples[0].label_set == ("joy", "surprise") and examples[0].text == "what a gift"
+    assert examples[1].label_set == ("anger",) and examples[1].labels is None
+
+
+def test_jsonl_label_lists(tmp_path) -> None:
+    path = tmp_path / "train.jsonl"
+    rows = [{"text": "what a gift", "labels": ["joy", "surprise", "joy"]}, {"text": "no", "labels": "anger"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    examples = read_data_file(path)
+    assert examples[0].label_set == ("joy", "surprise")  # duplicates dropped, order kept
+    assert examples[1].label_set == ("anger",)
+
+
+def test_in_memory_label_lists_and_a_refused_mix(multi_dir) -> None:
+    rows = multi_label_examples(60, 3)
+    classifier = textcls.TextClassifier(**TINY).fit(rows[:45], rows[45:], progress=False)
+    assert classifier.config.model.multi_label is True
+    assert any("multi-label" in note for note in classifier.train_result.extra["notes"])
+    with pytest.raises(ConfigError, match="carry several labels"):
+        textcls.TextClassifier(**{**TINY, "multi_label": False}).fit(rows[:45], rows[45:], progress=False)
+
+
+# ------------------------------------------------------------------------------------- the loss
+def test_multi_label_loss_is_binary_cross_entropy_with_balanced_pos_weight() -> None:
+    gold = [(0,), (0, 1), (2,), (0,)]
+    loss_fn = make_loss(TrainConfig(class_weight="balanced"), gold, 3, multi_label=True)
+    # label 0: 3 positives / 1 negative -> 1/3, raised to 1; label 1: 3 / 1 -> 3; label 2: 3 / 1 -> 3
+    np.testing.assert_allclose(loss_fn.pos_weight.numpy(), [1.0, 3.0, 3.0])
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.3, -2.0], [-1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    targets = loss_fn.targets(gold)
+    assert targets.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1], [1, 0, 0]]
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, targets, pos_weight=torch.tensor([1.0, 3.0, 3.0])
+    )
+    torch.testing.assert_close(loss_fn(logits, targets), expected)
+    plain = make_loss(TrainConfig(), gold, 3, multi_label=True)
+    assert plain.pos_weight is None
+
+
+# ------------------------------------------------------------------------------ fitted decisions
+def test_the_best_f1_threshold_of_a_hand_made_case() -> None:
+    # positives 0.9, 0.6; negatives 0.7, 0.2, 0.1: cutting at 0.6 catches both positives and one
+    # negative (P 2/3, R 1, F1 0.8), better than at 0.9 (F1 2/3) or 0.7 (F1 0.5); the threshold
+    # sits midway between 0.6 and the next lower score, 0.2
+    scores = np.array([0.9, 0.7, 0.6, 0.2, 0.1])
+    targets = np.array([1, 0, 1, 0, 0])
+    threshold, f1 = best_f1_threshold(scores, targets)
+    assert threshold == pytest.approx(0.4) and f1 == pytest.approx(0.8)
+
+
+def test_rare_labels_take_the_global_threshold() -> None:
+    rng = np.random.default_rng(0)
+    targets = np.zeros((200, 2), np.float32)
+    targets[:100, 0] = 1  # label 0: 100 positives, separable at 0.3
+    targets[:2, 1] = 1  # label 1: 2 positives, fewer than min_positives
+    probabilities = np.where(
+        targets > 0, rng.uniform(0.35, 1.0, targets.shape), rng.uniform(0, 0.25, targets.shape)
+    )
+    thresholds, global_threshold, stats = tune_thresholds(probabilities, targets, min_positives=5)
+    assert 0.25 < thresholds[0] < 0.35
+    assert thresholds[1] == global_threshold
+    assert stats["labels_with_own_threshold"] == 1 and stats["labels_with_global_threshold"] == 1
+
+
+def test_temperature_scaling_recovers_a_known_temperature() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (20000, 4))
+    scaled = np.exp(logits / 2.0)
+    probabilities = scaled / scaled.sum(1, keepdims=True)
+    gold = np.array([rng.choice(4, p=p) for p in probabilities])
+    assert fit_temperature(logits, gold) == pytest.approx(2.0, rel=0.05)
+    z = rng.normal(0, 4, (20000, 2))
+    targets = (rng.uniform(size=z.shape) < 1 / (1 + np.exp(-z / np.array([0.5, 3.0])))).astype(float)
+    assert fit_label_temperatures(z, targets) == pytest.approx([0.5, 3.0], rel=0.08)
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    # confidences 0.9 (right), 0.75 (wrong), 0.62 and 0.65 (right), in 15 bins of width 1/15:
+    # bin 13 holds 0.9 (gap 0.1), bin 11 holds 0.75 (gap 0.75), bin 9 holds 0.62 and 0.65 (mean
+    # 0.635, accuracy 1: gap 0.365); ECE = (0.1 + 0.75 + 2 * 0.365) / 4 = 0.395
+    probabilities = np.array([[0.9, 0.1], [0.75, 0.25], [0.38, 0.62], [0.65, 0.35]])
+    gold = np.array([0, 1, 1, 0])
+    assert expected_calibration_error(probabilities, gold) == pytest.approx(0.395)
+    # multi-label: per label, the probability against the share of positives, then the mean
+    label_probabilities = np.array([[0.9, 0.1], [0.9, 0.3]])
+    targets = np.array([[1, 0], [0, 0]])
+    # label 0: one bin, mean 0.9 vs 0.5 positives: 0.4; label 1: 0.1 and 0.3 in two bins: 0.2
+    assert label_ece(label_probabilities, targets) == pytest.approx((0.4 + 0.2) / 2)
+
+
+def test_abstention_threshold_meets_the_target_recall() -> None:
+    confidence = np.array([0.2, 0.3, 0.4, 0.5, 0.95, 0.9, 0.6, 0.45])
+    out_of_scope = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+    threshold = abstention_threshold(confidence, out_of_scope, 0.75)
+    caught = (confidence[out_of_scope] < threshold).mean()
+    assert caught == 0.75 and 0.4 < threshold <= 0.45  # the lowest threshold that does it
+    with pytest.raises(ConfigError, match="out-of-scope examples"):
+        abstention_threshold(confidence, np.zeros(8, bool), 0.9)
+
+
+def test_a_decision_names_an_abstention_plainly() -> None:
+    config = ModelConfig(labels=["music", "sports"])
+    config.decision.abstain_below = 0.7
+    decision = Decision(config)
+    answers = decision.answers(np.array([[0.9, 0.1], [0.55, 0.45]]), top_k=2)
+    assert answers[0] == [{"label": "music", "score": 0.9}, {"label": "sports", "score": pytest.approx(0.1)}]
+    assert answers[1][0] == {"label": "oos", "score": 0.55, "out_of_scope": True, "abstained": True}
+    assert answers[1][1]["label"] == "music" and len(answers[1]) == 2
+    assert decision.answers(np.array([[0.55, 0.45]]), threshold=0.5)[0][0]["label"] == "music"
+
+
+# ------------------------------------------------------------------- one answer on every backend
+def test_multi_label_model_saves_its_thresholds_and_temperatures(multi_model) -> None:
+    config = json.loads((multi_model / "config.json").read_text())["model"]
+    assert config["multi_label"] is True
+    assert len(config["decision"]["thresholds"]) == len(config["labels"]) == 3
+    assert len(config["decision"]["temperature"]) == 3
+    result = json.loads((multi_model / "train_result.json").read_text())
+    assert result["calibration"]["ece_after"] <= result["calibration"]["ece_before"] + 1e-9
+
+
+@pytest.mark.parametrize("backend", ["torch-int8", "onnx", "onnx-int8", "numpy"])
+def test_every_backend_answers_multi_label_as_torch_does(multi_model, backend) -> None:
+    texts = [t for t, _ in multi_label_examples(40, 9)]
+    reference = textcls.load(multi_model)
+    other = textcls.load(multi_model, backend=backend)
+    tolerance = 0.05 if "int8" in backend else 1e-4
+    np.testing.assert_allclose(other.predict_proba(texts), reference.predict_proba(texts), atol=tolerance)
+    expected = [[a["label"] for a in row] for row in reference.predict(texts)]
+    got = [[a["label"] for a in row] for row in other.predict(texts)]
+    agree = np.mean([e == g for e, g in zip(expected, got, strict=True)])
+    assert agree >= (0.9 if "int8" in backend else 1.0)
+
+
+def test_multi_label_predictions_are_every_label_above_its_threshold(multi_model) -> None:
+    classifier = textcls.load(multi_model)
+    both = "song album guitar goal match team"
+    answers = classifier.predict([both, "song album guitar jazz"])
+    assert {a["label"] for a in answers[0]} == {"music", "sports"}
+    assert [a["label"] for a in answers[1]] == ["music"]
+    assert len(classifier.predict([both], top_k=1)[0]) == 1
+    assert len(classifier.predict(["song album"], threshold=0.0)[0]) == 3  # it replaces every threshold
+    probabilities = classifier.predict_proba([both])[0]
+    assert probabilities.sum() > 1.5  # independent per label, not a softmax
+
+
+def test_multi_label_evaluation_reports_the_multi_label_measures(multi_model, multi_dir, tmp_path) -> None:
+    report = textcls.load(multi_model).evaluate(multi_dir / "test.txt", tmp_path / "eval", latency=False)
+    assert report["multi_label"] is True
+    for key in ("micro_f1", "macro_f1", "samples_f1", "hamming_loss", "subset_accuracy"):
+        assert 0.0 <= report[key] <= 1.0
+    assert report["micro_f1"] > 0.8 and report["hamming_loss"] < 0.15
+    assert set(report["per_class"]) == {"music", "sports", "weather"}
+    pair = report["co_occurrence"][0]
+    assert pair["gold"] > 0 and len(pair["labels"]) == 2
+    markdown = (tmp_path / "eval" / "report.md").read_text()
+    assert "Label co-occurrence" in markdown and "hamming loss" in markdown
+    assert (tmp_path / "eval" / "reliability.png").stat().st_size > 0
+    rows = (tmp_path / "eval" / "predictions.tsv").read_text().splitlines()
+    assert len(rows) == 61 and any("," in row.split("\t")[2] for row in rows[1:])
+
+
+def test_retraining_over_an_exported_multi_label_directory(multi_model, multi_dir, tmp_path) -> None:
+    import shutil
+
+    copy = tmp_path / "again"
+    shutil.copytree(multi_model, copy)
+    assert (copy / "model.onnx").exists()
+    classifier = textcls.TextClassifier(**{**MEAN, "epochs": 2, "calibrate": False})
+    classifier.fit(multi_dir, out_dir=copy, progress=False)
+    assert not (copy / "model.onnx").exists()  # the old export never serves the new weights
+    saved = json.loads((copy / "config.json").read_text())["model"]["decision"]
+    assert saved["temperature"] == []  # this run did not calibrate: nothing of the last one kept
+
+
+def test_the_linear_model_trains_multi_label(multi_dir, tmp_path) -> None:
+    classifier = textcls.TextClassifier(model="linear", tensorboard=False)
+    classifier.fit(multi_dir, out_dir=tmp_path / "linear", progress=False)
+    assert classifier.train_result.extra["fit"]["multi_label"] == "one-vs-rest"
+    report = classifier.evaluate(multi_dir / "test.txt", latency=False)
+    assert report["micro_f1"] > 0.9
+    numpy_answers = textcls.load(tmp_path / "linear", backend="numpy").predict(["goal match team song album"])
+    assert {a["label"] for a in numpy_answers[0]} == {"music", "sports"}
+
+
+# ----------------------------------------------------------------------------------- out of scope
+@pytest.fixture(scope="module")
+def oos_model(tmp_path_factory) -> Path:
+    """Three synthetic classes; validation and test add out-of-scope inputs labelled 'oos': words
+    never seen in training, and texts mixing one word of every class."""
+    root = tmp_path_factory.mktemp("oos")
+    rng = random.Random(5)
+
+    def out_of_scope(n: int) -> list[tuple[str, str]]:
+        rows = [(" ".join(rng.choices(GIBBERISH, k=rng.randint(3, 6))), "oos") for _ in range(n)]
+        for _ in range(n):
+            words = [rng.choice(words) for words in CLASS_WORDS.values()]
+            rng.shuffle(words)
+            rows.append((" ".join(words), "oos"))
+        return rows
+
+    splits = {
+        "train": make_examples(30, 0),
+        "valid": make_examples(8, 1) + out_of_scope(5),
+        "test": make_examples(8, 2) + out_of_scope(5),
+    }
+    for name, rows in splits.items():
+        (root / f"{name}.txt").write_text("".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
+    out = root / "model"
+    options = {"epochs": 10, "lr": 3e-2, "metric": "loss", "oos_target_recall": 0.9, "extra_vocab": 0}
+    classifier = textcls.TextClassifier(**{**MEAN, **options})
+    classifier.fit(root / "train.txt", root / "valid.txt", out_dir=out, progress=False)
+    return out
+
+
+def test_abstention_is_fitted_for_the_target_recall_and_answers_nonsense(oos_model) -> None:
+    config = json.loads((oos_model / "config.json").read_text())["model"]["decision"]
+    assert 0.0 < config["abstain_below"] <= 1.0 and config["oos_target_recall"] == 0.9
+    classifier = textcls.load(oos_model)
+    nonsense = classifier.predict(["ftang plok zzub qzx"])[0]
+    assert nonsense["label"] == "oos" and nonsense["out_of_scope"] is True and nonsense["abstained"] is True
+    assert classifier.predict(["song album guitar band"])[0]["label"] == "music"
+
+
+def test_out_of_scope_evaluation_follows_clinc150(oos_model) -> None:
+    test = oos_model.parent / "test.txt"
+    report = textcls.load(oos_model).evaluate(test, latency=False)
+    oos = report["out_of_scope"]
+    assert oos["out_of_scope_examples"] == 10 and oos["in_scope_examples"] == 24
+    assert oos["oos_recall"] >= 0.9 and oos["in_scope_accuracy"] >= 0.9
+    assert oos["auroc"] > 0.9 and not oos["trained_class"]
+    assert report["accuracy"] >= 0.9  # an abstention on an out-of-scope input counts as right
+
+
+@pytest.mark.parametrize("backend", ["onnx", "numpy"])
+def test_every_backend_abstains_alike(oos_model, backend) -> None:
+    from textcls.inference.export import export_model
+
+    if not (oos_model / "model.onnx").exists():
+        export_model(oos_model)
+    texts = ["ftang plok zzub", "song album guitar", "rain snow cold", "song goal rain"]
+    expected = textcls.load(oos_model).predict(texts)
+    got = textcls.load(oos_model, backend=backend).predict(texts)
+    assert [a["label"] for a in got] == [a["label"] for a in expected]
+    assert [a.get("out_of_scope", False) for a in got] == [True, False, False, True]
+
+
+def test_target_recall_without_out_of_scope_validation_fails_before_training(tmp_path) -> None:
+    rows = make_examples(20, 0)
+    with pytest.raises(ConfigError, match="needs out-of-scope examples"):
+        textcls.TextClassifier(**{**TINY, "oos_target_recall": 0.9}).fit(rows[:50], rows[50:], progress=False)
+
+
+def test_a_trained_out_of_scope_class(tmp_path) -> None:
+    rng = random.Random(0)
+    rows = make_examples(20, 0) + [(" ".join(rng.choices(GIBBERISH, k=4)), "oos") for _ in range(20)]
+    classifier = textcls.TextClassifier(**{**TINY, "epochs": 8, "lr": 3e-2}).fit(rows, progress=False)
+    answer = classifier.predict(["plok zzub wibl snarf"])[0]
+    assert answer["label"] == "oos" and answer["out_of_scope"] is True and "abstained" not in answer
+    report = classifier.evaluate(rows, latency=False)
+    assert report["out_of_scope"]["trained_class"] is True and report["out_of_scope"]["oos_recall"] > 0.8
+
+
+# --------------------------------------------------------------------------- CLI and the server
+def test_cli_predict_shows_several_labels_and_takes_a_threshold(multi_model) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "textcls",
+        "predict",
+        str(multi_model),
+        "song album goal match",
+        "--json",
+    ]
+    shown = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    assert {p["label"] for p in shown["predictions"]} == {"music", "sports"}
+    every = subprocess.run([*command, "--threshold", "0"], capture_output=True, text=True, check=True)
+    assert len(json.loads(every.stdout)["predictions"]) == 3
+
+
+def test_server_answers_several_labels_and_abstentions(multi_model, oos_model) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from textcls.serve.app import ServeSettings, create_app
+
+    settings = ServeSettings(
+        models={"multi": str(multi_model), "scoped": str(oos_model)},
+        model_store=str(multi_model.parent.parent),
+        max_delay_ms=1.0,
+    )
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8080") as client:
+        body = client.post(
+            "/predictions/multi", json={"texts": ["song album goal match", "rain snow"]}
+        ).json()
+        assert {p["label"] for p in body["predictions"][0]} == {"music", "sports"}
+        assert [p["label"] for p in body["predictions"][1]] == ["weather"]
+        torchserve = client.post("/predictions/multi", data={"data": "song album goal match"}).json()
+        assert set(torchserve) == {"music", "sports"}  # TorchServe style: {label: probability}
+        every = client.post("/predictions/multi", json={"text": "song album", "threshold": 0}).json()
+        assert len(every["predictions"][0]) == 3
+        answer = client.post("/predictions/scoped", json={"text": "ftang plok zzub"}).json()
+        assert answer["predictions"][0][0] == {
+            "label": "oos",
+            "score": pytest.approx(answer["predictions"][0][0]["score"]),
+            "out_of_scope": True,
+            "abstained": True,
+        }
+        bad = client.post("/predictions/scoped", json={"text": "song", "threshold": "high"})
+        assert bad.status_code == 422 and set(bad.json()) == {"code", "type", "message"}
