@@ -260,8 +260,10 @@ class TextClassifier:
         *,
         latency: bool = True,
         batch_size: int = 64,
+        threshold: float | None = None,
     ) -> dict[str, Any]:
-        """Metrics on labelled data (a file or examples); writes reports into ``out_dir``."""
+        """Metrics on labelled data (a file or examples); writes reports into ``out_dir``.
+        ``threshold`` replaces the model's (multi-label: every label's; else the abstention's)."""
         from textcls import evaluation
 
         if isinstance(data, str | Path):
@@ -277,6 +279,7 @@ class TextClassifier:
             batch_size=batch_size,
             source=source,
             strict_labels=self.config.data.strict_labels,
+            threshold=threshold,
         )
         tracking = (self.train_result.extra if self.train_result is not None else {}).get("tracking")
         if tracking:  # add the evaluation to the training run
@@ -286,7 +289,7 @@ class TextClassifier:
             prefix = Path(source).stem if source != "examples" else "eval"
             logger.log_metrics({f"{prefix}/{k}": report[k] for k in ("accuracy", "macro_f1", "weighted_f1")})
             if out_dir is not None:
-                for name in ("report.json", "report.md", "confusion.png"):
+                for name in ("report.json", "report.md", "confusion.png", "reliability.png"):
                     logger.log_artifact(Path(out_dir) / name, f"eval/{prefix}")
         return report
 

@@ -78,6 +78,12 @@ def _evaluate_parser(sub: Any) -> None:
     p.add_argument("--threads", type=int, help="intra-op threads")
     p.add_argument("--backend", default="torch", help=BACKEND_HELP)
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="evaluate with this threshold instead of the model's (multi-label: every label's; one "
+        "label per text: the abstention's)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_data_flags(p)
 
@@ -555,12 +561,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     classifier = load(args.model_dir, backend=args.backend, threads=args.threads)
     _apply_data_flags(classifier, args)
     out = Path(args.out) if args.out else Path(args.model_dir) / "eval" / Path(args.data).stem
-    report = classifier.evaluate(args.data, out, latency=not args.no_latency, batch_size=args.batch_size)
+    report = classifier.evaluate(
+        args.data, out, latency=not args.no_latency, batch_size=args.batch_size, threshold=args.threshold
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(report_markdown(report))
-        print(f"reports written to {out}/ (report.json, report.md, predictions.tsv, confusion.png)")
+        print(f"reports written to {out}/ (report.json, report.md, predictions.tsv, reliability.png)")
     return 0
 
 
