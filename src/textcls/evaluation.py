@@ -47,16 +47,7 @@ def classification_report(gold: Sequence[str], predicted: Sequence[str], labels:
         "macro_f1": macro_f1(gold, predicted),
         "micro_f1": float(f1_score(gold, predicted, average="micro", zero_division=0)),
         "weighted_f1": float(f1_score(gold, predicted, average="weighted", zero_division=0)),
-        "per_class": {
-            label: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-                **({"unseen_in_training": True} if label in unseen else {}),
-            }
-            for i, label in enumerate(table_labels)
-        },
+        "per_class": per_class(table_labels, precision, recall, f1, support, unseen),
         "labels": table_labels,
         "unseen": dict(sorted(unseen.items())),
         "confusion_matrix": confusion_matrix(gold, predicted, labels=table_labels).tolist(),
@@ -93,6 +84,23 @@ def measure_latency(
         "throughput_per_s": float(statistics.median(rates)),
         "batch_size": 64,
         "threads": predictor.threads,
+    }
+
+
+def per_class(
+    labels: Sequence[str], precision: Any, recall: Any, f1: Any, support: Any, unseen: dict[str, int]
+) -> dict[str, dict[str, Any]]:
+    """The per-label table of scikit-learn's precision_recall_fscore_support, labels never seen
+    in training marked."""
+    return {
+        label: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+            **({"unseen_in_training": True} if label in unseen else {}),
+        }
+        for i, label in enumerate(labels)
     }
 
 
@@ -140,16 +148,7 @@ def multi_label_report(
         "weighted_f1": float(f1_score(y, p, average="weighted", zero_division=0)),
         "labels_per_example": {"gold": float(y.sum(1).mean()), "predicted": float(p.sum(1).mean())},
         "without_prediction": int((p.sum(1) == 0).sum()),
-        "per_class": {
-            label: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-                **({"unseen_in_training": True} if label in unseen else {}),
-            }
-            for i, label in enumerate(classes)
-        },
+        "per_class": per_class(classes, precision, recall, f1, support, unseen),
         "labels": classes,
         "unseen": dict(sorted(unseen.items())),
         "co_occurrence": pairs,
