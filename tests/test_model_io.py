@@ -280,6 +280,9 @@ def test_load_weights_not_matching_config(trained, tmp_path: Path, encoder: dict
     config = json.loads((directory / "config.json").read_text())
     config["model"]["encoder"] = encoder
     (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"config\.json: changed"):
+        textcls.load(directory)  # the manifest refuses the edited config first
+    (directory / "manifest.json").unlink()  # a directory saved before manifests existed
     with pytest.raises(ModelLoadError, match="do not match"):
         textcls.load(directory)
 

@@ -456,6 +456,12 @@ class TrainConfig(_Strict):
         description="seconds of training at most: the epoch in progress then ends early, is "
         "validated, and the best model so far is kept (--model auto sets it from its budget)",
     )
+    save_steps: int | None = Field(
+        None,
+        ge=1,
+        description="also checkpoint every this many optimizer steps within an epoch, so --resume "
+        "after a crash loses at most that many steps (default: at the end of each epoch only)",
+    )
     save_init: bool = Field(
         False,
         description="keep the weights the training starts from (init.safetensors), for lottery-ticket "

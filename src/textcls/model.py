@@ -214,44 +214,70 @@ def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_model(
-    directory: str | Path, model: TextClassificationModel, featurizer: Any, config: ClassifierConfig
+    directory: str | Path,
+    model: TextClassificationModel,
+    featurizer: Any,
+    config: ClassifierConfig,
+    golden: Sequence[Any] | None = None,
 ) -> None:
-    """Write the model directory (no pickles).
+    """Write the model directory (no pickles), every file through ``.saving/`` and one atomic
+    rename, then ``golden.json`` and ``manifest.json`` (textcls.integrity).
 
     Word models: config.json, model.safetensors, vocab.txt, labels.json. Transformer + ``cls``: a
     standard Hugging Face directory (our config under the ``textcls`` key of its config.json).
-    Other transformer heads: our files plus ``backbone/`` (HF config and tokenizer).
+    Other transformer heads: our files plus ``backbone/`` (HF config and tokenizer). ``golden``:
+    inputs whose answers the directory pins (validation texts); default: the ones it pinned before.
     """
+    from textcls.integrity import golden_inputs, read_golden, staged_save, write_golden_and_manifest
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # exports of the weights being replaced would serve the old model (textcls.inference.onnx)
     for stale in ("model.onnx", "model.int8.onnx", "export.json"):
         (directory / stale).unlink(missing_ok=True)
-    if uses_native_head(config.model):
-        hf_model = model.embedder.model
-        hf_model.config.textcls = json.loads(config.model_dump_json())
-        hf_model.save_pretrained(directory, state_dict=plain_state_dict(hf_model))
-        featurizer.tokenizer.save_pretrained(directory)
-    else:
-        from safetensors.torch import save_file
+    if golden is None:
+        previous = read_golden(directory) if (directory / "golden.json").is_file() else None
+        golden = previous["inputs"][:4] if previous else []
+    inputs = golden_inputs(golden, list(config.data.fields or []))
 
-        config.save(directory / CONFIG_FILE)
-        state = plain_state_dict(model)
-        metadata = {"dim": str(model.dim), "format": "textcls"}
-        if config.model.backbone is not None:
-            model.embedder.backbone.config.save_pretrained(directory / BACKBONE_DIR)
-            featurizer.tokenizer.save_pretrained(directory / BACKBONE_DIR)
+    def write(staging: Path) -> None:
+        if uses_native_head(config.model):
+            hf_model = model.embedder.model
+            hf_model.config.textcls = json.loads(config.model_dump_json())
+            hf_model.save_pretrained(staging, state_dict=plain_state_dict(hf_model))
+            featurizer.tokenizer.save_pretrained(staging)
         else:
-            metadata["vocab_size"] = str(len(featurizer.vocab))
-            featurizer.vocab.save(directory / VOCAB_FILE)
-            if config.model.cluster_features:
-                featurizer.save(directory)  # clusters.safetensors: the k-means centroids
-        _atomic(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata=metadata))
-    labels = config.model.labels
-    (directory / LABELS_FILE).write_text(
-        json.dumps({"labels": labels, "label2id": {l: i for i, l in enumerate(labels)}}, indent=2) + "\n",
-        encoding="utf-8",
-    )
+            from safetensors.torch import save_file
+
+            config.save(staging / CONFIG_FILE)
+            metadata = {"dim": str(model.dim), "format": "textcls"}
+            if config.model.backbone is not None:
+                model.embedder.backbone.config.save_pretrained(staging / BACKBONE_DIR)
+                featurizer.tokenizer.save_pretrained(staging / BACKBONE_DIR)
+            else:
+                metadata["vocab_size"] = str(len(featurizer.vocab))
+                featurizer.vocab.save(staging / VOCAB_FILE)
+                if config.model.cluster_features:
+                    featurizer.save(staging)  # clusters.safetensors: the k-means centroids
+            save_file(plain_state_dict(model), str(staging / WEIGHTS_FILE), metadata=metadata)
+        labels = config.model.labels
+        (staging / LABELS_FILE).write_text(
+            json.dumps({"labels": labels, "label2id": {l: i for i, l in enumerate(labels)}}, indent=2) + "\n",
+            encoding="utf-8",
+        )
+
+    files = staged_save(directory, write)
+    from textcls.inference.predictor import predict_logits
+
+    device = next(model.parameters()).device
+    encoded = featurizer.encode(inputs)
+    logits = predict_logits(model, featurizer, encoded, 64, device) if inputs else np.zeros((0, 0))
+    record = {
+        "inputs": inputs,
+        "logits": np.asarray(logits, dtype=np.float64).round(6).tolist(),
+        "multi_label": bool(config.model.multi_label),
+    }
+    write_golden_and_manifest(directory, files, record)
 
 
 def weights_digest(directory: str | Path) -> str:
@@ -283,10 +309,17 @@ def read_model_config(directory: str | Path) -> ClassifierConfig:
     return ClassifierConfig.from_dict(data, source=str(path))
 
 
-def load_model(directory: str | Path) -> tuple[TextClassificationModel, Any, ClassifierConfig]:
-    """Rebuild (model, featurizer, config) from a model directory; weights never unpickled."""
+def load_model(
+    directory: str | Path, verify: bool = True
+) -> tuple[TextClassificationModel, Any, ClassifierConfig]:
+    """Rebuild (model, featurizer, config) from a model directory; weights never unpickled.
+    ``verify``: check every file against ``manifest.json`` first (textcls.integrity)."""
+    from textcls.integrity import verify_manifest
+
     directory = Path(directory)
     config = read_model_config(directory)
+    if verify:
+        verify_manifest(directory)
     if not (directory / WEIGHTS_FILE).is_file():
         raise ModelLoadError(
             f"{directory}: missing {WEIGHTS_FILE} (pickled .bin/.pt weights are never loaded)"
@@ -380,10 +413,3 @@ def _load_weights(model: nn.Module, directory: Path) -> None:
         raise ModelLoadError(
             f"{directory}: weights do not match config.json (missing {missing}, unexpected {unexpected})"
         )
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file and rename, so a crash never leaves a half-written file."""
-    temporary = path.with_name(path.name + ".tmp")
-    write(temporary)
-    temporary.replace(path)

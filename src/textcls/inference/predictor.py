@@ -28,6 +28,7 @@ class Predictor(ABC):
     backend: str = "?"
     labels: list[str]
     decision: Decision | None = None  # set by the backend from the model's config
+    golden: dict[str, Any] | None = None  # load_predictor's golden-input check (textcls.integrity)
 
     @abstractmethod
     def logits(self, texts: Sequence[TextInput], batch_size: int = 64) -> np.ndarray:
@@ -162,7 +163,9 @@ class TorchPredictor(Predictor):
 def load_predictor(directory: str | Path, backend: str = "torch", threads: int | None = None) -> Predictor:
     """Open a model directory with the chosen backend (see ``BACKENDS`` in the registry).
 
-    ``threads`` sets the intra-op threads of torch and of ONNX Runtime.
+    ``threads`` sets the intra-op threads of torch and of ONNX Runtime. The directory's files are
+    checked against its manifest first, and the backend must give its golden inputs the saved
+    scores (``textcls.integrity``): a changed file or a broken backend is a ModelLoadError.
 
     >>> predictor = load_predictor("runs/snips-cnn", backend="onnx-int8", threads=2)  # doctest: +SKIP
     >>> predictor.predict(["play some jazz"])  # doctest: +SKIP
@@ -176,13 +179,21 @@ def load_predictor(directory: str | Path, backend: str = "torch", threads: int |
         import torch
 
         torch.set_num_threads(threads)
-    return BACKENDS.get(backend)(directory, threads=threads)
+    from textcls.integrity import golden_check, verify_manifest
+    from textcls.model import WEIGHTS_FILE
+
+    opener = BACKENDS.get(backend)
+    # an ONNX deployment may leave the PyTorch weights out
+    verify_manifest(directory, optional=[WEIGHTS_FILE] if backend.startswith("onnx") else [])
+    predictor = opener(directory, threads=threads)
+    predictor.golden = golden_check(predictor, directory, backend)
+    return predictor
 
 
 def torch_backend(directory: str | Path, threads: int | None = None) -> TorchPredictor:
     from textcls.model import load_model
 
-    model, featurizer, config = load_model(directory)
+    model, featurizer, config = load_model(directory, verify=False)  # load_predictor verified it
     return TorchPredictor(model, featurizer, config.model.labels)
 
 
@@ -200,5 +211,5 @@ def quantize_torch(model: Any) -> Any:
 def torch_int8_backend(directory: str | Path, threads: int | None = None) -> TorchPredictor:
     from textcls.model import load_model
 
-    model, featurizer, config = load_model(directory)
+    model, featurizer, config = load_model(directory, verify=False)  # load_predictor verified it
     return TorchPredictor(quantize_torch(model.cpu()), featurizer, config.model.labels, backend="torch-int8")

@@ -1,12 +1,15 @@
 """Resumable training checkpoints without pickles: tensors in safetensors, the rest in JSON.
 
-A checkpoint is a directory written beside the final one and renamed into place, so a crash during
-writing leaves the previous checkpoint intact.
+A checkpoint is a directory written beside the final one (``checkpoint.tmp``), flushed to disk and
+renamed into place; the previous one is moved to ``checkpoint.old`` first and removed last, so a
+crash (``kill -9``) at any moment leaves at least one complete checkpoint: ``find_checkpoint``
+picks it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -77,11 +80,39 @@ def save_checkpoint(
     temporary.mkdir(parents=True)
     save_file(tensors, str(temporary / STATE_TENSORS))
     (temporary / STATE_JSON).write_text(json.dumps(meta), encoding="utf-8")
+    for name in (STATE_TENSORS, STATE_JSON):  # on disk before the rename makes them the checkpoint
+        with open(temporary / name, "rb") as handle:
+            os.fsync(handle.fileno())
     backup = directory.with_name(directory.name + ".old")
     if directory.exists():
-        directory.replace(backup)
+        if backup.exists() and not _complete(directory):  # a crash left .old as the good one
+            shutil.rmtree(directory)
+        else:
+            shutil.rmtree(backup, ignore_errors=True)
+            directory.replace(backup)
     temporary.replace(directory)
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def find_checkpoint(directory: Path | None) -> Path | None:
+    """The complete checkpoint to resume from: ``directory``, or ``directory.old`` when a crash
+    came between the two renames of ``save_checkpoint``; None when there is none."""
+    if directory is None:
+        return None
+    for candidate in (directory, directory.with_name(directory.name + ".old")):
+        if _complete(candidate):
+            return candidate
+    return None
+
+
+def remove_checkpoint(directory: Path) -> None:
+    """Drop the checkpoint of an earlier run (a fresh run must not be resumed from it)."""
+    for suffix in ("", ".tmp", ".old"):
+        shutil.rmtree(directory.with_name(directory.name + suffix), ignore_errors=True)
+
+
+def _complete(directory: Path) -> bool:
+    return (directory / STATE_TENSORS).is_file() and (directory / STATE_JSON).is_file()
 
 
 def load_checkpoint(

@@ -292,7 +292,8 @@ def fit(
     from textcls.decision import Decision, calibrate
     from textcls.inference.predictor import TorchPredictor, predict_logits
     from textcls.model import load_model, read_model_config, save_model
-    from textcls.training.checkpoint import INIT_FILE, REWIND_FILE
+    from textcls.training import is_main_process
+    from textcls.training.checkpoint import INIT_FILE, REWIND_FILE, find_checkpoint
     from textcls.training.loggers import make_logger
     from textcls.training.loop import CHECKPOINT_DIR, fit_closed_form, set_seed, train
 
@@ -307,8 +308,9 @@ def fit(
     set_seed(config.train.seed)
 
     bilm = adopt_bilm(config) if start is None else None  # sets model.bilm and the tokenizer
-    resuming = bool(resume and out_path and (out_path / CHECKPOINT_DIR).exists())
-    if out_path and not resuming:  # rewind points of a model trained here before are not this one's
+    resuming = bool(resume and out_path and find_checkpoint(out_path / CHECKPOINT_DIR))
+    main = is_main_process()  # one of several training processes writes; the others only train
+    if out_path and not resuming and main:  # rewind points of a model trained here before are not this one's
         for stale in (INIT_FILE, REWIND_FILE):
             (out_path / stale).unlink(missing_ok=True)
     if start is not None:
@@ -324,7 +326,8 @@ def fit(
             config.model.tokenizer.max_length = saved.tokenizer.max_length
         if saved.model_copy(update={"decision": config.model.decision}) != config.model:
             raise ConfigError(f"{out_path}: --resume with a different model config; use a new --out")
-        model, featurizer, _ = load_model(out_path)
+        # not verified: a crash may have come between two of its files; the checkpoint restores it
+        model, featurizer, _ = load_model(out_path, verify=False)
         extra: dict[str, Any] = {"resumed": True}
     elif config.model.backbone is not None:
         model, featurizer, extra = _build_transformer(config, train_examples)
@@ -344,8 +347,11 @@ def fit(
         [gold_ids(e, label_index, multi_label) for e in valid_examples],
     )
 
+    golden = [e.as_input() for e in valid_examples[:4]]  # answers the saved directory pins
+    if out_path and not resuming and main:  # vocabulary and config on disk before any checkpoint
+        save_model(out_path, model, featurizer, config, golden)
     track = config.train.track
-    if track == "tensorboard" and not config.train.tensorboard:
+    if (track == "tensorboard" and not config.train.tensorboard) or not main:
         track = "none"
     source = pretrained_from(config)
     if source:  # the pretraining run (textcls pretrain) this model starts from
@@ -364,7 +370,7 @@ def fit(
         tags=tags,
     )
     logger.log_params(config.model_dump())
-    on_best = (lambda m: save_model(out_path, m, featurizer, config)) if out_path else None
+    on_best = (lambda m: save_model(out_path, m, featurizer, config, golden)) if out_path else None
     runner = fit_closed_form if hasattr(model.encoder, "fit_closed_form") else train
     try:
         result = runner(
@@ -384,6 +390,9 @@ def fit(
     except BaseException:  # interrupted, pruned or crashed: the run says so
         logger.close("KILLED")
         raise
+    if not main:  # the main process calibrates, saves and reports
+        logger.close()
+        return TorchPredictor(model, featurizer, labels, decision=Decision(config.model)), result, config
     out_of_scope = np.asarray([config.model.decision.oos_label in e.label_set for e in valid_examples])
     valid_logits = predict_logits(model, featurizer, valid_data[0], 64, next(model.parameters()).device)
     calibration = calibrate(config.model, valid_logits, valid_data[1], out_of_scope)
@@ -414,7 +423,7 @@ def fit(
         result.extra["tracking"] = logger.run_ref
     predictor = TorchPredictor(model, featurizer, labels, decision=Decision(config.model))
     if out_path:
-        save_model(out_path, model, featurizer, config)
+        save_model(out_path, model, featurizer, config, golden)
         write_train_summary(out_path, result, config)
     logger.log_metrics(
         {

@@ -2,7 +2,14 @@
 
 Accelerate places the model and batches (CPU, one or several GPUs, mixed precision) without any
 change here. Each epoch ends with a validation pass; the best model is kept, the last state is
-checkpointed atomically, and ``resume=True`` continues from that checkpoint.
+checkpointed atomically (also every ``save_steps`` optimizer steps), and ``resume=True``
+continues from that checkpoint, mid-epoch included, to the same model as an uninterrupted run.
+
+Launched by ``accelerate launch --num_processes N`` or ``torchrun --nproc_per_node N`` (gloo on
+CPU, NCCL on GPUs), every process builds the same batches and takes its share of each one; the
+gradients are averaged (DistributedDataParallel), weighted so a step equals one process's step on
+the whole batch. Validation is split across the processes and gathered, each example once. Only
+the main process writes checkpoints, logs and the model directory.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from textcls.progress import ProgressBar
 from textcls.training.checkpoint import (
     INIT_FILE,
     REWIND_FILE,
+    find_checkpoint,
     load_checkpoint,
+    remove_checkpoint,
     rewind_point,
     save_checkpoint,
     save_weights,
@@ -234,12 +243,18 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place; at the end it holds the weights of the best validation epoch."""
     from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
 
     logger = logger or MetricLogger()
     set_seed(config.seed)
     precision = config.mixed_precision if torch.cuda.is_available() and not config.cpu else "no"
-    accelerator = Accelerator(cpu=config.cpu, mixed_precision=precision)
+    # a model kind may leave parameters out of a forward pass (a pooler, a field's encoder)
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(cpu=config.cpu, mixed_precision=precision, kwargs_handlers=[ddp])
     device = accelerator.device
+    rank, world = accelerator.process_index, accelerator.num_processes
+    main = accelerator.is_main_process
+    progress = progress and main
     train_ids, train_labels = train_data
     lengths = [featurizer.length(item) for item in train_ids]
     batches_per_epoch = -(-len(train_ids) // config.batch_size)
@@ -254,7 +269,9 @@ def train(
     loss_fn = make_loss(config, train_labels, num_labels, multi_label).to(device)
 
     state: dict[str, Any] = {
-        "epoch": 0,
+        "epoch": 0,  # epochs completed
+        "batch": 0,  # batches of the next epoch already trained (a mid-epoch checkpoint)
+        "epoch_loss": 0.0,  # their summed loss
         "step": 0,
         "best": None,
         "best_epoch": 0,
@@ -262,19 +279,32 @@ def train(
         "history": [],
     }
     checkpoint = out_dir / CHECKPOINT_DIR if out_dir else None
+    found = find_checkpoint(checkpoint) if resume else None
+    if checkpoint and not found and main:
+        remove_checkpoint(checkpoint)  # an earlier run's: never resume a fresh run from it
     best_state = copy.deepcopy(accelerator.unwrap_model(model).state_dict())
-    if resume and checkpoint and checkpoint.exists():
-        restored, best_state = load_checkpoint(
-            checkpoint, accelerator.unwrap_model(model), optimizer, scheduler
-        )
+    if found:
+        restored, best_state = load_checkpoint(found, accelerator.unwrap_model(model), optimizer, scheduler)
         state.update(restored)
-        log.info("resumed from %s after epoch %d", checkpoint, state["epoch"])
+        where = f", {state['batch']} batches into epoch {state['epoch'] + 1}" if state["batch"] else ""
+        log.info("resumed from %s after epoch %d%s (step %d)", found, state["epoch"], where, state["step"])
+
+    def keep(name: str, point: str) -> None:  # a rewind point for textcls prune; main process only
+        if main:
+            save_weights(out_dir / name, accelerator.unwrap_model(model), point=point)
+
+    def save_state() -> None:
+        if checkpoint and main:
+            save_checkpoint(
+                checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, state, best_state
+            )
+
     rewind = rewind_point(config.rewind_at) if out_dir else None
-    if out_dir and not (resume and checkpoint and checkpoint.exists()):
+    if out_dir and not found:
         if config.save_init:  # the weights this run starts from: a lottery ticket rewinds to them
-            save_weights(out_dir / INIT_FILE, accelerator.unwrap_model(model), point="init")
+            keep(INIT_FILE, "init")
         if rewind == ("step", 0) or rewind == ("epoch", 0):
-            save_weights(out_dir / REWIND_FILE, accelerator.unwrap_model(model), point=config.rewind_at)
+            keep(REWIND_FILE, config.rewind_at)
     started = time.perf_counter()
     deadline = started + config.time_limit if config.time_limit else None
     stopped_early = out_of_time = False
@@ -285,17 +315,24 @@ def train(
             break
         model.train()
         batches = length_grouped_batches(lengths, config.batch_size, config.seed + epoch)
-        total_loss = 0.0
+        done, total_loss = state["batch"], state["epoch_loss"]  # > 0: resumed mid-epoch
         epoch_started = time.perf_counter()
         with ProgressBar(progress, f"epoch {epoch}/{epochs}", len(batches), field="loss") as advance:
             optimizer.zero_grad(set_to_none=True)
             for number, indices in enumerate(batches, start=1):
-                items = [train_ids[i] for i in indices]
+                if number <= done:
+                    continue  # trained before the checkpoint this run resumed from
+                shard = _shard(indices, rank, world)
+                if not shard:
+                    continue  # fewer examples than processes: every process skips it alike
+                items = [train_ids[i] for i in shard]
                 batch = {k: v.to(device) for k, v in featurizer.collate(items).items()}
-                gold = loss_fn.targets([train_labels[i] for i in indices], device)
+                gold = loss_fn.targets([train_labels[i] for i in shard], device)
                 logits = model(batch)["logits"]
-                loss = soft_loss(logits, indices, gold) if soft_loss else loss_fn(logits, gold)
-                accelerator.backward(loss / config.grad_accum)
+                loss = soft_loss(logits, shard, gold) if soft_loss else loss_fn(logits, gold)
+                # DDP averages gradients over processes: weight each by its share of the batch
+                share = len(shard) * world / len(indices)
+                accelerator.backward(loss * share / config.grad_accum)
                 loss_value = loss.item()
                 total_loss += loss_value
                 advance(loss_value)
@@ -308,24 +345,29 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
                 if rewind == ("step", state["step"]):  # late rewinding's early point
-                    save_weights(
-                        out_dir / REWIND_FILE, accelerator.unwrap_model(model), point=config.rewind_at
-                    )
-                if state["step"] % 50 == 0:
+                    keep(REWIND_FILE, config.rewind_at)
+                if state["step"] % 50 == 0 and main:
                     logger.log_metrics(
                         {"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, state["step"]
                     )
-                if deadline is not None and time.perf_counter() > deadline:
+                if config.save_steps and state["step"] % config.save_steps == 0 and number < len(batches):
+                    state.update(batch=number, epoch_loss=total_loss)
+                    save_state()  # mid-epoch: --resume loses at most save_steps steps
+                if deadline is not None and _any(accelerator, time.perf_counter() > deadline):
                     out_of_time = True  # this epoch ends here; it is still validated
                     break
 
+        state.update(batch=0, epoch_loss=0.0)
         train_seconds = time.perf_counter() - epoch_started
         if rewind == ("epoch", epoch):
-            save_weights(out_dir / REWIND_FILE, accelerator.unwrap_model(model), point=config.rewind_at)
-        valid_logits = predict_logits(model, featurizer, valid_data[0], max(64, config.batch_size), device)
+            keep(REWIND_FILE, config.rewind_at)
+        valid_logits = gathered_logits(
+            accelerator, model, featurizer, valid_data[0], max(64, config.batch_size)
+        )
         metrics = validation_metrics(valid_logits, valid_data[1], multi_label)
         metrics["train_loss"] = total_loss / max(1, len(batches))
-        logger.log_metrics({f"valid/{k}": v for k, v in metrics.items()}, state["step"])
+        if main:
+            logger.log_metrics({f"valid/{k}": v for k, v in metrics.items()}, state["step"])
         record = {
             "epoch": epoch,
             **metrics,
@@ -337,7 +379,7 @@ def train(
         if _improved(config.metric, value, state["best"]):
             state.update(best=value, best_epoch=epoch, bad_epochs=0)
             best_state = copy.deepcopy(accelerator.unwrap_model(model).state_dict())
-            if on_best:
+            if on_best and main:
                 on_best(accelerator.unwrap_model(model))
         else:
             state["bad_epochs"] += 1
@@ -350,13 +392,10 @@ def train(
             state["best_epoch"],
         )
         state["epoch"] = epoch
-        if checkpoint:
-            save_checkpoint(
-                checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, state, best_state
-            )
+        save_state()
         if on_epoch:  # may raise to stop (a pruned search trial); the checkpoint is already safe
             on_epoch(epoch, metrics)
-        if out_of_time or (deadline is not None and time.perf_counter() > deadline):
+        if out_of_time or (deadline is not None and _any(accelerator, time.perf_counter() > deadline)):
             out_of_time = True
             log.warning(
                 "time limit of %.0f s reached during epoch %d: training stops; best epoch %d kept",
@@ -366,7 +405,7 @@ def train(
             )
             break
 
-    if rewind and not (out_dir / REWIND_FILE).exists():
+    if rewind and main and not (out_dir / REWIND_FILE).exists():
         log.warning(
             "--rewind-at %s was never reached (%d epochs, %d steps): no %s for late rewinding",
             config.rewind_at,
@@ -388,6 +427,45 @@ def train(
     if out_of_time:
         result.extra["time_limit_reached"] = True
     return result
+
+
+def _shard(indices: list[int], rank: int, world: int) -> list[int]:
+    """This process's part of a batch: contiguous, the first processes one longer when it does
+    not divide; the whole batch without distribution."""
+    if world == 1:
+        return indices
+    size, extra = divmod(len(indices), world)
+    start = rank * size + min(rank, extra)
+    return indices[start : start + size + (rank < extra)]
+
+
+def _any(accelerator: Any, flag: bool) -> bool:
+    """True when ``flag`` is true on any process (the time limit: all stop at the same step)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "max").item())
+
+
+def gathered_logits(
+    accelerator: Any, model: nn.Module, featurizer: Any, encoded: Sequence[Any], batch_size: int
+) -> np.ndarray:
+    """Logits of ``encoded`` in order; with several processes each predicts every N-th example
+    and the parts are gathered, so each example is predicted exactly once."""
+    unwrapped = accelerator.unwrap_model(model)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if world == 1:
+        return predict_logits(unwrapped, featurizer, encoded, batch_size, accelerator.device)
+    from accelerate.utils import gather_object
+
+    mine = list(range(rank, len(encoded), world))
+    logits = predict_logits(unwrapped, featurizer, [encoded[i] for i in mine], batch_size, accelerator.device)
+    parts = gather_object([(mine, logits)])
+    width = next((part.shape[1] for _, part in parts if len(part)), 0)
+    out = np.zeros((len(encoded), width), np.float32)
+    for indices, part in parts:
+        if len(indices):
+            out[indices] = part
+    return out
 
 
 def fit_closed_form(
