@@ -484,7 +484,47 @@ def build_parser() -> argparse.ArgumentParser:
     _distill_parser(sub)
     _prune_parser(sub)
     _pretrain_parser(sub)
+    _verify_parser(sub)
     return parser
+
+
+def _verify_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check a model directory: every file against its manifest, golden inputs per backend",
+        description="Checks each file of a model directory against manifest.json (size and sha256, "
+        "written by save), then runs the golden inputs saved with it on each backend and compares "
+        "their scores with the saved ones within the backend's tolerance. Exit status 0: intact; "
+        "2: a changed, truncated or missing file, or answers that differ (the message names it).",
+    )
+    p.add_argument("model_dir")
+    p.add_argument(
+        "--backend",
+        action="append",
+        help="backend to run the golden inputs on (repeatable; default torch, plus each exported "
+        "ONNX backend recorded in export.json)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from textcls.inference.onnx import read_export_record
+    from textcls.integrity import verify_directory
+
+    backends = args.backend or ["torch"] + [
+        name for name in ("onnx", "onnx-int8") if name in read_export_record(args.model_dir)
+    ]
+    report = verify_directory(args.model_dir, backends)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.model_dir}: {report['files']} files match manifest.json")
+    for backend, golden in report["backends"].items():
+        print(
+            f"  {backend}: {golden['inputs']} golden inputs, max probability difference "
+            f"{golden['max_abs_diff']:.1e} (tolerance {golden['tolerance']:g})"
+        )
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -502,6 +542,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         model=args.model, encoder=args.encoder, vectors=args.vectors, config=args.config, **from_args(args)
     )
     classifier.fit(args.data, args.valid, out_dir=args.out, resume=args.resume, progress=not args.no_progress)
+    from textcls.training import is_main_process
+
+    if not is_main_process():  # one of several training processes: the main one reports
+        return 0
     result = classifier.train_result
     print(
         f"trained {classifier.config.model.encoder.name} in {result.seconds:.1f}s: best valid "
@@ -995,6 +1039,7 @@ COMMANDS = {
     "distill": cmd_distill,
     "prune": cmd_prune,
     "pretrain": cmd_pretrain,
+    "verify": cmd_verify,
 }
 
 
@@ -1014,7 +1059,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = ""
         if args.command == "train":
-            hint = f"; the last finished epoch is checkpointed: add --resume to continue into {args.out}"
+            hint = (
+                "; the last finished epoch (with --save-steps N: the last N-th step) is "
+                f"checkpointed: add --resume to continue into {args.out}"
+            )
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
 
@@ -1023,8 +1071,11 @@ def _setup_logging(verbose: bool) -> None:
     from rich.console import Console
     from rich.logging import RichHandler
 
+    from textcls.training import is_main_process
+
+    quiet = not is_main_process()  # several training processes: the others warn only
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         handlers=[RichHandler(show_path=False, show_time=False, console=Console(stderr=True))],
     )
