@@ -128,6 +128,7 @@ def export_model(
     import torch
 
     from textcls.inference.onnx import export_graph, optimize_transformer, quantize_int8
+    from textcls.integrity import golden_check
     from textcls.inference.predictor import predict_logits
     from textcls.model import WEIGHTS_FILE, load_model, weights_digest
 
@@ -197,6 +198,12 @@ def export_model(
                 f"{entry['max_abs_diff']:.2e} > tolerance {tolerance:g} on {len(texts)} inputs "
                 "(nothing written; please report this model's architecture)"
             )
+        # the graph must also give the directory's golden inputs their saved scores
+        golden = golden_check(
+            OnnxPredictor(chosen, featurizer, labels, _aggregate(config), "onnx", threads), directory, "onnx"
+        )
+        if golden is not None:
+            entry["golden"] = golden
         entry["sha256"] = file_sha256(chosen)
         _install(chosen, directory / ONNX_FILE)
         entry["size_mb"] = _size_mb(directory / ONNX_FILE)
@@ -209,6 +216,11 @@ def export_model(
             _, _, q_diff, q_agree = compare(quantized, "onnx-int8")
             assert examples is not None
             gate = _gate(model, featurizer, labels, examples, quantized, config, threads)
+            golden_check(
+                OnnxPredictor(quantized, featurizer, labels, _aggregate(config), "onnx-int8", threads),
+                directory,
+                "onnx-int8",
+            )
             passed = gate["drop"] <= max_drop
             gate.update(max_drop=max_drop, passed=passed, forced=bool(force and not passed))
             record["onnx-int8"] = {
