@@ -128,8 +128,8 @@ def export_model(
     import torch
 
     from textcls.inference.onnx import export_graph, optimize_transformer, quantize_int8
-    from textcls.integrity import golden_check
     from textcls.inference.predictor import predict_logits
+    from textcls.integrity import golden_check
     from textcls.model import WEIGHTS_FILE, load_model, weights_digest
 
     if quantize not in (None, "int8"):

@@ -248,8 +248,9 @@ def train(
     logger = logger or MetricLogger()
     set_seed(config.seed)
     precision = config.mixed_precision if torch.cuda.is_available() and not config.cpu else "no"
-    # a model kind may leave parameters out of a forward pass (a pooler, a field's encoder)
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    # a transformer under our own head leaves its pooler out of the forward pass
+    unused = getattr(getattr(model, "config", None), "backbone", None) is not None
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=unused)
     accelerator = Accelerator(cpu=config.cpu, mixed_precision=precision, kwargs_handlers=[ddp])
     device = accelerator.device
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -315,7 +316,8 @@ def train(
             break
         model.train()
         batches = length_grouped_batches(lengths, config.batch_size, config.seed + epoch)
-        done, total_loss = state["batch"], state["epoch_loss"]  # > 0: resumed mid-epoch
+        done, carried = state["batch"], state["epoch_loss"]  # > 0: resumed mid-epoch
+        local_loss = 0.0  # this process's share of the summed batch losses since then
         epoch_started = time.perf_counter()
         with ProgressBar(progress, f"epoch {epoch}/{epochs}", len(batches), field="loss") as advance:
             optimizer.zero_grad(set_to_none=True)
@@ -334,7 +336,7 @@ def train(
                 share = len(shard) * world / len(indices)
                 accelerator.backward(loss * share / config.grad_accum)
                 loss_value = loss.item()
-                total_loss += loss_value
+                local_loss += loss_value * share
                 advance(loss_value)
                 if number % config.grad_accum and number != len(batches):
                     continue  # accumulate gradients over grad_accum batches
@@ -351,12 +353,13 @@ def train(
                         {"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, state["step"]
                     )
                 if config.save_steps and state["step"] % config.save_steps == 0 and number < len(batches):
-                    state.update(batch=number, epoch_loss=total_loss)
+                    state.update(batch=number, epoch_loss=carried + _mean(accelerator, local_loss))
                     save_state()  # mid-epoch: --resume loses at most save_steps steps
                 if deadline is not None and _any(accelerator, time.perf_counter() > deadline):
                     out_of_time = True  # this epoch ends here; it is still validated
                     break
 
+        total_loss = carried + _mean(accelerator, local_loss)  # the whole batches' losses, summed
         state.update(batch=0, epoch_loss=0.0)
         train_seconds = time.perf_counter() - epoch_started
         if rewind == ("epoch", epoch):
@@ -444,6 +447,14 @@ def _any(accelerator: Any, flag: bool) -> bool:
     if accelerator.num_processes == 1:
         return flag
     return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "max").item())
+
+
+def _mean(accelerator: Any, value: float) -> float:
+    """``value`` summed over the processes / their number (itself on one process)."""
+    if accelerator.num_processes == 1:
+        return value
+    total = accelerator.reduce(torch.tensor([value], dtype=torch.float64, device=accelerator.device), "sum")
+    return float(total.item()) / accelerator.num_processes
 
 
 def gathered_logits(
