@@ -763,8 +763,15 @@ def other_cnn(tmp_path_factory, synthetic_splits) -> Path:
 
 def replace_weights(directory: Path, source: Path) -> None:
     """Put another model's files into ``directory`` behind textcls's back (copied by hand, or
-    written by an older textcls): the export files stay."""
-    for name in ("config.json", "model.safetensors", "vocab.txt", "labels.json"):
+    written by an older textcls), its manifest included: the export files stay."""
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "vocab.txt",
+        "labels.json",
+        "golden.json",
+        "manifest.json",
+    ):
         shutil.copyfile(source / name, directory / name)
 
 

@@ -62,6 +62,8 @@ MODEL_NAMES = (
     "init.safetensors",  # rewind points for textcls prune (train.save_init, train.rewind_at)
     "rewind.safetensors",
     "clusters.safetensors",  # k-means centroids of --cluster-features
+    "golden.json",  # the self-check (textcls.integrity)
+    "manifest.json",
     BEST_FILE,
 )
 
