@@ -89,10 +89,14 @@ def _evaluate_parser(sub: Any) -> None:
 
 
 def _predict_parser(sub: Any) -> None:
+    from textcls.inference.stream import DEFAULT_CHUNK
+
     p = sub.add_parser(
         "predict",
         help="predict labels for texts",
-        description="Texts as arguments, '-' for one text per line on stdin, --file, or --interactive.",
+        description="Texts as arguments, '-' for one text per line on stdin, --file, or --interactive. "
+        "stdin and --file stream: read, predicted and written in chunks, one answer per input line "
+        "in order, blank lines included, whatever the size of the input.",
     )
     p.add_argument("model_dir")
     p.add_argument("texts", nargs="*", help="texts to classify; '-' reads lines from stdin")
@@ -123,6 +127,24 @@ def _predict_parser(sub: Any) -> None:
     p.add_argument("--threads", type=int, help="intra-op threads")
     p.add_argument("--backend", default="torch", help=BACKEND_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--out",
+        help="write the answers to this file, one JSON object per line, instead of stdout; "
+        "--file and '-' stream through in chunks (constant memory, input order kept)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue --out where an interrupted run stopped (back to its last whole chunk: give the same "
+        "--chunk-size and the answers are those of an uninterrupted run)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK,
+        help=f"lines read, predicted and written at a time when streaming (default {DEFAULT_CHUNK})",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _export_parser(sub: Any) -> None:
@@ -622,73 +644,54 @@ def _apply_data_flags(classifier: Any, args: argparse.Namespace) -> None:
     classifier.configure(**from_args(args))
 
 
-def _print_predictions(text: str, prediction: Any, as_json: bool) -> None:
-    ranked = prediction if isinstance(prediction, list) else [prediction]
-    if as_json:
-        line = json.dumps({"text": text, "predictions": ranked}, ensure_ascii=False)
-        for separator in ("\u2028", "\u2029", "\x85"):  # line breaks to splitlines(): escaped
-            line = line.replace(separator, f"\\u{ord(separator):04x}")
-        print(line)
-    else:  # the text is shown on one line, whatever separators it holds
-        if isinstance(text, dict):
-            text = json.dumps(text, ensure_ascii=False)
-        shown = " ".join(text.split()) if isinstance(text, str) else text
-        answer = [
-            f"{p['label']}{' (out of scope)' * bool(p.get('out_of_scope'))} {p['score']:.4f}" for p in ranked
-        ]
-        print("\t".join([*(answer or ["(no label)"]), shown]))
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from textcls.api import load
+    from textcls.inference.stream import format_answer, predict_stream
 
     classifier = load(args.model_dir, backend=args.backend, threads=args.threads)
     if args.interactive:
         return _interactive(classifier, args)
-    from textcls.data.formats import read_text_lines
-
-    fields = classifier.predictor.fields
     texts: list[Any] = list(args.texts)
-    if texts == ["-"]:  # one output row per input line, blank lines included, in order
-        texts = _field_lines(read_text_lines(sys.stdin.buffer), fields, "<stdin>")
+    stream: Any = None  # one output row per input line, blank lines included, in order
+    if texts == ["-"]:
+        stream, texts = sys.stdin.buffer, []
     if args.file:
-        texts += _field_lines(read_text_lines(args.file), fields, args.file)
+        if stream is not None:
+            raise TextClsError("give '-' (stdin) or --file, not both")
+        stream = args.file
     if args.field:
-        texts.append(_field_arguments(args.field, fields))
-    if not texts:
+        texts.append(_field_arguments(args.field, classifier.predictor.fields))
+    if not texts and stream is None:
         raise TextClsError("no texts: give texts as arguments, '-' for stdin, --file or --interactive")
-    predictions = classifier.predict(
-        texts, top_k=args.top_k, batch_size=args.batch_size, threshold=args.threshold
-    )
-    for text, prediction in zip(texts, predictions, strict=True):
-        _print_predictions(text, prediction, args.json)
-    return 0
-
-
-def _field_lines(lines: Any, fields: list[str], source: str) -> list[Any]:
-    """Lines of a prediction file: texts, or for a model with fields JSON objects with their
-    names (a one-field model also takes plain lines). Bad JSON names the line."""
-    from textcls.errors import DataError
-
-    texts: list[Any] = []
-    for number, line in enumerate(lines, start=1):
-        if fields and (len(fields) > 1 or line.lstrip().startswith("{")):
-            try:
-                record = json.loads(line)
-            except ValueError as error:
-                raise DataError(
-                    f"not a JSON object: {error}",
-                    path=source,
-                    line=number,
-                    hint=f"this model reads the fields {', '.join(fields)}: write one JSON object "
-                    "per line, e.g. " + json.dumps({name: "..." for name in fields}),
-                ) from None
-            if not isinstance(record, dict):
-                raise DataError("not a JSON object", path=source, line=number, hint="one object per line")
-            texts.append(record)
+    if texts and stream is not None:
+        raise TextClsError("give texts as arguments (or --field) or a stream ('-', --file), not both")
+    if args.resume and (args.out is None or stream is None):
+        raise TextClsError("--resume continues the --out file of an earlier run over --file or '-'")
+    as_json = args.json or args.out is not None
+    options = {"top_k": args.top_k, "threshold": args.threshold, "batch_size": args.batch_size}
+    if texts:  # arguments: a few texts, answered at once
+        answers = classifier.predict(texts, **options)
+        lines = "".join(format_answer(t, a, as_json) + "\n" for t, a in zip(texts, answers, strict=True))
+        if args.out is None:
+            sys.stdout.write(lines)
         else:
-            texts.append(line)
-    return texts
+            Path(args.out).write_text(lines, encoding="utf-8")
+        return 0
+    result = predict_stream(
+        classifier.predictor,
+        stream,
+        args.out,
+        **options,
+        chunk_size=args.chunk_size,
+        as_json=as_json,
+        resume=args.resume,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    if args.out is not None:
+        resumed = f" (after {result.skipped:,} lines of the earlier run)" if result.skipped else ""
+        rate = f"{result.texts_per_second:,.0f} texts/s"
+        print(f"{result.written:,} answers{resumed} written to {args.out} ({rate})", file=sys.stderr)
+    return 0
 
 
 def _field_arguments(pairs: list[str], fields: list[str]) -> dict[str, str]:
@@ -707,6 +710,8 @@ def _field_arguments(pairs: list[str], fields: list[str]) -> dict[str, str]:
 
 
 def _interactive(classifier: Any, args: argparse.Namespace) -> int:
+    from textcls.inference.stream import format_answer
+
     print(f"labels: {', '.join(classifier.labels)}; type a text, empty line or Ctrl-D to quit")
     fields = classifier.predictor.fields
     while True:
@@ -726,7 +731,7 @@ def _interactive(classifier: Any, args: argparse.Namespace) -> int:
         if not text:
             break
         prediction = classifier.predict([text], top_k=args.top_k, threshold=args.threshold)[0]
-        _print_predictions(text, prediction, args.json)
+        print(format_answer(text, prediction, args.json))
     return 0
 
 
@@ -1056,6 +1061,11 @@ def main(argv: list[str] | None = None) -> int:
     except TextClsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `textcls predict ... | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush goes nowhere
+        return 141  # what a shell reports for a process ended by SIGPIPE
     except KeyboardInterrupt:
         hint = ""
         if args.command == "train":
