@@ -245,7 +245,16 @@ class ModelStore:
             )
 
     def resolve_registration(self, url: str) -> Path:
-        """A model directory under the store root, with safetensors weights; else a 400."""
+        """A model directory under the store root, with safetensors weights; else a 400. A url
+        the file system cannot take (a NUL byte, a name too long, a symlink loop) is a 400 too."""
+        try:
+            return self._resolve_registration(url)
+        except (ValueError, OSError, RuntimeError) as error:
+            raise ApiError(
+                400, "BadRequestException", f"url {short(url)} is not a usable path: {type(error).__name__}"
+            ) from None
+
+    def _resolve_registration(self, url: str) -> Path:
         candidate = Path(url)
         path = (candidate if candidate.is_absolute() else self.root / candidate).resolve()
         if not path.is_relative_to(self.root):
