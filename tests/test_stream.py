@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import textcls
-from conftest import CLASS_WORDS, TINY, make_examples
+from conftest import CLASS_WORDS, TINY, make_examples, write_tsv
 from textcls.cli import main
 from textcls.errors import DataError
 from textcls.inference.stream import complete_lines, predict_stream
@@ -205,3 +205,22 @@ def test_memory_stays_flat_on_a_large_file(model_dir: Path, tmp_path: Path) -> N
     large_peak = peak_rss_mb(model_dir, large, tmp_path / "large.jsonl")
     assert sum(1 for _ in (tmp_path / "large.jsonl").open("rb")) == 1_000 + 29 * 999
     assert large_peak - small_peak < 15, (small_peak, large_peak)
+
+
+def test_every_backend_streams_the_answers_of_its_own_predict(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from textcls.inference.export import export_model
+
+    exported = tmp_path / "model"
+    shutil.copytree(model_dir, exported)
+    export_model(exported, quantize="int8", valid=write_tsv(tmp_path / "valid.txt", make_examples(8, 1)))
+    texts = write_input(tmp_path / "in.txt", 300, seed=5)
+    for backend in ("torch", "torch-int8", "onnx", "onnx-int8"):
+        classifier = textcls.load(exported, backend=backend)
+        out = tmp_path / f"{backend}.jsonl"
+        predict_stream(classifier, tmp_path / "in.txt", out, chunk_size=300)  # one chunk: one call
+        expected = [
+            {"text": t, "predictions": [a]} for t, a in zip(texts, classifier.predict(texts), strict=True)
+        ]
+        assert read_jsonl(out) == expected, backend
