@@ -67,7 +67,7 @@ class Example:
 # --------------------------------------------------------------------------- file access
 
 
-def _check_file(path: str | Path) -> Path:
+def check_file(path: str | Path) -> Path:
     """Return ``path`` as a Path, or raise DataError if it is missing or a directory."""
     p = Path(path)
     if not p.exists():
@@ -120,7 +120,7 @@ def read_text_lines(source: str | Path | Any) -> Iterator[str]:
     prediction: split on ``\\n`` only (U+2028, NEL or a form feed inside a text stay in it), a
     trailing ``\\r`` and a UTF-8 BOM removed, blank lines kept, so output row i is input line i."""
     if isinstance(source, str | Path):
-        path = _check_file(source)
+        path = check_file(source)
         with path.open("rb") as handle:
             yield from read_text_lines(handle)
         return
@@ -168,7 +168,7 @@ def detect_format(path: str | Path) -> str:
     when that clearly points at the first column is ``"tsv-label-first"`` returned, otherwise
     ``"tsv"`` (label last, the iclassifier default).
     """
-    p = _check_file(path)
+    p = check_file(path)
     suffix = p.suffix.lower()
     if suffix == ".csv":
         return "csv"
@@ -264,7 +264,7 @@ def read_examples(
         ConfigError: unknown ``format``, or ``pair`` with a format or columns that cannot
             give pairs.
     """
-    p = _check_file(path)
+    p = check_file(path)
     fmt = detect_format(p) if format == "auto" else format
     if fmt not in _READERS:
         raise ConfigError(f"unknown data format {format!r}; choose auto or one of {FORMATS}")

@@ -140,14 +140,14 @@ def predict_stream(
     ``predictor`` is a ``Predictor`` or a ``TextClassifier``. ``resume=True`` (``out`` a path)
     keeps the complete chunks ``out`` already holds and continues after them (with the same
     ``chunk_size``, every answer is the one an uninterrupted run writes)."""
-    from textcls.data.formats import read_text_lines
+    from textcls.data.formats import check_file, read_text_lines
     from textcls.errors import ConfigError
     from textcls.progress import ProgressBar
 
     predictor = getattr(predictor, "predictor", None) or predictor  # a TextClassifier's
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be at least 1, got {chunk_size}")
-    name = str(source) if isinstance(source, str | Path) else getattr(source, "name", "<stdin>")
+    name = str(check_file(source)) if isinstance(source, str | Path) else getattr(source, "name", "<stdin>")
     skipped = 0
     if resume:
         if not isinstance(out, str | Path):
