@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 RUNS ?= runs
 
 
-.PHONY: lock mutate chromium demo test bench bench-word bench-transformer bench-inference bench-serve bench-search bench-distill bench-ladder bench-prune bench-fields bench-pretrain bench-multilabel lint format clean
+.PHONY: lock mutate chromium postgres demo test bench bench-word bench-transformer bench-inference bench-serve bench-search bench-distill bench-ladder bench-prune bench-fields bench-pretrain bench-multilabel lint format clean
 
 EXTRAS := all,bench,mutate
 CONSTRAINTS := constraints.txt
@@ -39,8 +39,15 @@ demo: $(STAMP)  ## train, evaluate and predict on the shipped SNIPS data (a few 
 	$(VENV)/bin/textcls predict $(RUNS)/demo-snips-cnn "play some jazz by miles davis" --top-k 3
 	echo "will it rain in paris tomorrow" | $(VENV)/bin/textcls predict $(RUNS)/demo-snips-cnn -
 
-test: $(STAMP) chromium  ## the full test suite
+test: $(STAMP) chromium postgres  ## the full test suite
 	$(PY) -m pytest
+
+# The shared-search test starts a throw-away PostgreSQL server (Debian's package; not on PATH there).
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
+		|| echo "WARNING: no PostgreSQL and no apt-get: the shared-search test will be skipped"; }
 
 # The web page's browser test drives Debian's chromium (Playwright never downloads a browser).
 chromium:

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -264,6 +265,7 @@ def run_search(
     )
     parent = _parent_logger(track, tracking_uri, out_path, study, base)
     scratch = Path(tempfile.mkdtemp(prefix="textcls-search-"))
+    worker = {"host": socket.gethostname(), "pid": os.getpid()}  # which process ran a trial
 
     def objective(trial: Any) -> float:
         try:
@@ -272,6 +274,8 @@ def run_search(
                 if param.applies(sampled):
                     sampled[param.path] = param.suggest(trial)
             trial.set_user_attr("params", sampled)  # the real values (Optuna may hold encoded ones)
+            trial.set_user_attr("worker", worker)
+            log.info("trial %d started by worker %s:%d", trial.number, worker["host"], worker["pid"])
             return run_trial(trial, sampled)
         except optuna.TrialPruned:
             raise
@@ -332,10 +336,14 @@ def run_search(
     if out_path is not None and summary.get("best_trial") is not None:
         _ensure_best_model(optuna_study, out_path, data, progress, metric, direction)
     if out_path is not None:
-        try:
-            write_report(optuna, optuna_study, out_path / REPORT_DIR, summary, params)
-        except Exception as error:  # the study and the model are safe; the report is a convenience
-            log.warning("search report not written: %s: %s", type(error).__name__, error)
+        # workers sharing ``out`` write one report at a time, each from the study as it is then:
+        # the last one written holds every trial's final state (not an early finisher's view)
+        with _lock(out_path):
+            summary = summarize(optuna, optuna_study, metric, time.perf_counter() - started, params)
+            try:
+                write_report(optuna, optuna_study, out_path / REPORT_DIR, summary, params)
+            except Exception as error:  # the study and the model are safe; the report is a convenience
+                log.warning("search report not written: %s: %s", type(error).__name__, error)
     if parent.run_ref:
         parent.log_metrics(
             {f"best_{metric}": summary["best_value"]} if summary.get("best_value") is not None else {}
@@ -600,10 +608,17 @@ def trials_table(study: Any, space: list[Param] | None = None) -> list[dict[str,
                 "seconds": seconds,
                 "params": trial_params(t, space),
                 "retry_of": t.system_attrs.get("failed_trial"),  # Optuna's retry of a dead worker's trial
+                "worker": _worker(t),
                 "error": error,
             }
         )
     return rows
+
+
+def _worker(trial: Any) -> str | None:
+    """``host:pid`` of the process that ran the trial (None: recorded before workers were)."""
+    worker = trial.user_attrs.get("worker")
+    return f"{worker['host']}:{worker['pid']}" if isinstance(worker, dict) else None
 
 
 def write_report(

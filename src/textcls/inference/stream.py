@@ -5,7 +5,8 @@ answers and flushes before it reads the next chunk, so memory stays constant wha
 the input, and output line i is the answer to input line i (blank lines included). With
 ``resume=True`` it continues a file an earlier, interrupted run was writing: a half-written last
 line is cut off, and the input lines already answered are skipped. ``textcls predict --file`` and
-``-`` (stdin) run through it; the Dask integration maps it over partitions.
+``-`` (stdin) run through it; the Dask integration answers partitions with the same line
+parsing and answer format.
 """
 
 from __future__ import annotations
