@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 RUNS ?= runs
 
 
-.PHONY: lock mutate chromium postgres demo test bench bench-word bench-transformer bench-inference bench-serve bench-search bench-distill bench-ladder bench-prune bench-fields bench-pretrain bench-multilabel lint format clean
+.PHONY: lock mutate chromium postgres demo test bench bench-word bench-transformer bench-inference bench-serve bench-search bench-distill bench-ladder bench-prune bench-fields bench-pretrain bench-multilabel bench-reliability lint format clean
 
 EXTRAS := all,bench,mutate
 CONSTRAINTS := constraints.txt
@@ -55,7 +55,7 @@ chromium:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "WARNING: no chromium and no apt-get: the browser test will be skipped"; }
 
-bench: bench-word bench-transformer bench-inference bench-serve bench-search bench-distill bench-ladder bench-prune bench-fields bench-pretrain bench-multilabel  ## all benchmarks
+bench: bench-word bench-transformer bench-inference bench-serve bench-search bench-distill bench-ladder bench-prune bench-fields bench-pretrain bench-multilabel bench-reliability  ## all benchmarks
 
 bench-word: $(STAMP)  ## word models vs fastText and TF-IDF + LinearSVC on SNIPS and SST-2
 	$(PY) benchmarks/bench_word.py --out BENCHMARKS.md
@@ -106,3 +106,13 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(RUNS) .pytest_cache
+
+AG := ../shared/data/ag_news_5k
+bench-reliability: $(STAMP)  ## DDP 1 vs 2 processes, kill -9 + --resume, streaming 10 MB-1 GB, fuzz, 60 s soak
+	$(PY) benchmarks/bench_reliability.py ddp --epochs 3
+	$(PY) benchmarks/bench_reliability.py crash --points 12 --seed 20
+	$(VENV)/bin/textcls train --data $(AG) --model fasttext --out $(RUNS)/bench-ag-fasttext --no-progress
+	$(PY) benchmarks/bench_reliability.py stream --model-dir $(RUNS)/bench-ag-fasttext --source $(AG)/train.txt --sizes 10,100,1000
+	TEXTCLS_FUZZ_EXAMPLES=400 TEXTCLS_FUZZ_SEED=random $(PY) -m pytest tests/test_serve_fuzz.py -k fuzzed -s -q
+	$(VENV)/bin/textcls train --data data/snips --model cnn --out $(RUNS)/bench-soak-cnn --no-progress
+	$(PY) benchmarks/soak.py --model-dir $(RUNS)/bench-soak-cnn
