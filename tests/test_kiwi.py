@@ -166,7 +166,7 @@ def test_batch_equals_one_by_one_and_repeats(options) -> None:
     batch = kiwi.tokenize_batch(texts)
     assert batch == [kiwi.tokenize(text) for text in texts]
     assert tokenizer(**options).tokenize_batch(texts) == batch  # deterministic, a new tokenizer too
-    assert sum(map(len, batch)) > 2000
+    assert sum(map(len, batch)) > 3 * len(texts)  # real analyses, not a few tokens each (either source)
 
 
 def test_the_last_large_batch_is_read_once(monkeypatch, caplog) -> None:
