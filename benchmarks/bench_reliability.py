@@ -169,7 +169,8 @@ def stream(model_dir: str, source: str, sizes: list[int], whole_up_to: int) -> d
             path.unlink()
             results.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    return {"model_dir": model_dir, "source": source, "machine": f"{os.cpu_count()} CPU cores", "runs": results}
+    machine = f"{os.cpu_count()} CPU cores"
+    return {"model_dir": model_dir, "source": source, "machine": machine, "runs": results}
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ answers, line by line and in order, with the model loaded once per worker."""
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 import textcls
 from conftest import CLASS_WORDS, TINY, make_examples
+from test_stream import assert_same_answers, read_jsonl
 from textcls.cli import main
 from textcls.data.formats import read_text_lines
 from textcls.errors import DataError, MissingDependencyError
@@ -35,21 +35,6 @@ def write_input(path: Path, lines: int, seed: int) -> list[str]:
     raw = "\ufeff" + "\n".join(texts[:5]) + "\r\n" + "\n".join(texts[5:]) + "\n"
     path.write_bytes(raw.encode("utf-8"))
     return texts
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text("utf-8").split("\n")[:-1]]
-
-
-def assert_same_answers(got: list[dict], expected: list[dict], tolerance: float = 1e-5) -> None:
-    """Line by line the same text and labels; scores to ``tolerance`` (a text batched with other
-    neighbours rounds differently in the last float bits, ~1e-7)."""
-    assert len(got) == len(expected)
-    for line, (one, other) in enumerate(zip(got, expected, strict=True), start=1):
-        assert one["text"] == other["text"], line
-        assert [p["label"] for p in one["predictions"]] == [p["label"] for p in other["predictions"]], line
-        for p, q in zip(one["predictions"], other["predictions"], strict=True):
-            assert p["score"] == pytest.approx(q["score"], abs=tolerance), line
 
 
 @pytest.fixture(scope="module")
