@@ -34,7 +34,12 @@ STUDENTS = {
     "minilm-3l": {"student": "minilm-l6", "remove_layers": [3, 4, 5], "epochs": 2},
     # the same on the labelled sentences only (soft targets, no augmentation): a CPU-sized run
     "minilm-3l-train": {"student": "minilm-l6", "remove_layers": [3, 4, 5], "epochs": 2, "unlabeled": None},
+    # issue 15's moonshot: a transformer's accuracy at fastText's speed (served on numpy, timed
+    # against the fastText library trained on the same sentences in this script)
+    "fasttext": {"student": "fasttext", "epochs": 8},
 }
+FASTTEXT_TARGET = 86.0  # SST-2 test accuracy of the distilled fasttext student (issue 15)
+FASTTEXT_RATIO = 3.0  # its batch-1 p50 against the fastText library's
 
 
 def subset_dir(data: Path, limit: int | None, root: Path, seed: int = 42) -> Path:
@@ -60,6 +65,40 @@ def count_lines(path: Path) -> int:
     return len(path.read_text(encoding="utf-8").splitlines())
 
 
+def numpy_row(directory: Path, test: Path, texts: list[str]) -> dict:
+    """A bag model as it serves: accuracy and batch-1 p50 on the numpy backend."""
+    import textcls
+
+    classifier = textcls.load(directory, backend="numpy")
+    report = classifier.evaluate(str(test), latency=False)
+    return {
+        "accuracy": report["accuracy"] * 100,
+        "macro_f1": report["macro_f1"] * 100,
+        "p50_ms": latency_ms(lambda t: classifier.predictor.logits([t], 1), texts),
+        "backend": "numpy",
+    }
+
+
+def fasttext_peer(train: Path, test: Path, texts: list[str], runs: Path) -> dict:
+    """The fastText library (bench_ladder.py's peer) on the same labelled sentences, in this process."""
+    from bench_ladder import LadderFastText
+    from textcls.metrics import accuracy
+
+    def read(path: Path) -> tuple[list[str], list[str]]:
+        pairs = [line.rsplit("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    peer = LadderFastText()
+    peer.fit(*read(train), runs)
+    _, gold = read(test)
+    return {
+        "accuracy": accuracy(gold, peer.predict(texts)) * 100,
+        "p50_ms": latency_ms(peer.predict_one, texts),
+        "train_s": peer.train_seconds,
+        "settings": peer.params,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -80,9 +119,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--render-only", action="store_true")
     parser.add_argument("--append", action="store_true", help="keep the students of the last results file")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS / "distill.json",
+        help="results JSON; another name than distill.json is its own BENCHMARKS.md section",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    results = RESULTS / "distill.json"
+    results = args.results
+    section = "bench-distill" if results.stem == "distill" else f"bench-{results.stem}"
     if not args.render_only:
         import textcls
         from textcls.compress.augment import AugmentConfig, augment_file
@@ -128,6 +172,11 @@ def main() -> int:
                 teacher_backend="onnx-int8", threads=2, soft_targets=soft, **options,
             )  # fmt: skip
             report["seconds"] = time.perf_counter() - started
+            if options.get("student") == "fasttext":
+                report["models"]["distilled student"].update(
+                    numpy_row(args.runs / f"student-{name}", test, texts)
+                )
+                report["fasttext_library"] = fasttext_peer(data / "train.txt", test, texts, args.runs)
             rows[name] = report
             print(json.dumps({name: report["models"]}), flush=True)
         if previous.get("augmented_lines") == count_lines(augmented):  # made by the earlier run
@@ -142,7 +191,7 @@ def main() -> int:
             "n_per_example": args.n_per_example,
             "students": rows,
         }  # fmt: skip
-        RESULTS.mkdir(exist_ok=True)
+        results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(saved, indent=2) + "\n")
     saved = json.loads(results.read_text())
     teacher = saved["teacher"]
@@ -167,6 +216,16 @@ def main() -> int:
         )
         if not name.startswith("minilm"):
             verdicts.append(f"{name}: gain {gain:+.2f} (target ≥ +2.5: {'met' if gain >= 2.5 else 'missed'})")
+        if "fasttext_library" in report:
+            peer = report["fasttext_library"]
+            ratio = distilled["p50_ms"] / peer["p50_ms"]
+            verdicts.append(
+                f"{name} distilled {distilled['accuracy']:.2f} on numpy (target ≥ {FASTTEXT_TARGET:g}: "
+                f"{'met' if distilled['accuracy'] >= FASTTEXT_TARGET else 'missed'}), p50 "
+                f"{distilled['p50_ms']:.3f} ms = {ratio:.1f}× the fastText library's {peer['p50_ms']:.3f} ms "
+                f"(target ≤ {FASTTEXT_RATIO:g}×: {'met' if ratio <= FASTTEXT_RATIO else 'missed'}; "
+                f"the library itself: {peer['accuracy']:.2f})"
+            )
         if name.startswith("densenet-cnn"):
             accurate = "met" if distilled["accuracy"] >= 88.5 else "missed"
             fast = "met" if speed >= 10 else "missed"
@@ -183,7 +242,7 @@ def main() -> int:
     new = saved["augmented_lines"] - saved["train_sentences"]
     body = "\n\n".join(
         [
-            "## Distillation (issue 7)",
+            "## Distillation (issue 7)" if section == "bench-distill" else f"## Distillation: {results.stem}",
             header(saved["command"]),
             f"SST-2. Teacher: MiniLM-L6 + cls fine-tuned on {teacher_data}, test accuracy "
             f"{teacher['accuracy']:.2f}, p50 {teacher['torch_p50_ms']:.2f} ms on torch (2 threads); "
@@ -197,7 +256,7 @@ def main() -> int:
     )
     print(body)
     if args.out:
-        write_section(args.out, "bench-distill", body)
+        write_section(args.out, section, body)
     return 0
 
 
