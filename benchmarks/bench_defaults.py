@@ -107,6 +107,7 @@ def main() -> None:
     for dataset in [] if args.render_only else args.datasets.split(","):
         for model in args.models.split(","):
             row = run(dataset, model, args.runs)
+            rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.is_file() else []  # another run's too
             rows = [r for r in rows if (r["dataset"], r["model"]) != (dataset, model)] + [row]
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps({"rows": rows, "command": COMMAND}, indent=2) + "\n")
