@@ -76,8 +76,11 @@ bench-search: $(STAMP)  ## Optuna search for the DenseNet-CNN on SST-2 vs the de
 bench-distill: $(STAMP)  ## MiniLM-L6 teacher -> word and 3-layer students on SST-2 + augmentation (hours on a CPU)
 	$(PY) benchmarks/bench_distill.py --out BENCHMARKS.md
 
-bench-ladder: $(STAMP)  ## linear, fasttext, cnn, auto vs TF-IDF+LinearSVC and fastText on seven data sets (hours)
+bench-ladder: $(STAMP)  ## linear, fasttext, cnn, auto vs TF-IDF+LinearSVC and fastText on seven data sets; MiniLM defaults vs CNN; SST-2 MiniLM -> fasttext distillation (hours)
 	$(PY) benchmarks/bench_ladder.py --out BENCHMARKS.md
+	$(PY) benchmarks/bench_defaults.py --datasets snips,sst2,r52,ag_news_5k --out BENCHMARKS.md
+	$(PY) benchmarks/bench_distill.py --teacher runs/bench-defaults/sst2-minilm-l6 --students fasttext \
+		--n-per-example 4 --runs runs/distill-ft --results benchmarks/results/distill-fasttext.json --out BENCHMARKS.md
 
 bench-prune: $(STAMP)  ## lottery tickets vs random re-init, late rewinding, one-shot: CNN and BiLSTM on AG News 5k and imdb_small (hours)
 	$(PY) benchmarks/bench_prune.py --out BENCHMARKS.md
