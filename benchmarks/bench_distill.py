@@ -242,7 +242,9 @@ def main() -> int:
     new = saved["augmented_lines"] - saved["train_sentences"]
     body = "\n\n".join(
         [
-            "## Distillation (issue 7)" if section == "bench-distill" else f"## Distillation: {results.stem}",
+            "## Distillation (issue 7)"
+            if section == "bench-distill"
+            else f"## Distillation into {', '.join(saved['students'])} ({results.name})",
             header(saved["command"]),
             f"SST-2. Teacher: MiniLM-L6 + cls fine-tuned on {teacher_data}, test accuracy "
             f"{teacher['accuracy']:.2f}, p50 {teacher['torch_p50_ms']:.2f} ms on torch (2 threads); "
