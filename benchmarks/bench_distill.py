@@ -79,20 +79,17 @@ def numpy_row(directory: Path, test: Path, texts: list[str]) -> dict:
     }
 
 
-def fasttext_peer(train: Path, test: Path, texts: list[str], runs: Path) -> dict:
+def fasttext_peer(data: Path, texts: list[str], runs: Path) -> dict:
     """The fastText library (bench_ladder.py's peer) on the same labelled sentences, in this process."""
     from bench_ladder import LadderFastText
+    from textcls.data import load_splits
     from textcls.metrics import accuracy
 
-    def read(path: Path) -> tuple[list[str], list[str]]:
-        pairs = [line.rsplit("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if line]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
-
+    splits = load_splits(data)
     peer = LadderFastText()
-    peer.fit(*read(train), runs)
-    _, gold = read(test)
+    peer.fit([e.text for e in splits.train], [str(e.label) for e in splits.train], runs)
     return {
-        "accuracy": accuracy(gold, peer.predict(texts)) * 100,
+        "accuracy": accuracy([str(e.label) for e in splits.test], peer.predict(texts)) * 100,
         "p50_ms": latency_ms(peer.predict_one, texts),
         "train_s": peer.train_seconds,
         "settings": peer.params,
@@ -176,7 +173,7 @@ def main() -> int:
                 report["models"]["distilled student"].update(
                     numpy_row(args.runs / f"student-{name}", test, texts)
                 )
-                report["fasttext_library"] = fasttext_peer(data / "train.txt", test, texts, args.runs)
+                report["fasttext_library"] = fasttext_peer(data, texts, args.runs)
             rows[name] = report
             print(json.dumps({name: report["models"]}), flush=True)
         if previous.get("augmented_lines") == count_lines(augmented):  # made by the earlier run
