@@ -82,8 +82,18 @@ bench-ladder: $(STAMP)  ## linear, fasttext, cnn, auto vs TF-IDF+LinearSVC and f
 	$(PY) benchmarks/bench_distill.py --teacher runs/bench-defaults/sst2-minilm-l6 --students fasttext \
 		--n-per-example 2 --runs runs/distill-ft --results benchmarks/results/distill-fasttext.json --out BENCHMARKS.md
 
-bench-prune: $(STAMP)  ## lottery tickets vs random re-init, late rewinding, one-shot: CNN and BiLSTM on AG News 5k and imdb_small (hours)
+bench-prune: $(STAMP)  ## lottery tickets (CNN, BiLSTM on AG News 5k, imdb_small; MiniLM on 4k SST-2); MiniLM heads/FFN pruning on SNIPS, SST-2 (hours)
 	$(PY) benchmarks/bench_prune.py --out BENCHMARKS.md
+	$(PY) benchmarks/bench_prune.py --datasets sst2 --models minilm-l6 --subset 4000 --methods ticket \
+		--sparsity 0.59 --epochs 3 --out BENCHMARKS.md
+	for set in snips sst2; do \
+		test -f runs/bench-defaults/$$set-minilm-l6/model.safetensors || \
+			$(PY) benchmarks/bench_defaults.py --datasets $$set --models minilm-l6 --out BENCHMARKS.md || exit 1; \
+	done
+	$(PY) benchmarks/bench_prune.py --structured snips=runs/bench-defaults/snips-minilm-l6 \
+		--fractions 0.25,0.5,0.75 --ft-epochs 1 --out BENCHMARKS.md
+	$(PY) benchmarks/bench_prune.py --structured sst2=runs/bench-defaults/sst2-minilm-l6 \
+		--fractions 0.25,0.5 --ft-epochs 1 --out BENCHMARKS.md
 
 bench-pretrain: $(STAMP)  ## issue 18: biLM on nsmc_like -> CNN on korean_hate_speech (γ on/off); MiniLM masked-LM on AG News 5k / imdb_small (hours)
 	$(PY) benchmarks/bench_pretrain.py --out BENCHMARKS.md
