@@ -217,7 +217,7 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
     lines = [
         "## Pruning: lottery tickets (issue 16)",
         "",
-        header(command),
+        header(command) + " (the last run; each table names its own run)",
         "",
         "Iterative global magnitude pruning of the linear, convolution and LSTM weights (embeddings "
         "and biases kept), a share of the surviving weights a round; after each round the survivors are "
@@ -239,7 +239,8 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
             f"### {row['dataset']} × {row['model']}"
             + (f" (a {row['subset']:,}-sentence subset of train)" if row.get("subset") else ""),
             "",
-            f"Dense {dense:.2f} ({row['epochs']} epochs a training; rate {row['rate']:.0%} a round).",
+            f"Dense {dense:.2f} ({row['epochs']} epochs a training; rate {row['rate']:.0%} a round). "
+            f"Run: `{row['command']}`, finished {row['measured'].replace('T', ' ')[:16]}.",
             "",
             "| sparsity | " + " | ".join(methods) + " |",
             "|---:|" + "---:|" * len(methods),
@@ -356,6 +357,8 @@ def main() -> int:
                 rows = [r for r in rows if (r["dataset"], r["model"], r.get("subset")) != key] + [row]
                 save_json(RESULTS, rows)
                 print(render([row], args.command), flush=True)
+    if args.render_only and rows:  # the header names the newest run, not this re-render
+        args.command = max(rows, key=lambda r: r["measured"])["command"]
     body = render(rows, args.command)
     if args.out:
         write_section(args.out, SECTION, body)
