@@ -357,9 +357,10 @@ def main() -> int:
                 rows = [r for r in rows if (r["dataset"], r["model"], r.get("subset")) != key] + [row]
                 save_json(RESULTS, rows)
                 print(render([row], args.command), flush=True)
+    command = args.command
     if args.render_only and rows:  # the header names the newest run, not this re-render
-        args.command = max(rows, key=lambda r: r["measured"])["command"]
-    body = render(rows, args.command)
+        command = max(rows, key=lambda r: r["measured"])["command"]
+    body = render(rows, command)
     if args.out:
         write_section(args.out, SECTION, body)
     print(body)
