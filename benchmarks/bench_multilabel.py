@@ -9,7 +9,8 @@
   or 3 utterances of distinct intents (shares 0.3 / 0.5 / 0.2) joined with " and ", labelled
   with the union of their intents (``#``-joined), from each SNIPS split separately (seed 19).
 - ``calibration``: ECE (15 bins) on the test file before and after temperature scaling, the word
-  CNN and MiniLM-L6 on SNIPS and SST-2.
+  CNN and MiniLM-L6 on SNIPS and SST-2; and (``calibration-defaults``, also run by ``calibration``)
+  the MiniLM-L6 models ``bench_defaults.py`` trained with the defaults, when ``runs/`` holds them.
 - ``oos``: SNIPS with BookRestaurant and RateBook held out of training as "oos": their valid
   utterances choose the abstention threshold (``--oos-target-recall 0.9``), their test utterances
   are the unseen inputs.
@@ -136,14 +137,21 @@ def textcls_run(part: str, dataset: str, name: str, data: Path, settings: dict, 
     started = time.perf_counter()
     classifier = textcls.TextClassifier(model=model, tensorboard=False, **settings)
     classifier.fit(data, out_dir=out, progress=False)
-    seconds = time.perf_counter() - started
-    report = textcls.load(out).evaluate(data / "test.txt", out / "eval", latency=False)
-    result = json.loads((out / "train_result.json").read_text())
+    row = evaluated_row(part, dataset, name, out, data / "test.txt", settings)
+    return {**row, "train_seconds": round(time.perf_counter() - started, 1)}
+
+
+def evaluated_row(part: str, dataset: str, name: str, model_dir: Path, test: Path, settings: dict) -> dict:
+    """The row of a trained model directory: its test metrics and its calibration, valid and test."""
+    import textcls
+
+    report = textcls.load(model_dir).evaluate(test, model_dir / "eval", latency=False)
+    result = json.loads((model_dir / "train_result.json").read_text())
     row = {
         "part": part,
         "dataset": dataset,
         "model": name,
-        "train_seconds": round(seconds, 1),
+        "train_seconds": result["seconds"],
         "best_epoch": result["best_epoch"],
         "epochs_run": len(result["history"]),
         "settings": settings,
@@ -172,6 +180,10 @@ SCALARS = (
 
 def minilm_settings(args: argparse.Namespace) -> dict:
     return {"epochs": args.minilm_epochs, "max_length": 64}
+
+
+def minilm_name(args: argparse.Namespace) -> str:
+    return "minilm-l6" if args.minilm_epochs == 1 else f"minilm-l6 ({args.minilm_epochs} epochs)"
 
 
 # ------------------------------------------------------------------------------------------ peers
@@ -269,7 +281,8 @@ def run_goemotions(args: argparse.Namespace) -> None:
     record(textcls_run("goemotions", "goemotions", "linear", data, {}, "linear"))
     record(textcls_run("goemotions", "goemotions", "cnn", data, {}, "cnn"))
     if not args.skip_minilm:
-        record(textcls_run("goemotions", "goemotions", "minilm-l6", data, minilm_settings(args), "minilm-l6"))
+        name = minilm_name(args)
+        record(textcls_run("goemotions", "goemotions", name, data, minilm_settings(args), "minilm-l6"))
 
 
 def run_mixsnips(args: argparse.Namespace) -> None:
@@ -277,28 +290,27 @@ def run_mixsnips(args: argparse.Namespace) -> None:
     record(textcls_run("mixsnips", "mixsnips", "cnn", data, {"label_sep": "#"}, "cnn"))
     if not args.skip_minilm:
         settings = {"label_sep": "#", **minilm_settings(args)}
-        record(textcls_run("mixsnips", "mixsnips", "minilm-l6", data, settings, "minilm-l6"))
+        record(textcls_run("mixsnips", "mixsnips", minilm_name(args), data, settings, "minilm-l6"))
 
 
 def run_calibration(args: argparse.Namespace) -> None:
     for dataset in ("snips", "sst2"):
         record(textcls_run("calibration", dataset, "cnn", SHARED_DATA / dataset, {}, "cnn"))
     if not args.skip_minilm:
-        record(
-            textcls_run(
-                "calibration", "snips", "minilm-l6", SHARED_DATA / "snips", minilm_settings(args), "minilm-l6"
-            )
-        )
-        record(
-            textcls_run(
-                "calibration",
-                "sst2 (20k train)",
-                "minilm-l6",
-                sst2_subset(20000),
-                minilm_settings(args),
-                "minilm-l6",
-            )
-        )
+        for dataset, data in (("snips", SHARED_DATA / "snips"), ("sst2 (20k train)", sst2_subset(20000))):
+            settings = minilm_settings(args)
+            record(textcls_run("calibration", dataset, minilm_name(args), data, settings, "minilm-l6"))
+    run_calibration_defaults(args)
+
+
+def run_calibration_defaults(args: argparse.Namespace) -> None:
+    for dataset in ("snips", "sst2"):  # the models users get: MiniLM-L6 with its defaults, full train
+        trained = args.defaults_runs / f"{dataset}-minilm-l6"
+        if (trained / "train_result.json").is_file():
+            name = "minilm-l6 (defaults, `bench_defaults.py`)"
+            print(f"calibration / {dataset}: {name} from {trained} ...", flush=True)
+            test = SHARED_DATA / dataset / "test.txt"
+            record(evaluated_row("calibration", dataset, name, trained, test, {"model_dir": str(trained)}))
 
 
 def run_oos(args: argparse.Namespace) -> None:
@@ -306,11 +318,8 @@ def run_oos(args: argparse.Namespace) -> None:
     settings = {"oos_target_recall": 0.9}
     record(textcls_run("oos", "snips-oos", "cnn", data, settings, "cnn"))
     if not args.skip_minilm:
-        record(
-            textcls_run(
-                "oos", "snips-oos", "minilm-l6", data, {**settings, **minilm_settings(args)}, "minilm-l6"
-            )
-        )
+        settings = {**settings, **minilm_settings(args)}
+        record(textcls_run("oos", "snips-oos", minilm_name(args), data, settings, "minilm-l6"))
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -325,7 +334,9 @@ def report(rows: list[dict]) -> str:
         "",
         header(COMMAND),
         "",
-        "MiniLM-L6 rows train one epoch at max_length 64 (a CPU budget; SST-2 on a 20,000-sentence sample).",
+        "MiniLM-L6 rows train one epoch at max_length 64 unless the row names more (a CPU budget; SST-2 on a "
+        "20,000-sentence sample). The `defaults` rows evaluate the models `bench_defaults.py` trained with "
+        "MiniLM-L6's defaults on the full train set.",
         "",
     ]
     if by_part["goemotions"]:
@@ -419,10 +430,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--part", choices=[*PARTS, "all"], default="all")
+    parser.add_argument("--part", choices=[*PARTS, "calibration-defaults", "all"], default="all")
     parser.add_argument("--skip-minilm", action="store_true")
     parser.add_argument("--minilm-epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--defaults-runs",
+        type=Path,
+        default=REPO / "runs" / "bench-defaults",
+        help="calibration: also evaluate the MiniLM-L6 models bench_defaults.py trained here, if any",
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--out", type=Path, help="write the section into this Markdown file")
     args = parser.parse_args()
@@ -434,6 +451,7 @@ def main() -> None:
             "goemotions": run_goemotions,
             "mixsnips": run_mixsnips,
             "calibration": run_calibration,
+            "calibration-defaults": run_calibration_defaults,
             "oos": run_oos,
         }
         for part in PARTS if args.part == "all" else (args.part,):
