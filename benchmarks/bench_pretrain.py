@@ -156,20 +156,21 @@ def run_english(args: argparse.Namespace) -> None:
             )
         settings = {
             "max_steps": args.mlm_steps,
+            "epochs": 1000,  # --mlm-steps is the budget, however many passes over the texts it takes
             "max_length": args.max_length,
             "save_steps": 100,
             "log_steps": 10,
         }
         print(f"masked-LM on {name} train + valid texts ...", flush=True)
-        document["pretraining"][name] = pretrain_row(
-            mlm_dir, [folder / "train.txt", folder / "valid.txt"], "minilm-l6", settings
-        )
+        texts = [folder / "train.txt", folder / "valid.txt"]
+        pretrained = pretrain_row(mlm_dir, texts, "minilm-l6", settings)
+        document["pretraining"][name] = pretrained
         save("english", document)
         record(
             document,
             fine_tune(
                 name,
-                f"{plain}, after {args.mlm_steps} MLM steps",
+                f"{plain}, after {pretrained['steps']} MLM steps",
                 folder / "train.txt",
                 folder / "test.txt",
                 recipe,

@@ -4,17 +4,20 @@ name; golden inputs refuse a backend whose answers differ; ``textcls verify`` re
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import textcls
 from conftest import TINY, make_examples
 from textcls.errors import ModelLoadError
-from textcls.integrity import GOLDEN_FILE, MANIFEST_FILE, sha256
+from textcls.integrity import GOLDEN_FILE, MANIFEST_FILE, sha256, write_safetensors
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +173,32 @@ def test_export_refuses_a_graph_whose_answers_differ(copy: Path) -> None:
     with pytest.raises(ModelLoadError, match="onnx backend does not give the saved model's answers"):
         export_model(copy, optimize=False)
     assert not (copy / "model.onnx").exists()
+
+
+@pytest.fixture
+def umask_027():
+    previous = os.umask(0o027)
+    yield
+    os.umask(previous)
+
+
+def test_every_file_of_a_saved_model_gets_the_ordinary_file_mode(tmp_path: Path, umask_027) -> None:
+    """safetensors 0.8 creates its files 0600 whatever the umask (safetensors#782): another user,
+    or a server in a container built as root, could not read the weights."""
+    out = tmp_path / "model"
+    textcls.TextClassifier(**TINY).fit(make_examples(30, 0), make_examples(8, 1), out_dir=out, progress=False)
+    modes = {
+        p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_file()
+    }
+    assert "model.safetensors" in modes and any(name.startswith("checkpoint/") for name in modes)
+    assert {name: mode for name, mode in modes.items() if mode != 0o640} == {}
+
+
+def test_write_safetensors_is_atomic_and_readable_by_the_group(tmp_path: Path, umask_027) -> None:
+    from safetensors.numpy import load_file
+
+    target = tmp_path / "centroids.safetensors"
+    write_safetensors(target, {"c": np.arange(6, dtype=np.float32).reshape(2, 3)}, {"k": "v"})
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert load_file(str(target))["c"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert [p.name for p in tmp_path.iterdir()] == ["centroids.safetensors"]  # no temporary left

@@ -46,6 +46,34 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def shareable(path: Path) -> None:
+    """Give ``path`` the mode any new file of this process gets (0o666 less the umask).
+
+    safetensors 0.8 writes through a temporary file it creates 0600 and renames into place
+    (safetensors/safetensors#782), as does ``save_pretrained``: weights readable by their owner only,
+    so a model trained by one user, or saved into a Docker image as root, could not be served by
+    another. Every weights file textcls writes passes through here."""
+    mask = os.umask(0o077)  # reading the umask sets it: the stricter value for the instant between
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def write_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """Tensors (torch or numpy) as safetensors, written through a temporary file in the same
+    directory, flushed to disk, given the ordinary file mode, then renamed."""
+    if all(isinstance(value, np.ndarray) for value in tensors.values()):
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(temporary), metadata=metadata)
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    shareable(temporary)
+    temporary.replace(path)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write through a temporary file in the same directory, flushed to disk, then renamed."""
     temporary = path.with_name(path.name + ".tmp")
@@ -68,6 +96,7 @@ def staged_save(directory: Path, write: Callable[[Path], None]) -> list[str]:
         source, target = staging / relative, directory / relative
         with open(source, "rb") as handle:  # on disk before it replaces the old file
             os.fsync(handle.fileno())
+        shareable(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         source.replace(target)
     shutil.rmtree(staging, ignore_errors=True)

@@ -105,9 +105,8 @@ def teacher_logits(
     """The teacher's logits for ``texts`` with columns in ``labels`` order (the student's); read
     from ``cache`` when it holds the same texts and labels scored by the same teacher weights
     (and ONNX file) with the same backend (``soft_targets_key``)."""
-    from safetensors.numpy import save_file
-
     from textcls.inference.predictor import load_predictor
+    from textcls.integrity import write_safetensors
     from textcls.progress import ProgressBar
 
     key = soft_targets_key(teacher, texts, labels, backend)
@@ -141,9 +140,7 @@ def teacher_logits(
         cache.mkdir(parents=True, exist_ok=True)
         metadata = {**key, "teacher": str(teacher), "texts": len(texts)}
         # the key rides inside the safetensors file (written atomically): logits and key never part
-        temporary = cache / (SOFT_TARGETS + ".tmp")
-        save_file({"logits": logits}, str(temporary), metadata={CACHE_KEY: json.dumps(metadata)})
-        temporary.replace(cache / SOFT_TARGETS)
+        write_safetensors(cache / SOFT_TARGETS, {"logits": logits}, {CACHE_KEY: json.dumps(metadata)})
         (cache / (SOFT_TARGETS + ".json")).write_text(json.dumps(metadata, indent=2) + "\n")
     return logits
 

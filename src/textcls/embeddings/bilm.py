@@ -282,7 +282,7 @@ class BiLMEmbedder(nn.Module):
 
 # ------------------------------------------------------------------- the pretrained directory
 def save_bilm(directory: Path, model: BiLM, tokenizer: TokenizerConfig, vocab: Any) -> None:
-    from safetensors.torch import save_file
+    from textcls.integrity import write_safetensors
 
     directory.mkdir(parents=True, exist_ok=True)
     document = {
@@ -295,9 +295,7 @@ def save_bilm(directory: Path, model: BiLM, tokenizer: TokenizerConfig, vocab: A
     (directory / "config.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     vocab.save(directory / "vocab.txt")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    temporary = directory / "model.safetensors.tmp"
-    save_file(state, str(temporary), metadata={"format": BILM_FORMAT})
-    temporary.replace(directory / "model.safetensors")
+    write_safetensors(directory / "model.safetensors", state, {"format": BILM_FORMAT})
 
 
 def bilm_directory(embedder: str) -> Path:

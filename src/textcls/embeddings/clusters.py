@@ -245,9 +245,6 @@ def _weights_digest(path: Path) -> str:
 
 
 def _save_atomic(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    from safetensors.numpy import save_file
+    from textcls.integrity import write_safetensors
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(temporary), metadata=metadata)
-    temporary.replace(path)
+    write_safetensors(path, {k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata)

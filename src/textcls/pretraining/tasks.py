@@ -146,8 +146,12 @@ class MaskedLM:
         return loss, stats
 
     def save(self, directory: Path) -> None:
+        from textcls.integrity import shareable
+
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
+        for weights in directory.glob("*.safetensors"):  # save_pretrained writes them 0600
+            shareable(weights)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from textcls.integrity import shareable, write_safetensors
+
 STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
 # rewind points kept in the model directory for textcls prune (train.save_init, train.rewind_at)
 INIT_FILE, REWIND_FILE = "init.safetensors", "rewind.safetensors"
@@ -28,14 +30,9 @@ INIT_FILE, REWIND_FILE = "init.safetensors", "rewind.safetensors"
 def save_weights(path: Path, model: nn.Module, **metadata: str) -> None:
     """The model's plain weights (pruning masks folded in) as safetensors, written through a
     temporary file and renamed."""
-    from safetensors.torch import save_file
-
     from textcls.model import plain_state_dict
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    save_file(plain_state_dict(model), str(temporary), metadata={"format": "textcls", **metadata})
-    temporary.replace(path)
+    write_safetensors(path, plain_state_dict(model), {"format": "textcls", **metadata})
 
 
 def rewind_point(value: str | None) -> tuple[str, int] | None:
@@ -83,6 +80,7 @@ def save_checkpoint(
     for name in (STATE_TENSORS, STATE_JSON):  # on disk before the rename makes them the checkpoint
         with open(temporary / name, "rb") as handle:
             os.fsync(handle.fileno())
+        shareable(temporary / name)
     backup = directory.with_name(directory.name + ".old")
     if directory.exists():
         if backup.exists() and not _complete(directory):  # a crash left .old as the good one
