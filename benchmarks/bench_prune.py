@@ -193,6 +193,15 @@ def render_structured(rows: list[dict[str, Any]], command: str) -> str:
             f"{a['p50_ms']:.2f} → {b['p50_ms']:.2f} | "
             f"{speed:.2f}× | {a['throughput']:,.0f} → {b['throughput']:,.0f} | {batched:.2f}× | {verdict} |"
         )
+    runs: dict[str, list[dict[str, Any]]] = {}  # the header names the last command; each row its own
+    for row in rows:
+        runs.setdefault(row["command"], []).append(row)
+    timed = [
+        f"`{command}` ({', '.join(sorted({r['name'] for r in group}))}, "
+        f"{max(r['measured'] for r in group).replace('T', ' ')[:16]})"
+        for command, group in runs.items()
+    ]
+    lines += ["", "Rows measured by: " + "; ".join(timed) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -343,7 +352,10 @@ def main() -> int:
                     save_json(STRUCTURED_RESULTS, done)
                     print(render_structured([row], args.command), flush=True)
         plot_structured(done, REPO / "benchmarks" / "results" / "prune-structured.png")
-        body = render_structured(done, args.command)
+        command = args.command
+        if args.render_only and done:  # the header names the newest run, not this re-render
+            command = max(done, key=lambda r: r["measured"])["command"]
+        body = render_structured(done, command)
         if args.out:
             write_section(args.out, STRUCTURED_SECTION, body)
         print(body)
