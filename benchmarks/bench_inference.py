@@ -26,7 +26,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, FastTextPeer, TfidfSvmPeer, header, single_timings, throughput, write_section
+from common import (
+    REPO,
+    FastTextPeer,
+    TfidfSvmPeer,
+    check_idle,
+    header,
+    single_timings,
+    throughput,
+    write_section,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = " ".join([".venv/bin/python", "benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -240,6 +249,7 @@ def main() -> int:
         directories = ensure_models(args.models, args.data, encoders, not args.no_transformer)
         minilm = next((d for d in directories if d.name == "snips-minilm"), None)
         test = args.data / "test.txt"
+        busy = check_idle("bench-inference")
         with tempfile.TemporaryDirectory() as tmp:
             peers = peer_rows(args.data, minilm, threads, Path(tmp))
         rows = run_bench(directories, test, backends=BACKENDS, threads=threads)
@@ -252,6 +262,7 @@ def main() -> int:
             "cnn_flops_per_example": cnn_flops_per_example(args.models / "snips-cnn", texts)
             if "cnn" in encoders
             else 0.0,
+            "other_busy_cores": max(busy, check_idle("bench-inference (after)")),
         }
         RESULTS.mkdir(exist_ok=True)
         results.write_text(
@@ -274,7 +285,13 @@ def main() -> int:
                 "SNIPS test (1,400 texts). p50 / p95: ms per text at batch 1, tokenization included; "
                 "examples/s: batches of 64, length-sorted. Peers in the same process, timed the same way. "
                 f"fp32 matmul peak here: {facts['gflops_1_thread']:.0f} GFLOP/s on 1 thread, "
-                f"{facts['gflops_2_threads']:.0f} on 2.",
+                f"{facts['gflops_2_threads']:.0f} on 2."
+                + (
+                    f" **Timed while other processes kept {facts['other_busy_cores']:.1f} cores busy: not "
+                    "comparable with an idle machine's figures.**"
+                    if facts.get("other_busy_cores", 0) > 0.25
+                    else ""
+                ),
                 targets(rows, facts),
                 table,
                 "![accuracy vs latency](benchmarks/results/inference.png)",

@@ -48,6 +48,7 @@ from common import (
     SHARED_DATA,
     FastTextPeer,
     TfidfSvmPeer,
+    check_idle,
     git_revision,
     header,
     machine,
@@ -213,6 +214,7 @@ def run_peer(dataset: str, key: str, data: dict[str, Any], context: dict[str, An
     train_labels = [str(e.label) for e in data["train"]]
     texts, gold = [joined(e) for e in data["test"]], [str(e.label) for e in data["test"]]
     train_s, accs, f1s, p50s, rates = [], [], [], [], []
+    other_busy = check_idle(PEER_NAMES[key])
     for _ in range(context["repeats"]):
         peer = PEERS[key]()
         start = time.perf_counter()
@@ -229,6 +231,7 @@ def run_peer(dataset: str, key: str, data: dict[str, Any], context: dict[str, An
         **row,
         "name": PEER_NAMES[key],
         "backend": "peer",
+        "other_busy_cores": other_busy,
         "settings": {**PEERS[key]().params, "thread": 2, "shuffled": True}
         if key == "fasttext-lib"
         else {"ngram_range": [1, 2], "sublinear_tf": True, "C": 1.0},
@@ -342,6 +345,7 @@ def run_ours(dataset: str, model: str, data: dict[str, Any], context: dict[str, 
     report = classifier.evaluate(data["test"], latency=False)
     texts = [e.as_input() for e in data["test"]]
     p50s, rates = [], []
+    row["other_busy_cores"] = check_idle(model)
     for _ in range(context["repeats"]):
         timing = measure_latency(classifier.predictor, texts, repeats=1)
         p50s.append(timing["p50_ms"])
@@ -485,6 +489,8 @@ def data_table(dataset: str, rows: dict[tuple[str, str], dict], max_latency_ms: 
             notes.append(f"{row['unseen']} test examples of labels unseen in training")
         if row.get("reused"):
             notes.append("training reused (--reuse)")
+        if row.get("other_busy_cores", 0) > 0.25:
+            notes.append(f"timed while other processes kept {row['other_busy_cores']:.1f} cores busy")
         lines.append(
             f"| {name} | {row['backend']} | {row['accuracy']:.2f} | {row['macro_f1']:.2f} "
             f"| {row['train_s']:.1f} | {row['p50_ms']:.3f} | {ratio} | {row['throughput']:,.0f} "

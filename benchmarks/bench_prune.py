@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED_DATA, header, save_json, write_section
+from common import REPO, SHARED_DATA, check_idle, header, save_json, write_section
 
 RESULTS = REPO / "benchmarks" / "results" / "prune.json"
 SECTION = "bench-prune"
@@ -117,6 +117,7 @@ def run_structured(name: str, model_dir: Path, fraction: float, args: argparse.N
         classifiers[label] = textcls.load(directory, backend="onnx-int8")
         accuracy = classifiers[label].evaluate(test, latency=False)["accuracy"] * 100
         rows[label] = {"accuracy": accuracy, "p50_runs": [], "throughput_runs": []}
+    other_busy = check_idle(f"{name} structured {fraction:.0%}")
     for _ in range(args.repeats):  # interleaved: a change in the machine's load hits both alike
         for label, classifier in classifiers.items():
             timing = measure_latency(classifier.predictor, texts, repeats=1)
@@ -137,6 +138,7 @@ def run_structured(name: str, model_dir: Path, fraction: float, args: argparse.N
         "measured": datetime.now().isoformat(timespec="seconds"),
         "command": args.command,
         "onnx_int8": rows,
+        "other_busy_cores": other_busy,
         "report": report,
     }
 
@@ -202,6 +204,10 @@ def render_structured(rows: list[dict[str, Any]], command: str) -> str:
         for command, group in runs.items()
     ]
     lines += ["", "Rows measured by: " + "; ".join(timed) + "."]
+    loaded = [r for r in rows if r.get("other_busy_cores", 0) > 0.25]
+    if loaded:  # (busy cores); rows have the figure from 2026-12-03 on
+        where = ", ".join(f"{r['name']} {r['fraction']:.0%} ({r['other_busy_cores']:.1f})" for r in loaded)
+        lines += ["", f"Timed while other processes kept cores busy: {where}. Those ratios are not reliable."]
     return "\n".join(lines) + "\n"
 
 

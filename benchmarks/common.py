@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -52,6 +53,37 @@ def single_timings(predict_one: Callable[[str], object], texts: Sequence[str], n
         predict_one(text)
         timings.append((time.perf_counter() - start) * 1000)
     return timings
+
+
+def other_busy_cores(seconds: float = 1.0) -> float:
+    """How many cores processes other than this one kept busy over ``seconds``: the machine's CPU
+    time less this process's. Timings taken while it is well above 0 are not comparable across runs
+    (and, on 2 cores, not even within one: the ratios moved by 2× under load here)."""
+    import psutil
+
+    me = psutil.Process()
+
+    def sample() -> tuple[float, float]:
+        machine_times, own = psutil.cpu_times(), me.cpu_times()
+        idle = machine_times.idle + getattr(machine_times, "iowait", 0.0)
+        return sum(machine_times) - idle, own.user + own.system
+
+    busy, own = sample()
+    time.sleep(seconds)
+    busy_after, own_after = sample()
+    return max(0.0, (busy_after - busy) - (own_after - own)) / seconds
+
+
+def check_idle(what: str, threshold: float = 0.25) -> float:
+    """``other_busy_cores()``, with a warning on stdout when other work competes with a timing."""
+    busy = other_busy_cores()
+    if busy > threshold:
+        print(
+            f"warning: timing {what} while other processes keep {busy:.1f} of {os.cpu_count()} cores busy: "
+            "its latencies (ratios included) are not comparable with an idle machine's",
+            flush=True,
+        )
+    return round(busy, 2)
 
 
 def latency_ms(predict_one: Callable[[str], object], texts: Sequence[str], n: int = 200) -> float:
