@@ -164,20 +164,12 @@ def run_english(args: argparse.Namespace) -> None:
         print(f"masked-LM on {name} train + valid texts ...", flush=True)
         texts = [folder / "train.txt", folder / "valid.txt"]
         pretrained = pretrain_row(mlm_dir, texts, "minilm-l6", settings)
-        document["pretraining"][name] = pretrained
+        key = f"{name}, {pretrained['steps']} steps"  # one entry per budget: several can be compared
+        document["pretraining"][key] = pretrained
         save("english", document)
-        record(
-            document,
-            fine_tune(
-                name,
-                f"{plain}, after {pretrained['steps']} MLM steps",
-                folder / "train.txt",
-                folder / "test.txt",
-                recipe,
-                str(mlm_dir),
-            ),
-            "english",
-        )
+        run = f"{plain}, after {pretrained['steps']} MLM steps"
+        row = fine_tune(name, run, folder / "train.txt", folder / "test.txt", recipe, str(mlm_dir))
+        record(document, {**row, "pretraining": key}, "english")
 
 
 def report(out: Path) -> None:
@@ -248,11 +240,12 @@ def targets(korean: dict, english: dict) -> list[str]:
         if "MLM steps" in run:
             plain = rows.get((dataset, run.split(", after")[0]))
             if plain:
-                gains.append((dataset, r["test_accuracy"] - plain["test_accuracy"]))
-    for dataset, gain in gains:
-        seconds = english["pretraining"].get(dataset, {}).get("seconds", float("nan"))
+                gains.append((r, r["test_accuracy"] - plain["test_accuracy"]))
+    for r, gain in gains:
+        p = english["pretraining"].get(r.get("pretraining", r["dataset"]), {})
         lines.append(
-            f"- English {dataset}: masked-LM continued pretraining ({seconds:.0f} s) adds {gain:+.2f} points."
+            f"- English {r['dataset']}: masked-LM continued pretraining ({p.get('steps', '?')} steps, "
+            f"{p.get('seconds', float('nan')):.0f} s) adds {gain:+.2f} points."
         )
     if gains:
         met = any(g >= 0.5 for _, g in gains)
