@@ -179,7 +179,9 @@ SCALARS = (
 
 
 def minilm_settings(args: argparse.Namespace) -> dict:
-    return {"epochs": args.minilm_epochs, "max_length": 64}
+    # target_steps None: exactly --minilm-epochs passes (the preset plans passes to 1,500 steps,
+    # at least 3 and at most `epochs`)
+    return {"epochs": args.minilm_epochs, "target_steps": None, "max_length": 64}
 
 
 def minilm_name(args: argparse.Namespace) -> str:

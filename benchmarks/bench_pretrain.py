@@ -142,8 +142,9 @@ def run_korean(args: argparse.Namespace) -> None:
 
 def run_english(args: argparse.Namespace) -> None:
     document = load("english")
-    # target_steps 1: exactly --epochs passes (the preset otherwise plans passes to 1,500 steps)
-    recipe = {"epochs": args.epochs, "target_steps": 1, "max_length": args.max_length, "patience": 0}
+    # target_steps None: exactly --epochs passes (the preset otherwise plans passes to 1,500 steps,
+    # at least 3 and at most --epochs; target_steps 1 gave min(epochs, 3))
+    recipe = {"epochs": args.epochs, "target_steps": None, "max_length": args.max_length, "patience": 0}
     for name in args.sets.split(","):
         folder = SHARED_DATA / name
         mlm_dir = RUNS / f"mlm-{name}"
