@@ -82,12 +82,19 @@ def fine_tune(dataset: str, run: str, train: Path, test: Path, settings: dict, m
     return row
 
 
+def _rounded(metrics: dict) -> dict:
+    return {k: round(metrics.get(k, float("nan")), 4) for k in ("loss", "perplexity", "accuracy")}
+
+
 def pretrain_row(out: Path, data: list[Path], model: str, settings: dict) -> dict:
     from textcls.pretraining import pretrain
 
     shutil.rmtree(out, ignore_errors=True)
     report = pretrain(data, out, model=model, progress=False, track="tensorboard", **settings)
-    shutil.copy(out / "pretrain_curves.png", RESULTS / f"pretrain-{out.name}.png")
+    # one PNG per budget when steps are the budget: a second run must not overwrite the first's curves
+    budget = f"-{report['steps']}steps" if "max_steps" in settings else ""
+    curves = RESULTS / f"pretrain-{out.name}{budget}.png"
+    shutil.copy(out / "pretrain_curves.png", curves)
     first, last = report.get("first_valid") or {}, report.get("valid") or {}
     return {
         "model": model,
@@ -98,10 +105,10 @@ def pretrain_row(out: Path, data: list[Path], model: str, settings: dict) -> dic
         "seconds": report["seconds"],
         "tokens_per_s": report["tokens_per_s"],
         "status": report["status"],
-        "first_valid": {k: round(first.get(k, float("nan")), 4) for k in ("loss", "perplexity", "accuracy")},
-        "valid": {k: round(last.get(k, float("nan")), 4) for k in ("loss", "perplexity", "accuracy")},
+        "first_valid": {"step": first.get("step"), **_rounded(first)},
+        "valid": {"step": last.get("step"), **_rounded(last)},
         "settings": settings,
-        "curves": f"benchmarks/results/pretrain-{out.name}.png",
+        "curves": f"benchmarks/results/{curves.name}",
     }
 
 
@@ -173,12 +180,19 @@ def run_english(args: argparse.Namespace) -> None:
         record(document, {**row, "pretraining": key}, "english")
 
 
+def _at(validation: dict) -> str:
+    """Where a validation was made; rows from before step-0 validation name no step (their first
+    validation was at the first save, step 100)."""
+    return f" (step {validation['step']})" if validation.get("step") is not None else ""
+
+
 def report(out: Path) -> None:
     korean, english = load("korean"), load("english")
     lines = [
         "## bench-pretrain: pretraining on unlabeled text, then fine-tuning (issue 18)",
         "",
-        f"Command: `{COMMAND}`. Machine: {korean.get('machine') or english.get('machine')}. "
+        f"Command: `{COMMAND}`. Machines: {korean.get('machine', '-')} (Korean), "
+        f"{english.get('machine', '-')} (English). "
         f"Dates: {korean.get('date', '-')} (Korean), {english.get('date', '-')} (English); "
         f"revisions {korean.get('revision', '-')}, {english.get('revision', '-')}.",
         "",
@@ -191,13 +205,15 @@ def report(out: Path) -> None:
     for label, document in (("Korean", korean), ("English", english)):
         for name, p in document.get("pretraining", {}).items():
             accuracy = "next-token" if p["model"] == "bilm" else "masked-token"
+            curves = f"`{p['curves']}`" if p.get("curves") else "not kept"
             lines.append(
                 f"| {label} {name} ({p['model']}) | {p['texts']:,} | {p['steps']:,} | {p['tokens']:,} | "
                 f"{p['seconds']:.0f} s | "
                 f"{p['tokens_per_s']:,.0f} | "
-                f"{p['first_valid']['perplexity']:.1f} → {p['valid']['perplexity']:.1f} | "
+                f"{p['first_valid']['perplexity']:.1f}{_at(p['first_valid'])} → "
+                f"{p['valid']['perplexity']:.1f}{_at(p['valid'])} | "
                 f"{accuracy} {p['first_valid']['accuracy']:.3f} → {p['valid']['accuracy']:.3f} | "
-                f"`{p['curves']}` |"
+                f"{curves} |"
             )
     lines += [
         "",

@@ -154,6 +154,10 @@ def test_mlm_output_is_a_backbone_that_train_fine_tunes(tiny_bert, tmp_path, syn
     assert (out / "pretrain_curves.png").stat().st_size > 0 and not (out / "checkpoint").exists()
     train = [h for h in report["history"] if h["split"] == "train"]
     assert [h["step"] for h in train] == [2, 4] and all(h["tokens_per_s"] > 0 for h in train)
+    # held out before the first step (the untrained head's figures), then at every save
+    assert [h["step"] for h in report["history"] if h["split"] == "valid"] == [0, 2, 4]
+    assert report["first_valid"]["step"] == 0 and report["valid"]["step"] == 4
+    assert report["first_valid"]["loss"] > report["valid"]["loss"]
     classifier = textcls.TextClassifier(model=str(out), encoder="mean", epochs=1, tensorboard=False, cpu=True)
     classifier.fit(synthetic_dir, out_dir=tmp_path / "model", progress=False)
     result = json.loads((tmp_path / "model" / "train_result.json").read_text())

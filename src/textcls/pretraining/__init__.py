@@ -194,7 +194,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"- held-out: loss {first.get('loss', float('nan')):.4f} → {valid['loss']:.4f}, perplexity "
             f"{first.get('perplexity', float('nan')):.2f} → {valid['perplexity']:.2f}, {accuracy} accuracy "
-            f"{first.get('accuracy', float('nan')):.4f} → {valid['accuracy']:.4f} (first → last validation)"
+            f"{first.get('accuracy', float('nan')):.4f} → {valid['accuracy']:.4f} "
+            f"(step {first.get('step', '?')} → step {valid.get('step', '?')})"
         )
     lines += [
         "",

@@ -105,7 +105,7 @@ def run(
     out_of_time = False
     window = {"loss": 0.0, "targets": 0, "correct": 0, "scored": 0, "tokens": 0, "since": time.perf_counter()}
 
-    def checkpoint_now() -> None:
+    def validate() -> None:
         metrics = evaluate(task, task.valid_items, max(32, config.batch_size), device)
         if metrics:
             logger.log_metrics({f"pretrain_valid/{k}": v for k, v in metrics.items()}, state["step"])
@@ -118,10 +118,15 @@ def run(
                 task.accuracy_name,
                 metrics["accuracy"],
             )
+
+    def checkpoint_now() -> None:
+        validate()
         state["seconds"] = time.perf_counter() - started
         task.save(out_dir)
         save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, state, {})
 
+    if not state["history"]:  # a fresh start: the held-out figures before the first step
+        validate()
     model.train()
     while state["step"] < total_steps and state["epoch"] <= config.epochs and not out_of_time:
         batches = length_grouped_batches(lengths, config.batch_size, config.seed + state["epoch"])
