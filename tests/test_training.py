@@ -127,6 +127,24 @@ def test_target_steps_scales_epochs_to_the_data() -> None:
     assert planned_epochs(TrainConfig(epochs=7), 10) == 7  # without a target: epochs
 
 
+def test_epochs_the_caller_sets_win_over_a_presets_target_steps(tmp_path: Path) -> None:
+    from textcls.api import build_config
+
+    assert build_config("minilm-l6").train.target_steps == 1500  # the preset plans passes
+    assert build_config("minilm-l6", epochs=4).train.target_steps is None  # --epochs 4 runs 4
+    assert build_config("minilm-l6", **{"train.epochs": 4}).train.target_steps is None
+    both = build_config("minilm-l6", epochs=4, target_steps=200).train
+    assert (both.epochs, both.target_steps) == (4, 200)  # both given: both kept
+    file = tmp_path / "config.json"
+    file.write_text('{"train": {"epochs": 5}}')
+    assert build_config("minilm-l6", config=file).train.target_steps is None
+    assert build_config("minilm-l6", lr=1e-4).train.target_steps == 1500  # other settings: no change
+    saved = tmp_path / "saved.json"  # a saved model's config names both; --epochs still wins
+    saved.write_text('{"train": {"epochs": 10, "target_steps": 1500}}')
+    assert build_config("minilm-l6", config=saved).train.target_steps == 1500
+    assert build_config("minilm-l6", config=saved, epochs=4).train.target_steps is None
+
+
 def test_target_steps_drive_the_training_loop(synthetic_splits) -> None:
     # 90 examples at batch 16 = 6 steps per epoch; 20 target steps = 4 epochs (patience off)
     result = (

@@ -37,6 +37,7 @@ def build_config(
         data = read_config_file(config)
     else:
         data = {}
+    layers = [dict(data.get("train") or {}), {}]  # training settings of the file, of the arguments
     if model is not None:
         preset = resolve_preset(model)
         # a preset's defaults (training, model parts such as the tokenizer) yield to the file
@@ -58,7 +59,17 @@ def build_config(
 
     for key, value in overrides.items():  # keywords derived from the config fields, or dotted paths
         if value is not None:
-            data = deep_update(data, as_update(key, value))
+            update = as_update(key, value)
+            layers[1].update(update.get("train") or {})
+            data = deep_update(data, update)
+    # a preset plans passes to reach target_steps with epochs as the cap; epochs set above the layer
+    # that set target_steps (file over preset, arguments over both) mean exactly that many passes
+    level = {
+        key: max((i + 1 for i, layer in enumerate(layers) if key in layer), default=0)
+        for key in ("epochs", "target_steps")
+    }
+    if level["epochs"] > level["target_steps"]:
+        data = deep_update(data, {"train": {"target_steps": None}})
     backbone = data.get("model", {}).get("backbone")
     if isinstance(backbone, dict) and "name_or_path" not in backbone:
         options = ", ".join(sorted(backbone))

@@ -408,12 +408,18 @@ class ModelConfig(_Strict):
 class TrainConfig(_Strict):
     """The training loop's settings."""
 
-    epochs: int = Field(10, ge=1, description="passes over the training data (with target_steps: at most)")
+    epochs: int = Field(
+        10,
+        ge=1,
+        description="passes over the training data (a preset's target_steps plans at most this many; "
+        "epochs you set are run as given)",
+    )
     target_steps: int | None = Field(
         None,
         ge=1,
         description="train for the passes that reach this many optimizer steps (at least 3, at most "
-        "epochs), so small data sets get more epochs and large ones fewer (transformer presets: 1500)",
+        "epochs), so small data sets get more epochs and large ones fewer (transformer presets: 1500, "
+        "unless you set epochs)",
     )
     batch_size: int = Field(64, ge=1, description="examples per batch")
     lr: float = Field(1e-3, gt=0, description="peak learning rate, AdamW")
