@@ -131,15 +131,20 @@ def run_korean(args: argparse.Namespace) -> None:
         save("korean", document)
     khs = SHARED_DATA / "korean_hate_speech"
     common = {"tokenizer_engine": "kiwi"}
-    runs = [
-        ("CNN, random vectors (256-d)", {**common, "vectors": "random", "vectors_dim": 256}),
-        ("CNN + biLM, γ on", {**common, "embedder": f"bilm:{bilm_dir}", "embedding_dropout": 0.5}),
-        (
-            "CNN + biLM, --no-gamma",
-            {**common, "embedder": f"bilm:{bilm_dir}", "embedding_dropout": 0.5, "gamma": False},
-        ),
-    ]
-    for run, run_settings in runs:
+    elmo = {**common, "embedder": f"bilm:{bilm_dir}", "embedding_dropout": 0.5}
+    runs = {
+        "random": ("CNN, random vectors (256-d)", {**common, "vectors": "random", "vectors_dim": 256}),
+        "gamma": ("CNN + biLM, γ on", elmo),
+        "no-gamma": ("CNN + biLM, --no-gamma", {**elmo, "gamma": False}),
+        # ELMo's own recipe: its vector joined to the task model's token representation
+        "joined": ("CNN + biLM ⊕ 256-d word vectors (--bilm-word-dim 256)", {**elmo, "bilm_word_dim": 256}),
+        "tuned": ("CNN + biLM, fine-tuned (--no-freeze-bilm)", {**elmo, "freeze_bilm": False}),
+    }
+    unknown = set(args.korean_runs.split(",")) - set(runs)
+    if unknown:
+        raise SystemExit(f"--korean-runs: unknown {sorted(unknown)}; known: {', '.join(runs)}")
+    for key in args.korean_runs.split(","):
+        run, run_settings = runs[key]
         record(
             document,
             fine_tune("korean_hate_speech", run, khs / "train.txt", khs / "test.txt", run_settings, "cnn"),
@@ -284,6 +289,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--skip-baseline", action="store_true", help="English: keep the recorded plain runs")
     parser.add_argument("--reuse", action="store_true", help="Korean: reuse a pretrained biLM in runs/")
+    parser.add_argument(
+        "--korean-runs", default="random,gamma,no-gamma,joined,tuned", help="Korean fine-tuning runs"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--out", type=Path, help="Markdown file to (re)write the section in")

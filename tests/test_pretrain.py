@@ -325,6 +325,33 @@ def test_fine_tuned_bilm_learns_and_words_new_to_it_get_rows(bilm_dir, synthetic
     assert not torch.allclose(after[: before.shape[0]], before), "a fine-tuned biLM should change"
 
 
+def test_bilm_joined_to_its_own_word_embedding_reloads_and_exports(bilm_dir, synthetic_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    import textcls
+    from textcls.inference.export import export_model
+
+    out = tmp_path / "joined"
+    classifier = textcls.TextClassifier(
+        model="cnn", **_small_cnn(embedder=f"bilm:{bilm_dir}", bilm_word_dim=6, epochs=3)
+    )
+    classifier.fit(synthetic_dir, out_dir=out, progress=False)
+    embedder = classifier.predictor.model.embedder
+    bilm_dim = embedder.bilm.output_dim
+    assert embedder.output_dim == bilm_dim + 6 and embedder.words.weight.requires_grad
+    features = {"input_ids": torch.tensor([[2, 3, 0]]), "attention_mask": torch.tensor([[1, 1, 0]])}
+    joined = embedder(dict(features))["token_embeddings"]
+    assert joined.shape == (1, 3, bilm_dim + 6)
+    assert torch.equal(joined[0, :, bilm_dim:], embedder.words.weight[[2, 3, 0]])  # the words, after the mix
+    saved = load_file(str(out / "model.safetensors"))["embedder.words.weight"]
+    assert saved.shape[1] == 6 and torch.count_nonzero(saved[0]) == 0  # padding stays zero
+    texts = ["a song by the band", "rain and wind"]
+    expected = classifier.predict_proba(texts)
+    assert np.allclose(textcls.load(out).predict_proba(texts), expected, atol=1e-6)
+    export_model(out)
+    assert np.allclose(textcls.load(out, backend="onnx").predict_proba(texts), expected, atol=1e-4)
+
+
 def test_bad_embedder_and_bilm_with_linear_are_clear_errors(tmp_path, synthetic_dir, bilm_dir):
     import textcls
 

@@ -209,6 +209,12 @@ class EmbeddingConfig(_Strict):
         description="--embedder bilm: keep the biLM's weights fixed (ELMo's way); --no-freeze-bilm "
         "fine-tunes them with the encoder",
     )
+    bilm_word_dim: int = Field(
+        0,
+        ge=0,
+        description="--embedder bilm: join a trainable word embedding of this size (random) to the "
+        "mix, as ELMo joins its vector to the task model's own token representation; 0: the mix alone",
+    )
 
     @field_validator("embedder")
     @classmethod

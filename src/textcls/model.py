@@ -98,7 +98,12 @@ class TextClassificationModel(nn.Module):
 
             embedding = config.embedding
             self.embedder = BiLMEmbedder(
-                config.bilm, vocab_size, config.gamma, embedding.freeze_bilm, embedding.dropout
+                config.bilm,
+                vocab_size,
+                config.gamma,
+                embedding.freeze_bilm,
+                embedding.dropout,
+                embedding.bilm_word_dim,
             )
             input_dim = dim = self.embedder.output_dim
         else:

@@ -249,13 +249,21 @@ def default_cutoffs(vocab_size: int) -> list[int]:
 
 # ------------------------------------------------------------------- the embedder of a word model
 class BiLMEmbedder(nn.Module):
-    """``input_ids`` → the scalar mix of the biLM's layers as ``token_embeddings`` [B, T, 2P].
+    """``input_ids`` → the scalar mix of the biLM's layers as ``token_embeddings`` [B, T, 2P], or
+    with ``word_dim`` [B, T, 2P + word_dim]: the mix joined to a trainable word embedding, as ELMo
+    joins its vector to the task model's own token representation (Peters et al. 2018, §3.3).
 
     ``freeze`` keeps the biLM's weights fixed and its dropout off (ELMo's default use); the mix
-    weights, γ and the encoder train either way."""
+    weights, γ, the word embedding and the encoder train either way. ``dropout`` is on the mix."""
 
     def __init__(
-        self, config: BiLMConfig, vocab_size: int, gamma: bool, freeze: bool, dropout: float
+        self,
+        config: BiLMConfig,
+        vocab_size: int,
+        gamma: bool,
+        freeze: bool,
+        dropout: float,
+        word_dim: int = 0,
     ) -> None:
         super().__init__()
         from textcls.embeddings.mix import ScalarMix
@@ -263,7 +271,13 @@ class BiLMEmbedder(nn.Module):
         self.bilm = BiLM(config, vocab_size, with_softmax=False)
         self.mix = ScalarMix(config.layers + 1, gamma)
         self.dropout = nn.Dropout(dropout)
-        self.output_dim = self.bilm.output_dim
+        self.words: nn.Embedding | None = None
+        if word_dim:  # random like --vectors random (normal, std 0.25; padding row zero)
+            self.words = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+            with torch.no_grad():
+                self.words.weight.normal_(0.0, 0.25)
+                self.words.weight[0] = 0.0
+        self.output_dim = self.bilm.output_dim + word_dim
         self.frozen = freeze
         if freeze:
             self.bilm.requires_grad_(False)
@@ -276,7 +290,10 @@ class BiLMEmbedder(nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         layers = self.bilm.layers(features["input_ids"], features["attention_mask"])
-        features["token_embeddings"] = self.dropout(self.mix(layers))
+        mixed = self.dropout(self.mix(layers))
+        if self.words is not None:
+            mixed = torch.cat([mixed, self.words(features["input_ids"])], dim=-1)
+        features["token_embeddings"] = mixed
         return features
 
 
