@@ -185,6 +185,27 @@ def test_torch_predictor_scores_every_text_in_input_order() -> None:
     assert predictor.count_long(texts) == 2  # the featurizer's answer
 
 
+def test_torch_predictor_turns_a_model_left_training_to_eval_and_leaves_an_eval_one_alone() -> None:
+    class Dropping(LetterCounter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop, self.modes = torch.nn.Dropout(0.9), []
+
+        def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            self.modes.append(self.training)
+            return {"logits": self.drop(super().forward(batch)["logits"])}
+
+    model = Dropping()
+    predictor = TorchPredictor(model, LetterFeaturizer(), ["a", "b", "c"])
+    model.train()  # e.g. a caller that trained it further
+    np.testing.assert_array_equal(predictor.logits(["abcab"]), letter_counts(["abcab"]))  # no dropout
+    assert model.modes == [False] and not model.drop.training
+    calls = []
+    model.eval = lambda: calls.append(1)  # type: ignore[method-assign]
+    predictor.logits(["c"])
+    assert calls == []  # already in eval mode: not walked again on every call
+
+
 def test_torch_predictor_of_no_texts_has_one_column_per_label() -> None:
     predictor = TorchPredictor(LetterCounter(), LetterFeaturizer(), ["a", "b", "c"], backend="torch-int8")
     logits = predictor.logits([])
