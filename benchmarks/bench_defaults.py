@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED_DATA, header, write_section
+from common import SHARED_DATA, git_revision, machine, write_section
 
 RESULTS = Path(__file__).resolve().parent / "results" / "defaults.json"
 COMMAND = "benchmarks/bench_defaults.py"
@@ -46,6 +46,8 @@ def run(dataset: str, model: str, runs: Path) -> dict:
         "max_length": classifier.config.model.tokenizer.max_length,
         "lr": classifier.config.train.lr,
         "backbone_lr": classifier.config.train.backbone_lr,
+        "date": time.strftime("%Y-%m-%d"),
+        "revision": git_revision(),
     }
 
 
@@ -59,20 +61,21 @@ def render(rows: list[dict]) -> str:
     lines = [
         "## Transformer defaults vs the word CNN",
         "",
-        header(COMMAND),
+        f"Command: `{COMMAND}` · machine: {machine()} · each row's date and commit in its last column",
         "",
         "Both models with nothing but their defaults (`--model minilm-l6`: head lr 1e-3, backbone 5e-5, "
         "epochs to reach 1,500 steps, max_length auto; `--model cnn`). Test split of each set. Train "
         "seconds are wall-clock while other benchmarks shared the 2 cores (SNIPS and SST-2 ran at "
         "the same time): compare accuracy here, not time.",
         "",
-        "| data set | model | test acc | macro-F1 | epochs run (best) | max_length | train s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| data set | model | test acc | macro-F1 | epochs run (best) | max_length | train s | measured |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['model']} | {r['accuracy']:.2f} | {r['macro_f1']:.2f} | "
-            f"{r['epochs_run']} ({r['best_epoch']}) | {r['max_length']} | {r['train_s']:.0f} |"
+            f"{r['epochs_run']} ({r['best_epoch']}) | {r['max_length']} | {r['train_s']:.0f} | "
+            f"{r.get('date', '-')}, {r.get('revision', '-')} |"
         )
     done = {r["dataset"] for r in rows if r["model"] == "minilm-l6"}
     pending = [name for name in PENDING if name not in done]
@@ -92,8 +95,7 @@ def render(rows: list[dict]) -> str:
             "",
             "Not run yet on this 2-core CPU: " + ", ".join(pending) + ". MiniLM-L6 with these defaults "
             "took 2 h 11 min on R52 here (9 epochs at max_length 256, epochs 1–5 beside other runs); "
-            "imdb_small and news_title_body (long documents) and Korean hate speech are hours more; "
-            "those rows await a longer or GPU session.",
+            "the long-document sets are hours more; those rows await a longer or GPU session.",
         ]
     return "\n".join(lines) + "\n"
 
