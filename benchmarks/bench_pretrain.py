@@ -145,6 +145,8 @@ def run_korean(args: argparse.Namespace) -> None:
         raise SystemExit(f"--korean-runs: unknown {sorted(unknown)}; known: {', '.join(runs)}")
     for key in args.korean_runs.split(","):
         run, run_settings = runs[key]
+        if args.seed != 42:  # another draw of the same run: its own row
+            run, run_settings = f"{run}, seed {args.seed}", {**run_settings, "seed": args.seed}
         record(
             document,
             fine_tune("korean_hate_speech", run, khs / "train.txt", khs / "test.txt", run_settings, "cnn"),
@@ -289,6 +291,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--skip-baseline", action="store_true", help="English: keep the recorded plain runs")
     parser.add_argument("--reuse", action="store_true", help="Korean: reuse a pretrained biLM in runs/")
+    parser.add_argument("--seed", type=int, default=42, help="Korean: fine-tuning seed (rows name it)")
     parser.add_argument(
         "--korean-runs", default="random,gamma,no-gamma,joined,tuned", help="Korean fine-tuning runs"
     )
