@@ -238,26 +238,75 @@ def report(out: Path) -> None:
                 f"{r['best_valid_accuracy']:.2f} | "
                 f"{r['epochs_run']} ({r['best_epoch']}) | {r['train_seconds']:.0f} | {shown} |"
             )
+    arms = korean_arms(korean)
+    if any(arm["n"] > 1 for arm in arms.values()):
+        lines += [
+            "",
+            "Korean runs over seeds (test accuracy; seed 42 and the seeds the rows name):",
+            "",
+            "| run | seeds | mean test acc | sd | runs | mean best valid |",
+            "|---|---:|---:|---:|---|---:|",
+        ]
+        for name, arm in arms.items():
+            lines.append(
+                f"| {name} | {arm['n']} | {arm['test']:.2f} | {arm['sd']:.2f} | "
+                f"{', '.join(f'{v:.2f}' for v in arm['runs'])} | {arm['valid']:.2f} |"
+            )
     lines += ["", *targets(korean, english)]
     write_section(out, "bench-pretrain", "\n".join(lines))
+
+
+def _seeds(n: int) -> str:
+    return "one seed" if n == 1 else f"mean of {n} seeds"
+
+
+def korean_arms(korean: dict) -> dict[str, dict]:
+    """Each Korean fine-tuning run over its seeds (seed 42's row names no seed): mean and spread
+    of test accuracy, mean validation accuracy, the seeds."""
+    import re
+    import statistics
+
+    grouped: dict[str, list[dict]] = {}
+    for r in korean.get("rows", []):
+        grouped.setdefault(re.sub(r", seed \d+$", "", r["run"]), []).append(r)
+    arms = {}
+    for name, runs in grouped.items():
+        test = [r["test_accuracy"] for r in runs]
+        arms[name] = {
+            "n": len(runs),
+            "test": statistics.fmean(test),
+            "sd": statistics.stdev(test) if len(test) > 1 else 0.0,
+            "valid": statistics.fmean(r["best_valid_accuracy"] for r in runs),
+            "runs": test,
+        }
+    return arms
 
 
 def targets(korean: dict, english: dict) -> list[str]:
     rows = {(r["dataset"], r["run"]): r for d in (korean, english) for r in d.get("rows", [])}
     lines = ["Targets:", ""]
-    base = rows.get(("korean_hate_speech", "CNN, random vectors (256-d)"))
-    on = rows.get(("korean_hate_speech", "CNN + biLM, γ on"))
-    off = rows.get(("korean_hate_speech", "CNN + biLM, --no-gamma"))
-    if base and on:
-        gain = on["test_accuracy"] - base["test_accuracy"]
-        lines.append(
-            f"- Korean: biLM pretraining adds {gain:+.2f} points "
-            f"(target ≥ +3: {'met' if gain >= 3 else 'MISSED'})."
-        )
+    arms = korean_arms(korean)
+    base = arms.get("CNN, random vectors (256-d)")
+    on, off = arms.get("CNN + biLM, γ on"), arms.get("CNN + biLM, --no-gamma")
+    if base:
+        biLM = {name: arm for name, arm in arms.items() if "biLM" in name}
+        for name, arm in biLM.items():
+            gain = arm["test"] - base["test"]
+            lines.append(
+                f"- Korean, {name}: {gain:+.2f} points over random vectors ({_seeds(arm['n'])}) "
+                f"(target ≥ +3: {'met' if gain >= 3 else 'MISSED'})."
+            )
+        if biLM:  # the honest pick: the arm a user would choose, by validation accuracy
+            name, arm = max(biLM.items(), key=lambda item: item[1]["valid"])
+            gain = arm["test"] - base["test"]
+            lines.append(
+                f"- Korean target, the biLM arm chosen by mean validation accuracy ({name}): "
+                f"{gain:+.2f} points ({'met' if gain >= 3 else 'MISSED'})."
+            )
     if on and off:
         lines.append(
-            f"- γ ablation: γ on {on['test_accuracy']:.2f} vs off {off['test_accuracy']:.2f} "
-            f"({on['test_accuracy'] - off['test_accuracy']:+.2f})."
+            f"- γ ablation: γ on {on['test']:.2f} vs off {off['test']:.2f} "
+            f"({on['test'] - off['test']:+.2f}; {_seeds(on['n'])} and {_seeds(off['n'])})."
         )
     gains = []
     for (dataset, run), r in rows.items():
