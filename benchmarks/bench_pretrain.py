@@ -139,6 +139,11 @@ def run_korean(args: argparse.Namespace) -> None:
         # ELMo's own recipe: its vector joined to the task model's token representation
         "joined": ("CNN + biLM ⊕ 256-d word vectors (--bilm-word-dim 256)", {**elmo, "bilm_word_dim": 256}),
         "tuned": ("CNN + biLM, fine-tuned (--no-freeze-bilm)", {**elmo, "freeze_bilm": False}),
+        # ... with the joined word embedding starting from the biLM's own word rows (ELMo joins GloVe)
+        "joined-bilm": (
+            "CNN + biLM ⊕ its own 128-d word vectors (--bilm-word-init bilm)",
+            {**elmo, "bilm_word_init": "bilm"},
+        ),
     }
     unknown = set(args.korean_runs.split(",")) - set(runs)
     if unknown:
@@ -342,7 +347,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="Korean: reuse a pretrained biLM in runs/")
     parser.add_argument("--seed", type=int, default=42, help="Korean: fine-tuning seed (rows name it)")
     parser.add_argument(
-        "--korean-runs", default="random,gamma,no-gamma,joined,tuned", help="Korean fine-tuning runs"
+        "--korean-runs",
+        default="random,gamma,no-gamma,joined,tuned,joined-bilm",
+        help="Korean fine-tuning runs",
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--report-only", action="store_true")

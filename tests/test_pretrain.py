@@ -352,6 +352,23 @@ def test_bilm_joined_to_its_own_word_embedding_reloads_and_exports(bilm_dir, syn
     assert np.allclose(textcls.load(out, backend="onnx").predict_proba(texts), expected, atol=1e-4)
 
 
+def test_the_joined_word_embedding_can_start_from_the_bilms_own_words(bilm_dir, synthetic_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    import textcls
+
+    pretrained = load_file(str(bilm_dir / "model.safetensors"))["token.words.weight"]
+    settings = _small_cnn(embedder=f"bilm:{bilm_dir}", bilm_word_init="bilm", epochs=1, lr=1e-12)
+    classifier = textcls.TextClassifier(model="cnn", **settings)
+    classifier.fit(synthetic_dir, out_dir=tmp_path / "m", progress=False)
+    words = classifier.predictor.model.embedder.words.weight.detach()
+    assert classifier.config.model.embedding.bilm_word_dim == pretrained.shape[1]  # the size follows
+    assert torch.allclose(words[1 : len(pretrained)], pretrained[1:], atol=1e-6)  # lr ~0: still the copy
+    assert torch.count_nonzero(words[0]) == 0
+    with pytest.raises(ConfigError, match="--bilm-word-dim"):
+        textcls.TextClassifier(model="cnn", **{**settings, "bilm_word_dim": 3}).fit(synthetic_dir)
+
+
 def test_bad_embedder_and_bilm_with_linear_are_clear_errors(tmp_path, synthetic_dir, bilm_dir):
     import textcls
 

@@ -215,6 +215,11 @@ class EmbeddingConfig(_Strict):
         description="--embedder bilm: join a trainable word embedding of this size (random) to the "
         "mix, as ELMo joins its vector to the task model's own token representation; 0: the mix alone",
     )
+    bilm_word_init: Literal["random", "bilm"] = Field(
+        "random",
+        description="--bilm-word-dim: start the joined word embedding at random (normal, std 0.25) or "
+        "from the biLM's own pretrained word embeddings (bilm; the size is then the biLM's word_dim)",
+    )
 
     @field_validator("embedder")
     @classmethod

@@ -78,6 +78,16 @@ def adopt_bilm(config: ClassifierConfig) -> tuple[Any, dict[str, Any], Path] | N
         )
     config.model.tokenizer = tokenizer.model_copy(update={"max_length": own.max_length})
     config.model.bilm = bilm
+    embedding = config.model.embedding
+    if embedding.bilm_word_init == "bilm":  # the joined embedding starts from the biLM's word rows
+        if not bilm.word_dim:
+            raise ConfigError(f"--bilm-word-init bilm: the biLM in {directory} has no word embeddings")
+        if embedding.bilm_word_dim not in (0, bilm.word_dim):
+            raise ConfigError(
+                f"--bilm-word-init bilm copies the biLM's {bilm.word_dim}-d word embeddings: give "
+                f"--bilm-word-dim {bilm.word_dim} or leave it out"
+            )
+        embedding.bilm_word_dim = bilm.word_dim
     log.info(
         "embedder: the biLM in %s (%d layers, %d-d mix, vocabulary %d; tokenizer %s%s), %s",
         directory,
@@ -161,6 +171,12 @@ def _build_word_model(
         vocab = Vocab(pretrained.tokens + [t for t in own.tokens[2:] if t not in pretrained])
         model = TextClassificationModel(config.model, len(vocab), 0, fields=fields)
         rows = load_pretrained_into(model.embedder.bilm, state, vocab.tokens)
+        if config.model.embedding.bilm_word_init == "bilm":  # words new to the biLM keep random rows
+            import torch
+
+            pretrained_words = state["token.words.weight"]
+            with torch.no_grad():
+                model.embedder.words.weight[1 : len(pretrained_words)] = pretrained_words[1:]
         words_in = sum(t in pretrained for t in own.tokens[2:])
         vocab_stats = {"vocab_size": len(vocab), "embedder": f"bilm:{directory}", **rows}
         vocab_stats["train_words_in_bilm"] = words_in
