@@ -112,7 +112,7 @@ def predict_logits(
     """Logits in input order, computed over length-sorted batches."""
     import torch
 
-    if model.training:  # eval() walks and sets every module: ~50 µs a call for the CNN
+    if model.training:  # eval() sets every module: 1.16x on the SNIPS CNN at batch 1 (idle)
         model.eval()
 
     def run(items: list[Any]) -> np.ndarray:
