@@ -139,6 +139,10 @@ def run_korean(args: argparse.Namespace) -> None:
         # ELMo's own recipe: its vector joined to the task model's token representation
         "joined": ("CNN + biLM ⊕ 256-d word vectors (--bilm-word-dim 256)", {**elmo, "bilm_word_dim": 256}),
         "tuned": ("CNN + biLM, fine-tuned (--no-freeze-bilm)", {**elmo, "freeze_bilm": False}),
+        "joined-128": (
+            "CNN + biLM ⊕ 128-d word vectors (--bilm-word-dim 128)",
+            {**elmo, "bilm_word_dim": 128},
+        ),
         # ... with the joined word embedding starting from the biLM's own word rows (ELMo joins GloVe)
         "joined-bilm": (
             "CNN + biLM ⊕ its own 128-d word vectors (--bilm-word-init bilm)",
@@ -348,7 +352,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="Korean: fine-tuning seed (rows name it)")
     parser.add_argument(
         "--korean-runs",
-        default="random,gamma,no-gamma,joined,tuned,joined-bilm",
+        default="random,gamma,no-gamma,joined,tuned,joined-128,joined-bilm",
         help="Korean fine-tuning runs",
     )
     parser.add_argument("--threads", type=int, default=None)
