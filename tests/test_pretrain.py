@@ -367,6 +367,8 @@ def test_the_joined_word_embedding_can_start_from_the_bilms_own_words(bilm_dir, 
     assert torch.count_nonzero(words[0]) == 0
     with pytest.raises(ConfigError, match="--bilm-word-dim"):
         textcls.TextClassifier(model="cnn", **{**settings, "bilm_word_dim": 3}).fit(synthetic_dir)
+    with pytest.raises(ConfigError, match="--embedder bilm"):  # without a biLM: an error, not ignored
+        textcls.TextClassifier(model="cnn", **_small_cnn(bilm_word_dim=8)).fit(synthetic_dir)
 
 
 def test_bad_embedder_and_bilm_with_linear_are_clear_errors(tmp_path, synthetic_dir, bilm_dir):

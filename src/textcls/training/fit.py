@@ -64,6 +64,11 @@ def adopt_bilm(config: ClassifierConfig) -> tuple[Any, dict[str, Any], Path] | N
     Returns (its vocabulary, its weights, DIR), or None without a biLM embedder."""
     embedder = config.model.embedding.embedder
     if not embedder:
+        embedding = config.model.embedding
+        if embedding.bilm_word_dim or embedding.bilm_word_init != "random":
+            raise ConfigError(
+                "--bilm-word-dim and --bilm-word-init join a biLM's mix: add --embedder bilm:DIR"
+            )
         return None
     from textcls.embeddings.bilm import bilm_directory, load_bilm
 
