@@ -54,10 +54,10 @@ class WordFeaturizer:
 
     def features(self, words: Sequence[str]) -> list[str]:
         """The n-gram tokens of (already cut) ``words``, words excluded."""
-        grams: list[str] = []
-        for n in range(2, self.config.word_ngrams + 1):
+        grams = [f"{a} {b}" for a, b in zip(words, words[1:])] if self.config.word_ngrams > 1 else []
+        for n in range(3, self.config.word_ngrams + 1):
             grams += [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
-        return grams + self._char_ngrams(words)
+        return grams + self._char_ngrams(words) if self.config.char_ngrams else grams
 
     def _char_ngrams(self, words: Sequence[str]) -> list[str]:
         if not self.config.char_ngrams:
@@ -106,6 +106,7 @@ class WordFeaturizer:
     def _encode_words(self, word_lists: Sequence[list[str]]) -> list[Any]:
         limit, lookup = self.config.max_length, self.vocab.index.get
         hashed, buckets, size = bool(self.config.ngram_buckets), self.config.ngram_buckets, len(self.vocab)
+        crc32 = zlib.crc32
         plain = self.config.word_ngrams == 1 and not self.config.char_ngrams
         encoded: list[Any] = []
         for all_words in word_lists:
@@ -119,7 +120,7 @@ class WordFeaturizer:
             elif not plain:
                 grams = self.features(words)
                 if hashed:
-                    ids += [size + zlib.crc32(g.encode("utf-8")) % buckets for g in grams]
+                    ids += [size + crc32(g.encode()) % buckets for g in grams]
                 else:
                     ids += [i for i in map(lookup, grams) if i is not None]  # unseen n-grams: dropped
             if self.config.bag:
