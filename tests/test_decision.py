@@ -20,13 +20,16 @@ from textcls.config import DataConfig, ModelConfig, TrainConfig
 from textcls.data.labels import detect_separator
 from textcls.data.splits import load_splits, read_data_file
 from textcls.decision import (
+    TOP_LABEL_MIN_EXAMPLES,
     Decision,
     abstention_threshold,
     best_f1_threshold,
+    choose_confidence_map,
     expected_calibration_error,
     fit_label_temperatures,
     fit_temperature,
     label_ece,
+    remap_top,
     tune_thresholds,
 )
 from textcls.errors import ConfigError
@@ -201,6 +204,47 @@ def test_expected_calibration_error_by_hand() -> None:
     assert label_ece(label_probabilities, targets) == pytest.approx((0.4 + 0.2) / 2)
 
 
+def test_the_top_label_map_moves_the_top_probability_and_keeps_the_ranking() -> None:
+    xs, ys = np.array([0.5, 1.0]), np.array([0.5, 0.8])  # 0.9 -> 0.74; 0.6 -> 0.56
+    mapped = remap_top(np.array([[0.9, 0.06, 0.04], [0.1, 0.6, 0.3], [1.0, 0.0, 0.0]]), xs, ys)
+    np.testing.assert_allclose(mapped[0], [0.74, 0.156, 0.104], atol=1e-6)  # the rest 0.26 as 6 : 4
+    np.testing.assert_allclose(mapped[1], [0.11, 0.56, 0.33], atol=1e-6)  # the rest 0.44 as 1 : 3
+    np.testing.assert_allclose(mapped[2], [0.8, 0.1, 0.1], atol=1e-6)  # nothing to share: equal parts
+    np.testing.assert_allclose(mapped.sum(1), 1.0, atol=1e-6)
+    # a map that would sink the top label under the runner-up stops just above a tie
+    sunk = remap_top(np.array([[0.55, 0.45], [0.3, 0.7]]), np.array([0.0, 1.0]), np.array([0.2, 0.2]))
+    np.testing.assert_allclose(sunk, [[0.5, 0.5], [0.5, 0.5]], atol=2e-6)
+    assert sunk[0, 0] > sunk[0, 1] and sunk[1, 1] > sunk[1, 0]
+
+
+def top_label_case(n: int, seed: int, step: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Two-class probabilities whose top probability c is right with probability c (calibrated),
+    or (``step``) 0.7 below 0.9 and 0.99 above: a shape no temperature fits."""
+    rng = np.random.default_rng(seed)
+    top = rng.uniform(0.5, 1.0, n)
+    chance = np.where(top < 0.9, 0.7, 0.99) if step else top
+    right = rng.uniform(size=n) < chance
+    probabilities = np.stack([top, 1 - top], 1)
+    return probabilities, np.where(right, 0, 1)
+
+
+def test_auto_keeps_the_top_label_map_only_when_it_helps_out_of_fold() -> None:
+    probabilities, gold = top_label_case(4000, 0, step=True)
+    knots, stats = choose_confidence_map("auto", probabilities, gold)
+    assert knots and stats["top_label"] == "isotonic"
+    held_out, held_gold = top_label_case(4000, 1, step=True)
+    before = expected_calibration_error(held_out, held_gold)
+    after = expected_calibration_error(remap_top(held_out, *map(np.asarray, knots)), held_gold)
+    assert before > 0.05 and after < before / 3  # on texts it never saw
+    calibrated, calibrated_gold = top_label_case(4000, 2, step=False)
+    knots, stats = choose_confidence_map("auto", calibrated, calibrated_gold)
+    assert knots == [] and stats["top_label"].startswith("none")
+    few = TOP_LABEL_MIN_EXAMPLES - 1
+    assert choose_confidence_map("auto", probabilities[:few], gold[:few])[0] == []
+    assert choose_confidence_map("isotonic", probabilities[:few], gold[:few])[0]  # asked for: fitted
+    assert choose_confidence_map("none", probabilities, gold) == ([], {})
+
+
 def test_abstention_threshold_meets_the_target_recall() -> None:
     confidence = np.array([0.2, 0.3, 0.4, 0.5, 0.95, 0.9, 0.6, 0.45])
     out_of_scope = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
@@ -294,6 +338,37 @@ def test_the_linear_model_trains_multi_label(multi_dir, tmp_path) -> None:
     assert report["micro_f1"] > 0.9
     numpy_answers = textcls.load(tmp_path / "linear", backend="numpy").predict(["goal match team song album"])
     assert {a["label"] for a in numpy_answers[0]} == {"music", "sports"}
+
+
+def test_a_top_label_map_is_saved_applied_by_every_backend_and_cleared_on_retraining(tmp_path) -> None:
+    from textcls.inference.export import export_model
+
+    rng = random.Random(3)
+    noisy = [(t, rng.choice(list(CLASS_WORDS)) if rng.random() < 0.2 else y) for t, y in make_examples(40, 7)]
+    train, valid = tmp_path / "train.txt", tmp_path / "valid.txt"
+    train.write_text("".join(f"{t}\t{y}\n" for t, y in noisy), encoding="utf-8")
+    valid.write_text("".join(f"{t}\t{y}\n" for t, y in make_examples(20, 8)), encoding="utf-8")
+    out = tmp_path / "model"
+    options = {**MEAN, "epochs": 4, "top_label": "isotonic"}
+    textcls.TextClassifier(**options).fit(train, valid, out_dir=out, progress=False)
+    decision = json.loads((out / "config.json").read_text())["model"]["decision"]
+    xs, ys = decision["confidence_map"]
+    assert len(xs) == len(ys) >= 1 and ys == sorted(ys)
+    calibration = json.loads((out / "train_result.json").read_text())["calibration"]
+    assert calibration["top_label"] == "isotonic" and "ece_after_temperature" in calibration
+    texts = [t for t, _ in make_examples(5, 9)] + ["song goal rain", "qzx plok"]
+    reference = textcls.load(out)
+    export_model(out)
+    for backend in ("onnx", "numpy"):
+        other = textcls.load(out, backend=backend).predict_proba(texts)
+        np.testing.assert_allclose(other, reference.predict_proba(texts), atol=1e-4)
+    top = reference.predict_proba(texts).max(1)
+    assert np.all((top >= min(ys) - 1e-6) & (top <= max(ys) + 1e-6))  # the map's range, not softmax's
+    report = reference.evaluate(valid, tmp_path / "eval", latency=False)
+    assert "temperature alone" in (tmp_path / "eval" / "report.md").read_text()
+    assert report["calibration"]["ece_after_temperature"] >= 0.0
+    textcls.TextClassifier(**{**options, "top_label": "none"}).fit(train, valid, out_dir=out, progress=False)
+    assert json.loads((out / "config.json").read_text())["model"]["decision"]["confidence_map"] == []
 
 
 # ----------------------------------------------------------------------------------- out of scope

@@ -100,6 +100,7 @@ def test_every_config_field_is_an_option_or_deliberately_not() -> None:
         ("model", "decision", "temperature"),  # fitted on validation after training
         ("model", "decision", "thresholds"),
         ("model", "decision", "global_threshold"),
+        ("model", "decision", "confidence_map"),
     }
     # the biLM's architecture, copied from its directory by --embedder bilm:DIR
     own |= {path for path in _leaf_fields(ClassifierConfig) if path[:2] == ("model", "bilm")}

@@ -323,6 +323,18 @@ class DecisionConfig(_Strict):
         description="set by training: T (one, or one per label); empty: 1",
         json_schema_extra={"cli": False},
     )
+    top_label: Literal["auto", "isotonic", "none"] = Field(
+        "auto",
+        description="after temperature scaling, map the top label's probability through an isotonic "
+        "regression fitted on validation (top-label calibration; one label per text): auto keeps the map "
+        "only when it lowers the top-label Brier score out of fold (5 folds; 500+ validation examples); "
+        "isotonic always fits it; none: temperature only",
+    )
+    confidence_map: list[list[float]] = Field(
+        default_factory=list,
+        description="set by training: the top-label map's knots [[x...], [y...]]; empty: none",
+        json_schema_extra={"cli": False},
+    )
     tune_thresholds: bool = Field(
         True,
         description="multi-label: tune each label's threshold on validation for its F1 (labels with "

@@ -3,7 +3,10 @@ the server go through, decided by the model's config alone.
 
 - **Calibrated probabilities.** ``softmax(logits / T)`` for one label per text, ``sigmoid(logits /
   T_j)`` per label for multi-label; T is fitted on the validation logits by NLL after training
-  (temperature scaling, Guo et al. 2017), one per label for multi-label.
+  (temperature scaling, Guo et al. 2017), one per label for multi-label. One label per text may
+  add a monotone map of the top label's probability (isotonic regression on validation, kept by
+  ``top_label: auto`` only when it lowers the top-label Brier score out of fold); the other labels
+  share the rest.
 - **Multi-label answers.** Every label whose probability reaches its threshold, tuned on
   validation for that label's F1; labels with too few validation positives share one global
   threshold tuned for micro-F1.
@@ -58,6 +61,10 @@ class Decision:
         if len(thresholds) != size:
             raise ConfigError(f"decision.thresholds has {len(thresholds)} values for {size} labels")
         self.thresholds = np.asarray(thresholds, np.float32)
+        knots = settings.confidence_map
+        if knots and (self.multi_label or len(knots) != 2 or len(knots[0]) != len(knots[1]) or not knots[0]):
+            raise ConfigError("decision.confidence_map is [[x...], [y...]], for one label per text")
+        self.confidence_map = tuple(np.asarray(k, np.float64) for k in knots) if knots else None
         self.oos_label = settings.oos_label
         self.oos_index = self.labels.index(self.oos_label) if self.oos_label in self.labels else None
         self.abstain_below = settings.abstain_below
@@ -74,7 +81,12 @@ class Decision:
         logits = np.asarray(logits, np.float32)
         if calibrated:
             logits = logits / self.temperature
-        return sigmoid(logits) if self.multi_label else softmax(logits)
+        if self.multi_label:
+            return sigmoid(logits)
+        probabilities = softmax(logits)
+        if calibrated and self.confidence_map is not None:
+            return remap_top(probabilities, *self.confidence_map)
+        return probabilities
 
     def confidence(self, probabilities: np.ndarray) -> np.ndarray:
         """The top in-scope probability of each row (the score abstention and AUROC use)."""
@@ -145,7 +157,86 @@ class Decision:
         return [row[0]["label"] for row in answers]
 
 
+def remap_top(probabilities: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Rows whose top probability is mapped through the increasing knots (xs, ys) (linear between
+    them, flat beyond), the other labels sharing the rest in their proportions (equally when they
+    had none). The top label stays on top: its new value is kept just above the level where it
+    would tie the runner-up."""
+    p = np.asarray(probabilities, np.float64)
+    if p.shape[1] < 2 or len(p) == 0:
+        return np.asarray(probabilities, np.float32)
+    rows, top_index = np.arange(len(p)), p.argmax(axis=1)
+    top = p[rows, top_index]
+    rest = p.sum(axis=1) - top
+    second = np.partition(p, -2, axis=1)[:, -2]
+    new = np.clip(np.interp(top, xs, ys), 0.0, 1.0)
+    new = np.minimum(np.maximum(new, second / np.maximum(rest + second, 1e-12) + 1e-6), 1.0)
+    shared = rest > 1e-12
+    out = np.where(
+        shared[:, None],
+        p * ((1.0 - new) / np.where(shared, rest, 1.0))[:, None],
+        ((1.0 - new) / (p.shape[1] - 1))[:, None],
+    )
+    out[rows, top_index] = new
+    return out.astype(np.float32)
+
+
 # ----------------------------------------------------------------------------- fitting on validation
+TOP_LABEL_FOLDS = 5
+TOP_LABEL_MIN_EXAMPLES = 500
+
+
+def fit_confidence_map(probabilities: np.ndarray, gold: np.ndarray) -> list[list[float]]:
+    """Knots [[x...], [y...]] of the isotonic regression of 'the top label is right' on the top
+    probability (scikit-learn; linear between knots, as its ``predict``)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    top = probabilities.max(axis=1)
+    right = (probabilities.argmax(axis=1) == gold).astype(np.float64)
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(top, right)
+    return [fitted.X_thresholds_.tolist(), fitted.y_thresholds_.tolist()]
+
+
+def top_label_brier(probabilities: np.ndarray, gold: np.ndarray) -> float:
+    """Mean squared gap between the top probability and 'the top label is right' (a proper score:
+    unlike the binned ECE, no map of the scores can lower it below the truth's on average)."""
+    right = probabilities.argmax(axis=1) == gold
+    return float(np.mean((probabilities.max(axis=1) - right) ** 2))
+
+
+def out_of_fold_mapped(probabilities: np.ndarray, gold: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``probabilities`` with each of :data:`TOP_LABEL_FOLDS` folds mapped by the knots
+    :func:`fit_confidence_map` fits on the other folds (what the map does to unseen texts)."""
+    order = np.random.default_rng(seed).permutation(len(gold))
+    mapped = np.empty_like(probabilities)
+    for fold in np.array_split(order, TOP_LABEL_FOLDS):
+        others = np.setdiff1d(order, fold)
+        xs, ys = fit_confidence_map(probabilities[others], gold[others])
+        mapped[fold] = remap_top(probabilities[fold], np.asarray(xs), np.asarray(ys))
+    return mapped
+
+
+def choose_confidence_map(mode: str, probabilities: np.ndarray, gold: np.ndarray) -> tuple[list, dict]:
+    """The top-label map ``mode`` asks for, with what the choice was based on. ``auto`` keeps it
+    only if, out of fold, it lowers the top-label Brier score (not the ECE: even out of fold, a few
+    flat steps can lower the binned ECE of scores that were calibrated already)."""
+    if mode == "none" or len(gold) == 0 or probabilities.shape[1] < 2:
+        return [], {}
+    if mode == "isotonic":
+        return fit_confidence_map(probabilities, gold), {"top_label": "isotonic"}
+    if len(gold) < TOP_LABEL_MIN_EXAMPLES:
+        return [], {"top_label": f"none ({len(gold)} valid examples; auto needs {TOP_LABEL_MIN_EXAMPLES})"}
+    mapped = out_of_fold_mapped(probabilities, gold)
+    stats = {
+        "brier_temperature": top_label_brier(probabilities, gold),
+        "brier_isotonic_out_of_fold": top_label_brier(mapped, gold),
+        "ece_isotonic_out_of_fold": expected_calibration_error(mapped, gold),
+    }
+    if stats["brier_isotonic_out_of_fold"] < stats["brier_temperature"]:
+        return fit_confidence_map(probabilities, gold), {**stats, "top_label": "isotonic"}
+    return [], {**stats, "top_label": "none (no gain out of fold)"}
+
+
 LOG_T_BOUNDS = (-7.0, 7.0)
 
 
@@ -277,6 +368,7 @@ def calibrate(
         if settings.oos_target_recall is not None or settings.abstain_below is not None:
             raise ConfigError("abstention (--oos-target-recall, --abstain-below) is for one label per text")
         targets = multi_hot(gold, size)
+        settings.confidence_map = []
         settings.temperature = fit_label_temperatures(logits, targets) if settings.calibrate else []
         decision = Decision(model)
         raw, calibrated = decision.probabilities(logits, False), decision.probabilities(logits)
@@ -294,6 +386,13 @@ def calibrate(
         gold_ids = np.asarray(gold, np.int64)
         known = (gold_ids >= 0) & (gold_ids < size)
         settings.temperature = [fit_temperature(logits[known], gold_ids[known])] if settings.calibrate else []
+        settings.confidence_map = []
+        if settings.calibrate:
+            scaled = Decision(model).probabilities(logits[known])
+            stats["ece_after_temperature"] = expected_calibration_error(scaled, gold_ids[known])
+            knots, chosen = choose_confidence_map(settings.top_label, scaled, gold_ids[known])
+            settings.confidence_map = knots
+            stats.update(chosen)
         decision = Decision(model)
         stats["ece_before"] = expected_calibration_error(
             decision.probabilities(logits[known], False), gold_ids[known]

@@ -161,7 +161,7 @@ def calibration_report(
     """ECE (15 equal-width bins) before and after the model's calibration, with the reliability
     bins of both (multi-label: per-label binary ECE, averaged; the bins over every (example,
     label) probability). Examples whose gold label the model never saw are left out."""
-    from textcls.decision import expected_calibration_error, label_ece, multi_hot, reliability_bins
+    from textcls.decision import expected_calibration_error, label_ece, multi_hot, reliability_bins, softmax
 
     index = {label: i for i, label in enumerate(decision.labels)}
     if decision.multi_label:
@@ -178,9 +178,15 @@ def calibration_report(
     keep = np.asarray([e.label in index for e in examples], bool)
     gold = np.asarray([index.get(str(e.label), -1) for e in examples])[keep]
     raw, calibrated = raw[keep], calibrated[keep]
+    mapped = {}
+    if decision.confidence_map is not None:  # what temperature scaling alone gives, for comparison
+        with np.errstate(divide="ignore"):
+            scaled = softmax(np.log(raw) / decision.temperature[0])
+        mapped = {"ece_after_temperature": expected_calibration_error(scaled, gold), "top_label": "isotonic"}
     return {
         "ece_before": expected_calibration_error(raw, gold),
         "ece_after": expected_calibration_error(calibrated, gold),
+        **mapped,
         "bins": {
             "before": reliability_bins(raw.max(1), (raw.argmax(1) == gold).astype(float)),
             "after": reliability_bins(calibrated.max(1), (calibrated.argmax(1) == gold).astype(float)),
@@ -345,6 +351,11 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"- expected calibration error (15 bins"
             f"{', mean over labels' if report.get('multi_label') else ''}): "
             f"{calibration['ece_before']:.4f} raw, {calibration['ece_after']:.4f} calibrated"
+            + (
+                f" (temperature alone: {calibration['ece_after_temperature']:.4f}; then the top-label map)"
+                if "ece_after_temperature" in calibration
+                else ""
+            )
         )
     oos = report.get("out_of_scope")
     if oos:

@@ -6,6 +6,7 @@ import random
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,7 @@ class WordFeaturizer:
 
     def features(self, words: Sequence[str]) -> list[str]:
         """The n-gram tokens of (already cut) ``words``, words excluded."""
-        grams = [f"{a} {b}" for a, b in zip(words, words[1:])] if self.config.word_ngrams > 1 else []
+        grams = [f"{a} {b}" for a, b in pairwise(words)] if self.config.word_ngrams > 1 else []
         for n in range(3, self.config.word_ngrams + 1):
             grams += [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
         return grams + self._char_ngrams(words) if self.config.char_ngrams else grams

@@ -497,6 +497,7 @@ def resolve_decision(
         )
     decision = model.decision
     decision.temperature, decision.thresholds, decision.global_threshold = [], [], 0.5
+    decision.confidence_map = []
     if decision.oos_target_recall is not None:
         decision.abstain_below = None  # fitted again on this run's validation logits
         if model.multi_label:
@@ -508,6 +509,8 @@ def resolve_decision(
             )
     elif decision.abstain_below is not None and model.multi_label:
         raise ConfigError("--abstain-below is for one label per text, not multi-label")
+    if decision.top_label == "isotonic" and model.multi_label:
+        raise ConfigError("--top-label isotonic is for one label per text (multi-label: one T per label)")
     if model.multi_label and distilling:
         raise ConfigError("distillation is for one label per text; multi-label models are trained directly")
     if decision.oos_label in model.labels:
