@@ -36,7 +36,7 @@ def run(dataset: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     from textcls.compress.prune import prune_model
 
     data = SHARED_DATA / DATASETS[dataset]
-    tag = f"{dataset}-{model}-e{args.epochs}"
+    tag = f"{dataset}-{model}-e{args.epochs}" + (f"-len{args.max_length}" if args.max_length else "")
     if args.subset:  # a documented subset of train (seeded), the full valid and test splits
         data, tag = (
             subset(data, args.subset, args.runs / "data" / f"{dataset}-{args.subset}"),
@@ -46,7 +46,12 @@ def run(dataset: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     if not (dense_dir / "init.safetensors").is_file() or not (dense_dir / "rewind.safetensors").is_file():
         classifier = textcls.TextClassifier(
-            model=model, epochs=args.epochs, save_init=True, rewind_at="epoch:1", tensorboard=False
+            model=model,
+            epochs=args.epochs,
+            save_init=True,
+            rewind_at="epoch:1",
+            tensorboard=False,
+            **({"max_length": args.max_length} if args.max_length else {}),
         )
         classifier.fit(str(data), out_dir=dense_dir, progress=False)
     dense_s = time.perf_counter() - started
@@ -63,6 +68,7 @@ def run(dataset: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
         "dataset": dataset,
         "model": model,
         "subset": args.subset,
+        "max_length": args.max_length,
         "epochs": args.epochs,
         "rate": args.rate,
         "dense_train_s": round(dense_s, 1),
@@ -252,7 +258,8 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         methods = report["methods"]
         lines += [
             f"### {row['dataset']} × {row['model']}"
-            + (f" (a {row['subset']:,}-sentence subset of train)" if row.get("subset") else ""),
+            + (f" (a {row['subset']:,}-sentence subset of train)" if row.get("subset") else "")
+            + (f" (max_length {row['max_length']}, a cut)" if row.get("max_length") else ""),
             "",
             f"Dense {dense:.2f} ({row['epochs']} epochs a training; rate {row['rate']:.0%} a round). "
             f"Run: `{row['command']}`, finished {row['measured'].replace('T', ' ')[:16]}.",
@@ -322,6 +329,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench-prune")
     parser.add_argument("--subset", type=int, help="train on this many training lines (seeded sample)")
+    parser.add_argument("--max-length", type=int, help="cap the words a text (a cut; default auto)")
     parser.add_argument("--out", type=Path, help="Markdown file to (re)write the section in")
     parser.add_argument("--render-only", action="store_true")
     parser.add_argument(
