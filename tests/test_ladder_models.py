@@ -102,6 +102,45 @@ def test_fasttext_hashes_bigrams_into_buckets_after_the_vocabulary(fasttext_mode
     assert fasttext_model.evaluate(TEST, latency=False)["accuracy"] >= 0.9
 
 
+KOREAN = {"music": "노래를", "sports": "경기에서", "weather": "비가"}  # one particle-carrying word a class
+
+
+def korean(examples: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The synthetic texts in Hangul: each class word becomes the class's Korean word plus the
+    English word's letters spelt in Hangul syllables (so words differ, but share n-grams)."""
+    syllables = "가나다라마바사아자차카타파하거너더러머버서어저처커터퍼허"
+    spell = {
+        w: "".join(syllables[ord(c) % len(syllables)] for c in w) for ws in CLASS_WORDS.values() for w in ws
+    }
+    return [(" ".join(f"{spell[w]}{KOREAN[y][-1]}" for w in t.split()), y) for t, y in examples]
+
+
+def test_fasttext_on_korean_adds_character_ngrams_and_every_backend_reads_them(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from textcls.inference.export import export_model
+
+    options = {"vectors": "random", "vectors_dim": 16, "ngram_buckets": 1000, "epochs": 3, **FAST}
+    out = tmp_path / "ko"
+    classifier = textcls.TextClassifier(model="fasttext", **options)
+    assert classifier.config.model.tokenizer.char_ngrams == "auto"
+    classifier.fit(korean(TRAIN), korean(VALID), out_dir=out, progress=False)
+    assert classifier.config.model.tokenizer.char_ngrams == [2, 3]  # resolved and saved
+    texts = [t for t, _ in korean(TEST)] + ["처음보는단어들뿐"]
+    featurizer = classifier.predictor.featurizer
+    assert len(featurizer.encode(texts[:1])[0]) > 2 * len(texts[0].split())  # words, bigrams and more
+    export_model(out)
+    expected = classifier.predict_proba(texts)
+    for backend in ("onnx", "numpy"):
+        np.testing.assert_allclose(
+            textcls.load(out, backend=backend).predict_proba(texts), expected, atol=1e-5
+        )
+    resumed = textcls.TextClassifier(model="fasttext", **{**options, "epochs": 4})
+    resumed.fit(korean(TRAIN), korean(VALID), out_dir=out, resume=True, progress=False)  # auto = saved
+    assert resumed.config.model.tokenizer.char_ngrams == [2, 3]
+    english = textcls.TextClassifier(model="fasttext", **options).fit(TRAIN, VALID, progress=False)
+    assert english.config.model.tokenizer.char_ngrams is None
+
+
 def test_sparse_embeddings_need_sgd() -> None:
     with pytest.raises(ConfigError, match="sgd"):
         textcls.TextClassifier(

@@ -109,6 +109,17 @@ def test_every_config_field_is_an_option_or_deliberately_not() -> None:
     assert {option.dest for option in options()} <= flags  # each one reaches `textcls train`
 
 
+def test_char_ngrams_take_a_range_auto_or_none_over_a_preset() -> None:
+    path = ("model", "tokenizer", "char_ngrams")
+    assert value_at(config_from([], model="fasttext"), path) == "auto"  # the preset's
+    assert value_at(config_from(["--char-ngrams", "2,4"], model="fasttext"), path) == [2, 4]
+    assert value_at(config_from(["--char-ngrams", "none"], model="linear"), path) is None
+    assert value_at(config_from(["--char-ngrams", "auto"]), path) == "auto"
+    assert value_at(config_from([]), path) is None  # the CNN's default
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--data", "d", "--out", "o", "--char-ngrams", "2,x"])
+
+
 def test_each_option_flag_and_keyword_set_the_same_field() -> None:
     samples = {int: "3", float: "0.25", str: "x"}
     for option in options():

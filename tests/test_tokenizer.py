@@ -10,7 +10,7 @@ import torch
 
 from textcls.config import TokenizerConfig
 from textcls.data.tokenizer import PAD, UNK, RegexTokenizer, Vocab, length_stats
-from textcls.errors import ModelLoadError
+from textcls.errors import ConfigError, ModelLoadError
 
 SNIPS_TRAIN = Path(__file__).resolve().parents[1] / "data" / "snips" / "train.txt"
 SNIPS_LINES = SNIPS_TRAIN.read_text(encoding="utf-8").splitlines()[:2000] if SNIPS_TRAIN.is_file() else []
@@ -267,6 +267,35 @@ def test_hashed_ngrams_land_in_stable_rows_after_the_vocabulary() -> None:
     assert hashed.tokens("play some jazz") == ["play", "some", "jazz"]  # n-grams are no vocabulary entries
     chars = featurizer(char_ngrams=[2, 2], ngram_buckets=50)
     assert chars.encode(["ab"]) == [[1] + [size + zlib.crc32(g.encode()) % 50 for g in (" a", "ab", "b ")]]
+    # words, then word bigrams, then each word's character n-grams, the same on every call (kept)
+    both = featurizer(word_ngrams=2, char_ngrams=[2, 3], ngram_buckets=50)
+    grams = both.features(["play", "ab"])
+    expected = [[2, 1] + [size + zlib.crc32(g.encode()) % 50 for g in grams]]
+    assert both.encode(["play ab"]) == expected == both.encode(["play ab"])
+    assert "play" in both._char_rows and "ab" in both._char_rows  # a vocabulary word, and one met
+
+
+def test_char_ngrams_auto_follows_the_script_of_the_training_words() -> None:
+    from textcls.config import ClassifierConfig
+    from textcls.training.fit import resolve_char_ngrams
+
+    def resolved(words: list[list[str]], value: object = "auto") -> object:
+        config = ClassifierConfig()
+        config.model.tokenizer.char_ngrams = value
+        resolve_char_ngrams(config, words)
+        return config.model.tokenizer.char_ngrams
+
+    assert resolved([["학교에서", "친구를"], ["만났다", "ok"]]) == [2, 3]
+    assert resolved([["東京", "に", "行きます"]]) == [2, 3]
+    assert resolved([["play", "some", "jazz"], ["학교"]]) is None  # most letters are Latin
+    assert resolved([["학교에서"]], [1, 4]) == [1, 4]  # a given range stays
+    config = ClassifierConfig()
+    config.model.tokenizer.char_ngrams, config.model.tokenizer.engine = "auto", "kiwi"
+    resolve_char_ngrams(config, [["학교", "에서"]])
+    assert config.model.tokenizer.char_ngrams is None  # morphemes: the particles are split off
+    assert TokenizerConfig(char_ngrams="none").char_ngrams is None
+    with pytest.raises(ConfigError, match="char_ngrams 'auto' is resolved by training"):
+        featurizer(char_ngrams="auto")
 
 
 def test_fasttext_hashing_combines_word_hashes_and_hashes_unknown_words_by_their_text() -> None:

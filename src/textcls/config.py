@@ -118,8 +118,13 @@ class TokenizerConfig(_Strict):
         le=6,
         description="word n-grams up to N join the tokens (fastText -wordNgrams); 1: words only",
     )
-    char_ngrams: list[int] | None = Field(
-        None, description="character n-grams MIN,MAX inside word boundaries join the tokens, e.g. 2,5"
+    char_ngrams: list[int] | Literal["none", "auto"] | None = Field(
+        None,
+        description="character n-grams MIN,MAX inside word boundaries join the tokens, e.g. 2,5; auto: "
+        "2,3 when most letters of the training words are Hangul, Han, Kana, Thai, Lao, Khmer or Myanmar "
+        "(words there carry particles and endings, or are not split by spaces), none otherwise and with "
+        "--tokenizer kiwi; "
+        "resolved by training and saved (linear and fasttext presets: auto; none: no character n-grams)",
     )
     ngram_buckets: int = Field(
         0,
@@ -146,9 +151,11 @@ class TokenizerConfig(_Strict):
 
     @field_validator("char_ngrams")
     @classmethod
-    def _check_char_ngrams(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and not (len(value) == 2 and 1 <= value[0] <= value[1]):
-            raise ValueError("char_ngrams must be MIN,MAX with 1 <= MIN <= MAX, e.g. 2,5")
+    def _check_char_ngrams(cls, value: list[int] | str | None) -> list[int] | str | None:
+        if value == "none":
+            return None
+        if value is not None and value != "auto" and not (len(value) == 2 and 1 <= value[0] <= value[1]):
+            raise ValueError("char_ngrams must be MIN,MAX with 1 <= MIN <= MAX, e.g. 2,5, or auto")
         return value
 
 

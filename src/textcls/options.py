@@ -138,6 +138,18 @@ def _converter(annotation: Any) -> Any:
     """The argparse ``type`` for a field's annotation."""
     inner, _ = _parts(annotation)
     origin = typing.get_origin(inner)
+    if origin in (typing.Union, types.UnionType):  # e.g. list[int] | Literal["auto"]: a word, or a list
+        members = typing.get_args(inner)
+        words = [v for a in members if typing.get_origin(a) is Literal for v in typing.get_args(a)]
+        others = [a for a in members if typing.get_origin(a) is not Literal]
+        if words and len(others) == 1:
+            convert = _converter(others[0])
+
+            def word_or(value: str) -> Any:
+                return value if value in words else convert(value)
+
+            word_or.__name__ = f"{' or '.join(map(str, words))} or {convert.__name__}"
+            return word_or
     if origin is list:
         (item,) = typing.get_args(inner) or (str,)
         return _comma_list(item)

@@ -93,7 +93,10 @@ TRANSFORMER_TRAIN_DEFAULTS = {
 LINEAR_PRESET = {
     "encoder": "linear",
     # words and word bigrams as vocabulary entries, counted; documents are never cut
-    "model": {"tokenizer": {"word_ngrams": 2, "bag": True, "max_length": 1_000_000}, "head_dropout": 0.0},
+    "model": {
+        "tokenizer": {"word_ngrams": 2, "char_ngrams": "auto", "bag": True, "max_length": 1_000_000},
+        "head_dropout": 0.0,
+    },
 }
 FASTTEXT_PRESET = {
     "encoder": "mean",
@@ -101,7 +104,12 @@ FASTTEXT_PRESET = {
     # Joulin et al. 2017: the mean of word and hashed word-bigram embeddings, then a linear layer,
     # trained as fastText is: plain SGD on sparse rows with a linearly decaying learning rate
     "model": {
-        "tokenizer": {"word_ngrams": 2, "ngram_buckets": 100_000, "max_length": 1_000_000},
+        "tokenizer": {
+            "word_ngrams": 2,
+            "char_ngrams": "auto",  # 2,3 for Korean (and unspaced scripts), none for English
+            "ngram_buckets": 100_000,
+            "max_length": 1_000_000,
+        },
         "embedding": {"sparse": True, "oov_init": "uniform"},  # fastText's initialisation
         "head_dropout": 0.0,
     },

@@ -17,6 +17,8 @@ from textcls.data.fields import field_inputs
 from textcls.data.tokenizer import Vocab, make_tokenizer
 from textcls.errors import ConfigError
 
+CHAR_CACHE_WORDS = 200_000  # words whose character n-gram rows a featurizer keeps
+
 
 class WordFeaturizer:
     """Text → token ids for the word models; the part of a model that reads raw text.
@@ -31,6 +33,8 @@ class WordFeaturizer:
     def __init__(self, config: TokenizerConfig, vocab: Vocab, fields: Sequence[str] | None = None) -> None:
         if not isinstance(config.max_length, int):
             raise ConfigError("max_length 'auto' is resolved by training; a saved model has a number")
+        if config.char_ngrams == "auto":
+            raise ConfigError("char_ngrams 'auto' is resolved by training; a saved model has MIN,MAX or none")
         self.config = config
         self.tokenizer = make_tokenizer(config)
         self.vocab = vocab
@@ -38,6 +42,8 @@ class WordFeaturizer:
         self._word_hashes = None  # fastText's n-gram hashing: each vocabulary word's crc32, once
         if config.ngram_buckets and config.ngram_hash == "words" and config.word_ngrams > 1:
             self._word_hashes = np.array([zlib.crc32(t.encode("utf-8")) for t in vocab.tokens], np.uint64)
+        self._char_rows: dict[str, list[int]] = {}  # each word's character n-gram rows, once
+        self._char_rows_filled = False
         names = ["input_ids", "attention_mask"] + (["token_weights"] if config.bag else [])
         self.parts = split_fields(self.fields, config.bag)
         self.input_names = [name + suffix for suffix in part_suffixes(self.parts) for name in names]
@@ -55,20 +61,43 @@ class WordFeaturizer:
 
     def features(self, words: Sequence[str]) -> list[str]:
         """The n-gram tokens of (already cut) ``words``, words excluded."""
+        return self._word_grams(words) + [g for word in words for g in self._word_char_ngrams(word)]
+
+    def _word_grams(self, words: Sequence[str]) -> list[str]:
         grams = [f"{a} {b}" for a, b in pairwise(words)] if self.config.word_ngrams > 1 else []
         for n in range(3, self.config.word_ngrams + 1):
             grams += [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
-        return grams + self._char_ngrams(words) if self.config.char_ngrams else grams
+        return grams
 
-    def _char_ngrams(self, words: Sequence[str]) -> list[str]:
+    def _word_char_ngrams(self, word: str) -> list[str]:
         if not self.config.char_ngrams:
             return []
         low, high = self.config.char_ngrams
-        grams: list[str] = []
+        padded = f" {word} "
+        return [padded[i : i + n] for n in range(low, high + 1) for i in range(len(padded) - n + 1)]
+
+    def _char_ngram_rows(self, words: Sequence[str]) -> list[int]:
+        """The rows of the words' character n-grams, word by word: hashed buckets, or vocabulary
+        entries (unseen ones dropped). Each word's are computed once and kept (up to
+        :data:`CHAR_CACHE_WORDS` words): at batch size 1 they are most of the cost. With buckets the
+        vocabulary is words only, and the first call computes them all, as fastText does on load."""
+        cache, rows = self._char_rows, []
+        if not self._char_rows_filled and self.config.ngram_buckets:
+            self._char_rows_filled = True
+            self._char_ngram_rows(self.vocab.tokens[2 : CHAR_CACHE_WORDS + 2])  # after <pad>, <unk>
         for word in words:
-            padded = f" {word} "
-            grams += [padded[i : i + n] for n in range(low, high + 1) for i in range(len(padded) - n + 1)]
-        return grams
+            found = cache.get(word)
+            if found is None:
+                grams = self._word_char_ngrams(word)
+                if self.config.ngram_buckets:
+                    size, buckets = len(self.vocab), self.config.ngram_buckets
+                    found = [size + zlib.crc32(g.encode()) % buckets for g in grams]
+                else:
+                    found = [i for i in map(self.vocab.index.get, grams) if i is not None]
+                if len(cache) < CHAR_CACHE_WORDS:
+                    cache[word] = found
+            rows += found
+        return rows
 
     def _hashed_word_ngrams(self, words: Sequence[str], ids: list[int]) -> list[int]:
         """Rows of the word n-grams by fastText's hashing: h = h * 116049371 + h(next word)
@@ -115,15 +144,14 @@ class WordFeaturizer:
             ids = [lookup(word, 1) for word in words]
             if not plain and self._word_hashes is not None:
                 ids += self._hashed_word_ngrams(words, ids)
-                if self.config.char_ngrams:
-                    grams = self._char_ngrams(words)
-                    ids += [size + zlib.crc32(g.encode("utf-8")) % buckets for g in grams]
             elif not plain:
-                grams = self.features(words)
+                grams = self._word_grams(words)
                 if hashed:
                     ids += [size + crc32(g.encode()) % buckets for g in grams]
                 else:
                     ids += [i for i in map(lookup, grams) if i is not None]  # unseen n-grams: dropped
+            if self.config.char_ngrams:
+                ids += self._char_ngram_rows(words)
             if self.config.bag:
                 counts = Counter(i for i in ids if i != 1) or Counter([1])
                 encoded.append((list(counts), list(counts.values())))

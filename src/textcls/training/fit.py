@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import regex
 
 from textcls.config import ClassifierConfig
 from textcls.data.batching import (
@@ -130,6 +131,35 @@ def resolve_max_length(config: ClassifierConfig, lengths: Sequence[int], kind: s
     return chosen
 
 
+AUTO_CHAR_NGRAMS = [2, 3]
+# scripts whose words carry particles and endings (Hangul) or are not split by spaces
+UNSPACED_LETTERS = regex.compile(
+    r"[\p{Hangul}\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]"
+)
+
+
+def resolve_char_ngrams(config: ClassifierConfig, words: Sequence[Sequence[str]]) -> None:
+    """``char_ngrams: auto`` → :data:`AUTO_CHAR_NGRAMS` when at least half the letters of the
+    training words (the first 5,000 texts' parts) are of :data:`UNSPACED_LETTERS`' scripts, else
+    none; none with Kiwi's morphemes, where the particles are split off already. Logged."""
+    if config.model.tokenizer.char_ngrams != "auto":
+        return
+    if config.model.tokenizer.engine == "kiwi":
+        log.info("char_ngrams auto: none (Kiwi's morphemes split the particles and endings off)")
+        config.model.tokenizer.char_ngrams = None
+        return
+    sample = "".join(word for part in words[:5000] for word in part)
+    letters = len(regex.findall(r"\p{L}", sample))
+    share = len(UNSPACED_LETTERS.findall(sample)) / max(1, letters)
+    chosen = AUTO_CHAR_NGRAMS if share >= 0.5 else None
+    log.info(
+        "char_ngrams auto: %s (%.0f%% of the training letters are Hangul, Han, Kana or Southeast Asian)",
+        f"{chosen[0]},{chosen[1]}" if chosen else "none",
+        100 * share,
+    )
+    config.model.tokenizer.char_ngrams = chosen
+
+
 def _build_word_model(
     config: ClassifierConfig, train_examples: Sequence[Example], bilm: tuple | None = None
 ) -> tuple[Any, Any, dict[str, Any]]:
@@ -146,6 +176,7 @@ def _build_word_model(
     # max_length caps each part: follow the longest part of each text (the body, not the title)
     longest = [max(len(words) for words in parts) for parts in train_parts]
     max_length = resolve_max_length(config, longest, "word")
+    resolve_char_ngrams(config, train_words)
     stats = length_stats(longest, max_length)
     log.info(
         "training texts: %d%s, tokens mean %.1f / p95 %.0f / max %d; %d longer than max_length %d",
@@ -345,6 +376,8 @@ def fit(
         saved = read_model_config(out_path).model
         if config.model.tokenizer.max_length == "auto":  # resolved by the first run
             config.model.tokenizer.max_length = saved.tokenizer.max_length
+        if config.model.tokenizer.char_ngrams == "auto":
+            config.model.tokenizer.char_ngrams = saved.tokenizer.char_ngrams
         if saved.model_copy(update={"decision": config.model.decision}) != config.model:
             raise ConfigError(f"{out_path}: --resume with a different model config; use a new --out")
         # not verified: a crash may have come between two of its files; the checkpoint restores it
