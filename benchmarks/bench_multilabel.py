@@ -159,15 +159,17 @@ def evaluated_row(part: str, dataset: str, name: str, model_dir: Path, test: Pat
         "settings": settings,
         "valid_calibration": {k: v for k, v in result["calibration"].items() if k != "thresholds"},
         "test": {k: v for k, v in report.items() if k in SCALARS},
-        "test_calibration": {
-            k: report["calibration"][k]
-            for k in ("ece_before", "ece_after", "temperature", "ece_after_temperature", "top_label")
-            if k in report["calibration"]
-        },
+        "test_calibration": test_calibration(report),
     }
     if "out_of_scope" in report:
         row["test_out_of_scope"] = report["out_of_scope"]
     return row
+
+
+def test_calibration(report: dict) -> dict:
+    """What a row keeps of an evaluation's calibration (the ECE after T alone when a map was applied)."""
+    keys = ("ece_before", "ece_after", "temperature", "ece_after_temperature", "top_label")
+    return {k: report["calibration"][k] for k in keys if k in report["calibration"]}
 
 
 SCALARS = (
@@ -354,11 +356,7 @@ def top_label_row(dataset: str, name: str, model_dir: Path, test: Path) -> dict:
         "settings": {"model_dir": str(model_dir), "top_label": "isotonic"},
         "valid_calibration": {k: v for k, v in fitted.items() if k != "thresholds"},
         "test": {k: v for k, v in report.items() if k in SCALARS},
-        "test_calibration": {
-            k: report["calibration"][k]
-            for k in ("ece_before", "ece_after", "temperature", "ece_after_temperature", "top_label")
-            if k in report["calibration"]
-        },
+        "test_calibration": test_calibration(report),
         "test_brier": {"temperature": top_label_brier(scaled, gold), "after": top_label_brier(mapped, gold)},
         "knots": len(model.decision.confidence_map[0]),
     }
