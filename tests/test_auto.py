@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import textcls
-from textcls.auto import Candidate, parse_budget, train_auto
+from textcls.auto import Candidate, Outcomes, choose, paired_bootstrap_p, parse_budget, train_auto
 from textcls.cli import main
 from textcls.errors import ConfigError, TextClsError
 
@@ -41,8 +41,12 @@ def test_the_ladder_respects_a_small_budget_and_writes_its_leaderboard(
     assert saved["winner"] == board["winner"] and "| cnn | skipped" in (out / "auto.md").read_text()
     assert (out / "auto.png").read_bytes()[:4] == b"\x89PNG"
     winner = next(r for r in board["rows"] if r["status"] == "winner")
-    others = [r["valid"] for r in board["rows"] if r["status"] == "ok"]
-    assert all(winner["valid"] >= v for v in others)
+    trained = [r for r in board["rows"] if r["status"] in ("ok", "winner")]
+    best = max(r["valid"] for r in trained)
+    # the best validation metric wins, unless a cheaper candidate is within noise of it (and says so)
+    assert winner["valid"] == best or winner["p_best_not_better"] >= 0.05
+    for cheaper in trained[: trained.index(winner)]:  # every cheaper one lost beyond noise
+        assert cheaper["p_best_not_better"] < 0.05
     # the winner is a normal model directory that predicts as its candidate does, on every backend
     texts = ["rain and snow", "goal match", "guitar song"]
     candidate = textcls.load(out / "candidates" / winner["candidate"])
@@ -307,3 +311,67 @@ def test_the_command_line_passes_valid_and_test_files(
     plain = ["train", "--data", str(data), "--out", str(tmp_path / "plain"), "--time-budget", "1m"]
     assert main(plain) == 2
     assert "--time-budget: only with --model auto" in capsys.readouterr().err
+    assert main([*plain[:-2], "--pick", "best"]) == 2
+    assert "--pick: only with --model auto" in capsys.readouterr().err
+
+
+def _row(name: str, valid: float, metric: str = "accuracy") -> dict:
+    return {"candidate": name, "status": "ok", "metric": metric, "valid": valid}
+
+
+def _outcomes(gold: list[str], wrong: set[int]) -> Outcomes:
+    """Answers that are right except at the indices in ``wrong``."""
+    other = {"a": "b", "b": "a"}
+    return Outcomes(tuple(gold), tuple(other[g] if i in wrong else g for i, g in enumerate(gold)))
+
+
+def test_a_costlier_candidate_wins_only_beyond_validation_noise() -> None:
+    gold = ["a", "b"] * 150  # 300 validation examples
+    cheap = _outcomes(gold, {0, 1, 2, 3, 4, 5})  # 98.0 %
+    slightly = _outcomes(gold, {0, 1, 2})  # 99.0 %: three examples better
+    clearly = _outcomes(gold, set(range(0, 300, 2)) - set(range(0, 60, 2)))  # 60 %
+    rows = [_row("linear", 0.98), _row("cnn", 0.99)]
+    winner = choose(rows, {"linear": cheap, "cnn": slightly})
+    assert winner is rows[0] and winner["p_best_not_better"] >= 0.05
+    assert "cnn leads by 1.00 points on validation, within noise" in winner["note"]
+    # --pick best: the best validation metric, however small its lead
+    rows = [_row("linear", 0.98), _row("cnn", 0.99)]
+    assert choose(rows, {"linear": cheap, "cnn": slightly}, None) is rows[1]
+    # a clear lead is kept: the cheap one is beaten beyond noise
+    rows = [_row("linear", 0.60), _row("cnn", 0.98)]
+    winner = choose(rows, {"linear": clearly, "cnn": cheap})
+    assert winner is rows[1] and rows[0]["p_best_not_better"] < 0.05 and "note" not in rows[0]
+    # a candidate whose answers are unknown is not compared; one over a limit is never chosen
+    rows = [_row("linear", 0.98), _row("mean", 0.985), _row("cnn", 0.99)]
+    rows[0]["status"] = "over latency (5.000 > 1 ms)"
+    winner = choose(rows, {"linear": cheap, "cnn": slightly})
+    assert winner is rows[2] and "p_best_not_better" not in rows[1]
+    assert choose([{**_row("linear", 0.9), "status": "failed: x"}], {}) is None
+
+
+def test_the_paired_bootstrap_agrees_with_the_metrics_and_declines_what_it_cannot_pair() -> None:
+    from textcls.auto import _macro_f1_rows
+    from textcls.metrics import macro_f1
+
+    rng = np.random.default_rng(1)
+    gold, predicted = rng.integers(0, 4, 200), rng.integers(0, 5, 200)  # label 4: predicted only
+    index = np.stack([np.arange(200), rng.integers(0, 200, 200)])  # the data itself, then a resample
+    expected = [macro_f1(gold[i].tolist(), predicted[i].tolist()) for i in index]
+    np.testing.assert_allclose(_macro_f1_rows(gold, predicted, index, 5), expected)
+    labels = tuple(str(g) for g in gold)
+    good, bad = Outcomes(labels, labels), Outcomes(labels, tuple(str(p) for p in predicted))
+    assert paired_bootstrap_p(good, bad, "macro_f1") == 0.0
+    assert paired_bootstrap_p(bad, good, "accuracy") == 1.0
+    assert paired_bootstrap_p(good, Outcomes(labels[1:], labels[1:]), "accuracy") is None  # other examples
+    assert paired_bootstrap_p(good, bad, "loss") is None
+    several = Outcomes((("a", "b"), ("a",)), (("a", "b"), ()))
+    assert paired_bootstrap_p(several, several, "macro_f1") is None
+    assert paired_bootstrap_p(several, several, "accuracy") == 1.0  # equal: not better
+
+
+def test_pick_is_checked_and_reaches_the_leaderboard(synthetic_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="pick must be one of cheapest, best"):
+        train_auto(synthetic_dir, tmp_path / "x", candidates=LADDER[:1], pick="fastest", **FAST)
+    board = train_auto(synthetic_dir, tmp_path / "auto", candidates=LADDER[:1], pick="best", **FAST)
+    assert board["pick"] == "best"
+    assert "(the best validation metric)" in (tmp_path / "auto" / "auto.md").read_text()

@@ -5,12 +5,15 @@ linear → fasttext → cnn → densenet-cnn → minilm-l6, each trained as a no
 ``OUT/candidates/NAME``, exported for the backend it would serve with (``numpy`` for the bag
 models, ``onnx`` for word models, ``onnx-int8`` for the transformer), and measured there: the
 validation metric, the test metric when the data has a test file, batch-1 p50 latency, size and
-train time. Before each candidate the time it needs is estimated from what the ones before it
-took (scaled by a cost factor); a candidate with ``probe`` (the transformer, whose cost against
-word models depends on the hardware) first trains a few batches and is estimated from that,
-scaled to the data size. A candidate that does not fit is skipped with its reason, or, when it
-can train for fewer epochs, trained shorter and said so. The winner's files are copied into OUT,
-which is then a normal model directory, beside ``auto.json``, ``auto.md`` and ``auto.png``.
+train time. The winner is the cheapest candidate that the one with the best validation metric does
+not beat beyond validation noise (a paired bootstrap over the validation examples, one-sided 5 %):
+a costlier rung must earn its cost. Before each candidate the time it needs is estimated from what
+the ones before it took (scaled by a cost factor); a candidate with ``probe`` (the transformer,
+whose cost against word models depends on the hardware) first trains a few batches and is
+estimated from that, scaled to the data size. A candidate that does not fit is skipped with its
+reason, or, when it can train for fewer epochs, trained shorter and said so. The winner's files
+are copied into OUT, which is then a normal model directory, beside ``auto.json``, ``auto.md`` and
+``auto.png``.
 
 OUT may hold other work: auto replaces only what it wrote there (listed in ``auto_files.json``:
 the kept model's entries and the candidate folders) and what was made from that model (exports,
@@ -44,6 +47,9 @@ LEADERBOARD = (AUTO_FILE, "auto.md", "auto.png")
 SKIP_COPY = {"checkpoint", "tensorboard", "eval"}  # training leftovers stay with the candidate
 PROBE_BATCHES = 3  # what a probe trains on (one pass), to time a candidate before committing to it
 PROBE_MIN_SECONDS = 60.0  # a probe itself takes time (a loaded CPU: minutes): not started with less left
+SIGNIFICANCE = 0.05  # a costlier candidate wins only when it beats a cheaper one at this level
+BOOTSTRAP_SAMPLES = 2000
+PICKS = ("cheapest", "best")  # the winner: the cheapest within validation noise of the best, or the best
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ def train_auto(
     test: str | Path | None = None,
     progress: bool = False,
     measure_latency: Callable[[Any, Sequence[Any]], float] = batch1_p50_ms,
+    pick: str = "cheapest",
     **overrides: Any,
 ) -> dict[str, Any]:
     """Train the ladder on ``data`` (a directory or a training file; ``valid`` / ``test`` name
@@ -115,9 +122,16 @@ def train_auto(
     with the leaderboard. Returns the leaderboard (also ``out/auto.json``). Raises TextClsError
     when no candidate meets the limits (the leaderboard is written first).
 
+    ``pick="cheapest"``: the winner is the cheapest candidate within the limits that the best one
+    (by the validation metric) does not beat beyond noise (``SIGNIFICANCE`` in a paired bootstrap
+    over the validation examples); ``pick="best"``: the best validation metric, however small its
+    lead.
+
     >>> train_auto("data/snips", "runs/auto", time_budget="10m", max_latency_ms=1)  # doctest: +SKIP
     """
     budget = parse_budget(time_budget)
+    if pick not in PICKS:
+        raise ConfigError(f"pick must be one of {', '.join(PICKS)}, got {pick!r}")
     out = Path(out)
     _check_out(out, [c.name for c in candidates])
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +139,7 @@ def train_auto(
     rows: list[dict[str, Any]] = []
     seconds_per_cost: float | None = None
     too_slow: dict[str, str] = {}  # candidate → the measured one over the latency cap it follows
+    outcomes: dict[str, Outcomes] = {}  # candidate → its validation answers, for the paired test
     for candidate in candidates:
         row: dict[str, Any] = {"candidate": candidate.name, "backend": candidate.backend}
         rows.append(row)
@@ -154,6 +169,8 @@ def train_auto(
         if seconds is None:  # skipped
             log.info("skipped %s: %s", candidate.name, row["status"].removeprefix("skipped: "))
             continue
+        if (answers := row.pop("_outcomes", None)) is not None:
+            outcomes[candidate.name] = answers
         actual = seconds / candidate.cost
         seconds_per_cost = max(seconds_per_cost or 0.0, actual)  # the slowest rate seen: no overruns
         over = []
@@ -163,7 +180,9 @@ def train_auto(
         if max_size_mb is not None and row["size_mb"] > max_size_mb:
             over.append(f"over size ({row['size_mb']:.1f} > {max_size_mb:g} MB)")
         row["status"] = ", ".join(over) or "ok"
-    return _finish(out, rows, budget, time.perf_counter() - started, max_latency_ms, max_size_mb)
+    winner = choose(rows, outcomes, SIGNIFICANCE if pick == "cheapest" else None)
+    limits = {"max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb, "pick": pick}
+    return _finish(out, rows, winner, budget, time.perf_counter() - started, limits)
 
 
 def _available(preset: str) -> bool:
@@ -359,6 +378,7 @@ def _run(
         examples = resolve_validation(directory) or []
     texts = [e.as_input() for e in examples]
     measured["p50_ms"] = round(measure_latency(predictor, texts or ["a short text"]), 4)
+    measured["_outcomes"] = validation_outcomes(predictor, directory)  # popped by train_auto
     return measured
 
 
@@ -368,19 +388,134 @@ def _test_file(data: str | Path) -> Path | None:
     return find_split_files(data).get("test") if Path(data).is_dir() else None
 
 
+# ------------------------------------------------------------------------------ choosing the winner
+@dataclass(frozen=True)
+class Outcomes:
+    """A candidate's answers on the validation examples beside the gold ones: labels, or sorted
+    label tuples for a multi-label model."""
+
+    gold: tuple[Any, ...]
+    predicted: tuple[Any, ...]
+
+
+def validation_outcomes(predictor: Any, directory: Path) -> Outcomes | None:
+    """What ``predictor`` answers on the validation split its model trained with (None when that
+    split cannot be read back, e.g. data given in memory)."""
+    from textcls.inference.export import resolve_validation
+
+    try:
+        examples = resolve_validation(directory)
+    except TextClsError:
+        return None
+    if not examples:
+        return None
+    answers = predictor.predict([e.as_input() for e in examples])
+    if predictor.decider().multi_label:
+        gold = tuple(tuple(sorted(e.label_set)) for e in examples)
+        predicted = tuple(tuple(sorted(a["label"] for a in ranked)) for ranked in answers)
+    else:
+        gold, predicted = tuple(e.label for e in examples), tuple(a["label"] for a in answers)
+    return Outcomes(gold, predicted)
+
+
+def paired_bootstrap_p(
+    better: Outcomes, other: Outcomes, metric: str, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> float | None:
+    """One-sided p-value that ``better`` is not better than ``other`` on the same validation
+    examples: the share of paired bootstrap resamples in which its metric is not above the
+    other's. None when they answered different examples, or for a metric without a paired form
+    here (a loss; macro-F1 of several labels per text).
+
+    >>> gold = tuple("ab" * 50)
+    >>> perfect, one_off = Outcomes(gold, gold), Outcomes(gold, ("b",) + gold[1:])
+    >>> paired_bootstrap_p(perfect, one_off, "accuracy") > 0.05  # one example: noise
+    True
+    >>> paired_bootstrap_p(perfect, Outcomes(gold, ("a",) * 100), "accuracy")  # half of them
+    0.0
+    """
+    import numpy as np
+
+    n = len(better.gold)
+    if n == 0 or better.gold != other.gold:
+        return None
+    multi = isinstance(better.gold[0], tuple)
+    if metric not in ("accuracy", "macro_f1") or (metric == "macro_f1" and multi):
+        return None
+    ids: dict[Any, int] = {}
+    gold, a, b = (
+        np.array([ids.setdefault(v, len(ids)) for v in values])
+        for values in (better.gold, better.predicted, other.predicted)
+    )
+    rng = np.random.default_rng(seed)
+    not_better = 0
+    for start in range(0, samples, 200):  # in chunks: a resample matrix is samples × n
+        index = rng.integers(0, n, size=(min(200, samples - start), n))
+        if metric == "accuracy":
+            diff = (a == gold)[index].mean(1) - (b == gold)[index].mean(1)
+        else:
+            diff = _macro_f1_rows(gold, a, index, len(ids)) - _macro_f1_rows(gold, b, index, len(ids))
+        not_better += int((diff <= 0).sum())
+    return not_better / samples
+
+
+def _macro_f1_rows(gold: Any, predicted: Any, index: Any, k: int) -> Any:
+    """Macro-F1 (``textcls.metrics.macro_f1``: labels in the gold or predicted ones) of every
+    resample, a row of ``index`` each."""
+    import numpy as np
+
+    g, p = gold[index], predicted[index]
+    offset = np.arange(len(index))[:, None] * k
+    size = len(index) * k
+    hits = np.bincount((offset + g)[g == p], minlength=size).reshape(-1, k)
+    counts = (np.bincount((offset + x).ravel(), minlength=size).reshape(-1, k) for x in (g, p))
+    denominator = sum(counts)
+    present = denominator > 0
+    f1 = 2 * hits / np.maximum(denominator, 1)
+    return f1.sum(1) / np.maximum(present.sum(1), 1)
+
+
+def choose(
+    rows: list[dict[str, Any]], outcomes: dict[str, Outcomes], significance: float | None = SIGNIFICANCE
+) -> dict[str, Any] | None:
+    """The winning row among those within the limits (status ``ok``), which are in ladder order,
+    cheapest first: the first one that the best by validation metric does not beat at
+    ``significance`` (``paired_bootstrap_p``), else the best itself. Each compared row records
+    its p-value; the winner says why it won. None when no row is within the limits."""
+    fits = [r for r in rows if r.get("status") == "ok"]
+    if not fits:
+        return None
+    metric = fits[0]["metric"]
+    best = (min if metric == "loss" else max)(fits, key=lambda r: r["valid"])  # ties: the cheapest
+    if significance is None:
+        return best
+    for row in fits:
+        if row is best:
+            return best
+        better, other = outcomes.get(best["candidate"]), outcomes.get(row["candidate"])
+        p = paired_bootstrap_p(better, other, metric) if better and other else None
+        if p is None:
+            continue
+        row["p_best_not_better"] = round(p, 4)
+        if p >= significance:
+            lead = (best["valid"] - row["valid"]) * 100
+            note = (
+                f"{best['candidate']} leads by {lead:.2f} points on validation, within noise "
+                f"(p = {p:.2f} ≥ {significance:g}, paired bootstrap): the cheaper one wins"
+            )
+            row["note"] = f"{row['note']}; {note}" if row.get("note") else note
+            return row
+    return best
+
+
 def _finish(
     out: Path,
     rows: list[dict[str, Any]],
+    winner: dict[str, Any] | None,
     budget: float,
     seconds: float,
-    max_latency_ms: float | None,
-    max_size_mb: float | None,
+    limits: dict[str, Any],
 ) -> dict[str, Any]:
-    fits = [r for r in rows if r.get("status") == "ok"]
-    winner = None
-    if fits:
-        lower_is_better = fits[0]["metric"] == "loss"
-        winner = (min if lower_is_better else max)(fits, key=lambda r: r["valid"])
+    if winner is not None:
         winner["status"] = "winner"
         _install(Path(winner["directory"]), out, winner["candidate"])
     board = {
@@ -388,8 +523,7 @@ def _finish(
         "backend": winner["backend"] if winner else None,
         "budget_s": budget,
         "seconds": round(seconds, 1),
-        "max_latency_ms": max_latency_ms,
-        "max_size_mb": max_size_mb,
+        **limits,
         "rows": rows,
     }
     (out / AUTO_FILE).write_text(json.dumps(board, indent=2) + "\n", encoding="utf-8")
@@ -529,7 +663,12 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
         "",
         f"Budget {_duration(board['budget_s'])}, used {_duration(board['seconds'])}; "
         f"limits: latency {board['max_latency_ms'] or '–'} ms, size {board['max_size_mb'] or '–'} MB; "
-        f"winner: {board['winner'] or 'none'}.",
+        f"winner: {board['winner'] or 'none'}"
+        + (
+            " (the cheapest candidate that the best validation metric does not beat beyond noise)."
+            if board.get("pick", "cheapest") == "cheapest"
+            else " (the best validation metric)."
+        ),
         "",
         f"| candidate | status | valid {metric} | test {test_metric} | p50 ms (batch 1) | backend "
         "| size MB | train s |",

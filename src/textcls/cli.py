@@ -54,6 +54,12 @@ def _train_parser(sub: Any) -> None:
     auto.add_argument("--time-budget", help="for the whole ladder: 90s, 10m, 1h or seconds (default 10m)")
     auto.add_argument("--max-latency-ms", type=float, help="batch-1 p50 limit on the backend it serves with")
     auto.add_argument("--max-size-mb", type=float, help="size limit of what that backend loads")
+    auto.add_argument(
+        "--pick",
+        choices=["cheapest", "best"],
+        help="cheapest (default): the cheapest candidate the best one does not beat beyond validation "
+        "noise (paired bootstrap, 5 %%); best: the best validation metric, however small its lead",
+    )
     add_arguments(p)
 
 
@@ -555,8 +561,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.model == "auto":
         return _train_auto(args)
-    auto_only = {"--time-budget": args.time_budget, "--max-latency-ms": args.max_latency_ms}
-    auto_only["--max-size-mb"] = args.max_size_mb
+    auto_only = {
+        "--time-budget": args.time_budget,
+        "--max-latency-ms": args.max_latency_ms,
+        "--max-size-mb": args.max_size_mb,
+        "--pick": args.pick,
+    }
     if any(value is not None for value in auto_only.values()):
         given = ", ".join(flag for flag, value in auto_only.items() if value is not None)
         raise TextClsError(f"{given}: only with --model auto")
@@ -598,6 +608,7 @@ def _train_auto(args: argparse.Namespace) -> int:
             time_budget=args.time_budget or "10m",
             max_latency_ms=args.max_latency_ms,
             max_size_mb=args.max_size_mb,
+            pick=args.pick or "cheapest",
             valid=args.valid,
             test=args.test,
             progress=not args.no_progress,
