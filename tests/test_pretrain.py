@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CLASS_WORDS, TINY, make_examples, write_tsv
+from conftest import CLASS_WORDS, SMALL_ENCODER_PARAMS, TINY, make_examples, write_tsv
 from textcls.config import BiLMConfig
 from textcls.embeddings.bilm import BiLM, byte_table, reverse_padded
 from textcls.embeddings.mix import ScalarMix
@@ -382,13 +382,17 @@ def test_bad_embedder_and_bilm_with_linear_are_clear_errors(tmp_path, synthetic_
         textcls.TextClassifier(model="fasttext", embedder=f"bilm:{bilm_dir}", cpu=True).fit(synthetic_dir)
 
 
-def test_layer_mix_over_a_transformer_trains_reloads_and_exports(tiny_bert, synthetic_dir, tmp_path):
+@pytest.mark.parametrize("encoder", ["mean", "cnn", "densenet-cnn"])
+def test_layer_mix_over_a_transformer_trains_reloads_and_exports(encoder, tiny_bert, synthetic_dir, tmp_path):
+    from safetensors.torch import load_file
+
     import textcls
     from textcls.inference.export import export_model
 
     out = tmp_path / "mix"
     settings = {
-        "encoder": "mean",
+        "encoder": encoder,
+        "encoder_params": SMALL_ENCODER_PARAMS[encoder],
         "layer_mix": True,
         "epochs": 2,
         "tensorboard": False,
@@ -397,14 +401,26 @@ def test_layer_mix_over_a_transformer_trains_reloads_and_exports(tiny_bert, synt
     }
     classifier = textcls.TextClassifier(model=str(tiny_bert), **settings)
     classifier.fit(synthetic_dir, out_dir=out, progress=False)
+    assert json.loads((out / "config.json").read_text())["model"]["backbone"]["layer_mix"] is True
     mix = classifier.predictor.model.embedder.mix
     assert mix.scalars.numel() == 5  # the embeddings and 4 layers
     assert not torch.allclose(mix.scalars, torch.zeros(5)), "the mix weights are trained"
-    texts = ["a song by the band", "rain tomorrow"]
-    expected = classifier.predict_proba(texts)
-    assert np.allclose(textcls.load(out).predict_proba(texts), expected, atol=1e-6)
+    assert mix.gamma.requires_grad and mix.gamma.item() != 1.0
+    saved = load_file(str(out / "model.safetensors"))
+    assert torch.equal(saved["embedder.mix.scalars"], mix.scalars.detach().cpu())
+    assert torch.equal(saved["embedder.mix.gamma"], mix.gamma.detach().cpu())
+    texts = ["a song by the band", "rain tomorrow", "the team won the match in the rain"]
+    expected = classifier.predictor.logits(texts)
+    reloaded = textcls.load(out)
+    assert torch.equal(reloaded.predictor.model.embedder.mix.scalars, mix.scalars.detach())
+    assert np.allclose(reloaded.predictor.logits(texts), expected, atol=1e-6)
     export_model(out)
-    assert np.allclose(textcls.load(out, backend="onnx").predict_proba(texts), expected, atol=1e-4)
+    assert np.allclose(textcls.load(out, backend="onnx").predictor.logits(texts), expected, atol=1e-4)
+
+
+def test_layer_mix_under_the_cls_head_is_an_error(tiny_bert, synthetic_dir):
+    import textcls
+
     with pytest.raises(ConfigError, match="layer-mix"):
         textcls.TextClassifier(model=str(tiny_bert), layer_mix=True, epochs=1, cpu=True).fit(synthetic_dir)
 
