@@ -511,3 +511,18 @@ def test_mlflow_links_the_fine_tuning_run_to_the_pretraining_run(corpus, synthet
     tags = client.get_run(run_id).data.tags
     assert tags["textcls.pretrain_run_id"] == pretrain_run and tags["textcls.stage"] == "fine-tune"
     assert client.get_run(pretrain_run).data.tags["textcls.stage"] == "pretrain"
+
+
+def test_valid_fraction_help_says_windows_are_held_out_at_most_2000(capsys):
+    from textcls.cli import main
+    from textcls.pretraining.tasks import split_valid
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    described = help_text.split("--valid-fraction VALID_FRACTION", 2)[-1].split(" --")[0]
+    assert "windows" in described and "at most 2,000" in described and "texts" not in described
+    train, valid = split_valid(list(range(200_000)), 0.02, seed=0)  # 2 % would be 4,000 windows
+    assert len(valid) == 2000 and len(train) == 198_000
+    assert len(split_valid(list(range(10)), 0.02, seed=0)[1]) == 1  # at least one
