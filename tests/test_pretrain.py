@@ -4,6 +4,7 @@ or mix a transformer's layers."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -234,6 +235,65 @@ def test_scalar_mix_weights_sum_to_one_and_gamma_is_learned_or_fixed():
     assert "gamma" not in dict(fixed.named_parameters()) and fixed.gamma.item() == 1.0
     with pytest.raises(ValueError):
         mix(layers[:2])
+
+
+def _texts(corpus) -> list[str]:
+    return corpus.read_text(encoding="utf-8").splitlines()
+
+
+def test_adaptive_softmax_learns_and_a_saved_bilm_reloads_identically(corpus, tmp_path):
+    from textcls.embeddings.bilm import load_bilm
+    from textcls.pretraining import pretrain_config
+    from textcls.pretraining.tasks import BiLMObjective
+
+    # 32 tokens (30 words, <pad>, <unk>) are far below default_cutoffs' 4,000: cutoffs force the path
+    config = pretrain_config("bilm", **TINY_BILM, **{"bilm.cutoffs": [8, 20]})
+    torch.manual_seed(0)
+    task = BiLMObjective(config, _texts(corpus))
+    model = task.model
+    assert len(task.vocab) == 32
+    assert isinstance(model.softmax, torch.nn.AdaptiveLogSoftmaxWithLoss)
+    assert model.softmax.cutoffs == [8, 20, 32] and model.config.softmax == "adaptive"
+    batch = task.collate(task.train_items[:32])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss, stats = task.loss(batch, accuracy=True)
+        assert torch.isfinite(loss) and stats["targets"] > 0 and 0 <= stats["correct"] <= stats["scored"]
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(b < a for a, b in itertools.pairwise(losses)), losses
+    assert losses[-1] < losses[0] - 0.5
+    # every tail cluster's weights learn (targets in the tail go through them)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.softmax.tail.parameters())
+
+    task.save(tmp_path / "adaptive")
+    architecture, _, vocab, state = load_bilm(tmp_path / "adaptive")
+    assert architecture.softmax == "adaptive" and architecture.cutoffs == [8, 20]
+    assert vocab.tokens == task.vocab.tokens
+    reloaded = BiLM(architecture, len(vocab))
+    reloaded.load_state_dict(state)  # strict: the head and tail clusters are all there
+    model.eval()
+    reloaded.eval()
+    with torch.no_grad():
+        assert torch.equal(
+            task.loss(batch)[0], reloaded.lm_loss(batch["input_ids"], batch["attention_mask"])[0]
+        )
+        states = torch.randn(5, architecture.projection_dim)
+        assert torch.equal(model.softmax.log_prob(states), reloaded.softmax.log_prob(states))
+
+
+def test_pretraining_with_adaptive_softmax_lowers_the_held_out_loss(corpus, tmp_path):
+    settings = {**TINY_BILM, "bilm.cutoffs": [8, 20], "epochs": 3, "lr": 1e-2}
+    report = pretrain([corpus], tmp_path / "adaptive", model="bilm", progress=False, **settings)
+    assert report["architecture"]["softmax"] == "adaptive" and report["architecture"]["cutoffs"] == [8, 20]
+    losses = [h["loss"] for h in report["history"]]
+    assert all(np.isfinite(losses)) and all(0 <= h["accuracy"] <= 1 for h in report["history"])
+    assert report["valid"]["loss"] < report["first_valid"]["loss"] - 0.2  # uniform: log 32 = 3.47
+    train = [h["loss"] for h in report["history"] if h["split"] == "train"]
+    assert train[-1] < train[0] - 0.2
 
 
 # ------------------------------------------------------------------------------ resume
