@@ -296,6 +296,34 @@ def test_pretraining_with_adaptive_softmax_lowers_the_held_out_loss(corpus, tmp_
     assert train[-1] < train[0] - 0.2
 
 
+def test_bilm_word_embeddings_start_from_a_vectors_file(corpus, tmp_path):
+    from textcls.embeddings.bilm import load_bilm
+    from textcls.pretraining import pretrain_config
+    from textcls.pretraining.tasks import BiLMObjective
+
+    rng = np.random.default_rng(0)
+    known = {w: rng.normal(size=6).round(4) for w in ("song", "rain", "goal", "zebra")}  # no zebra in corpus
+    path = tmp_path / "vectors.txt"
+    path.write_text(
+        "".join(f"{w} {' '.join(str(v) for v in vector)}\n" for w, vector in known.items()), encoding="utf-8"
+    )
+    config = pretrain_config("bilm", **TINY_BILM, vectors=str(path))  # word_dim 16 gives way to the file's 6
+    task = BiLMObjective(config, _texts(corpus))
+    words = task.model.token.words.weight.detach()
+    assert task.model.config.word_dim == 6 and words.shape == (len(task.vocab), 6)
+    assert task.model.config.vectors == str(path)
+    assert "zebra" not in task.vocab
+    for word in ("song", "rain", "goal"):
+        assert torch.equal(words[task.vocab.index[word]], torch.tensor(known[word], dtype=torch.float32))
+    assert torch.count_nonzero(words[0]) == 0  # padding
+    others = [i for w, i in task.vocab.index.items() if w not in known and i > 0]
+    assert others and torch.count_nonzero(words[others]) > 0  # words the file lacks: random, not zero
+    task.save(tmp_path / "glove-bilm")
+    architecture, _, vocab, state = load_bilm(tmp_path / "glove-bilm")
+    assert architecture.word_dim == 6 and architecture.vectors == str(path)
+    assert torch.equal(state["token.words.weight"][vocab.index["rain"]], words[task.vocab.index["rain"]])
+
+
 # ------------------------------------------------------------------------------ resume
 def test_resume_continues_the_same_run(corpus, tmp_path):
     from safetensors.torch import load_file
