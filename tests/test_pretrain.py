@@ -352,6 +352,50 @@ def test_resume_continues_the_same_run(corpus, tmp_path):
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k]) for k in a)
 
 
+def test_mlm_resume_continues_the_same_run(tiny_bert, tmp_path):
+    from safetensors.torch import load_file
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(f"{text}\n" for text, _ in make_examples(8, seed=5)), encoding="utf-8")
+    # 24 windows: 1 held out, 23 in 3 batches of 8 an epoch; 2 epochs = 6 steps
+    settings = {
+        "model": str(tiny_bert),
+        "epochs": 2,
+        "batch_size": 8,
+        "max_length": 16,
+        "save_steps": 2,
+        "log_steps": 1,
+        "track": "none",
+        "progress": False,
+    }
+    whole = pretrain([texts], tmp_path / "whole", **settings)
+    assert whole["steps"] == 6
+
+    def interrupt(step: int) -> None:
+        if step == 5:  # after the checkpoint at step 4, the first batch of epoch 2
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        pretrain([texts], cut, on_step=interrupt, **settings)
+    state = json.loads((cut / "checkpoint" / "training_state.json").read_text())
+    assert (state["step"], state["epoch"], state["batch"]) == (4, 2, 1)
+    report = pretrain([texts], cut, resume=True, **settings)
+    assert report["steps"] == whole["steps"] and report["tokens"] == whole["tokens"]
+    assert [(h["step"], h["split"]) for h in report["history"]] == [
+        (h["step"], h["split"]) for h in whole["history"]
+    ]
+    # masks and dropout come from the restored RNG: the same losses and weights as uninterrupted
+    assert [h["loss"] for h in report["history"]] == pytest.approx([h["loss"] for h in whole["history"]])
+    assert [h["accuracy"] for h in report["history"]] == pytest.approx(
+        [h["accuracy"] for h in whole["history"]]
+    )
+    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    b = load_file(str(cut / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not (cut / "checkpoint").exists() and report["status"] == "finished"
+
+
 # ------------------------------------------------------------------------------ fine-tuning
 def _small_cnn(**extra):
     return {k: v for k, v in TINY.items() if k not in ("vectors", "vectors_dim", "model")} | extra
