@@ -396,6 +396,59 @@ def test_mlm_resume_continues_the_same_run(tiny_bert, tmp_path):
     assert not (cut / "checkpoint").exists() and report["status"] == "finished"
 
 
+def _accumulation_runs(corpus, tmp_path, first, second, **settings):
+    """Two biLM runs that differ only in batch size and accumulation: their reports and weights."""
+    from safetensors.torch import load_file
+
+    results = []
+    for name, (batch_size, grad_accum) in (("a", first), ("b", second)):
+        run = {**TINY_BILM, "log_steps": 1, **settings, "batch_size": batch_size, "grad_accum": grad_accum}
+        report = pretrain([corpus], tmp_path / name, model="bilm", progress=False, **run)
+        results.append((report, load_file(str(tmp_path / name / "model.safetensors"))))
+    return results
+
+
+def _same_run(a, b):
+    (first, first_weights), (second, second_weights) = a, b
+    assert first["steps"] == second["steps"] == first["planned_steps"]
+    assert first["tokens"] == second["tokens"]
+    assert [h["step"] for h in first["history"]] == [h["step"] for h in second["history"]]
+    assert [h["loss"] for h in first["history"]] == pytest.approx(
+        [h["loss"] for h in second["history"]], rel=1e-5
+    )
+    assert first_weights.keys() == second_weights.keys()
+    for key in first_weights:
+        assert torch.allclose(first_weights[key], second_weights[key], atol=1e-5), key
+
+
+def test_gradient_accumulation_equals_a_batch_twice_as_large(tmp_path):
+    # 25 texts of 8 words: 24 windows to train on, every one with the same number of targets,
+    # so the mean over two batches of 12 is the mean over one batch of 24
+    rng = np.random.default_rng(0)
+    words = sorted({w for group in CLASS_WORDS.values() for w in group})
+    corpus = tmp_path / "eight.txt"
+    corpus.write_text("".join(" ".join(rng.choice(words, 8)) + "\n" for _ in range(25)), encoding="utf-8")
+    accumulated, plain = _accumulation_runs(corpus, tmp_path, (12, 2), (24, 1), epochs=4)
+    assert accumulated[0]["steps"] == 4  # one optimizer step an epoch
+    _same_run(accumulated, plain)
+    # against a run without accumulation at the small batch: twice the steps, other weights
+    single = pretrain(
+        [corpus], tmp_path / "c", model="bilm", progress=False, **{**TINY_BILM, "batch_size": 12, "epochs": 4}
+    )
+    assert single["steps"] == 8
+
+
+def test_a_short_last_accumulation_weighs_its_batch_fully(tmp_path):
+    # 24 identical windows: any batch has the same gradient, so only how the batches are weighed
+    # counts. Batches of 8 with accumulation 2 make steps of 2 + 1 batches an epoch; batches of
+    # 16 make steps of 16 + 8 windows: the one-batch step must be a whole step, not half of one.
+    corpus = tmp_path / "same.txt"
+    corpus.write_text("song album guitar band rain snow goal match\n" * 25, encoding="utf-8")
+    accumulated, plain = _accumulation_runs(corpus, tmp_path, (8, 2), (16, 1), epochs=2, grad_clip=0.0)
+    assert accumulated[0]["steps"] == 4
+    _same_run(accumulated, plain)
+
+
 # ------------------------------------------------------------------------------ fine-tuning
 def _small_cnn(**extra):
     return {k: v for k, v in TINY.items() if k not in ("vectors", "vectors_dim", "model")} | extra
