@@ -449,6 +449,37 @@ def test_a_short_last_accumulation_weighs_its_batch_fully(tmp_path):
     _same_run(accumulated, plain)
 
 
+def test_pretraining_writes_tensorboard_scalars(corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    settings = {**TINY_BILM, "track": "tensorboard", "log_steps": 2, "save_steps": 4}
+    report = pretrain([corpus], out, model="bilm", progress=False, **settings)
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert len(events) == 1
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    train_tags = {f"pretrain/{k}" for k in ("loss", "perplexity", "accuracy", "lr", "tokens_per_s")}
+    valid_tags = {f"pretrain_valid/{k}" for k in ("loss", "perplexity", "accuracy")}
+    assert train_tags | valid_tags | {"pretrain_seconds", "pretrain_tokens"} <= tags
+    for split, prefix in (("train", "pretrain"), ("valid", "pretrain_valid")):
+        logged = [h for h in report["history"] if h["split"] == split]
+        for name in ("loss", "perplexity", "accuracy"):
+            scalars = accumulator.Scalars(f"{prefix}/{name}")
+            assert [s.step for s in scalars] == [h["step"] for h in logged]
+            assert [s.value for s in scalars] == pytest.approx([h[name] for h in logged], rel=1e-6)
+    steps = report["steps"]
+    assert [s.step for s in accumulator.Scalars("pretrain/loss")] == list(range(2, steps + 1, 2))
+    assert [s.step for s in accumulator.Scalars("pretrain_valid/loss")] == [
+        0,
+        4,
+        8,
+        *([steps] * (steps % 4 > 0)),
+    ]
+    assert accumulator.Scalars("pretrain_tokens")[0].value == report["tokens"]
+
+
 # ------------------------------------------------------------------------------ fine-tuning
 def _small_cnn(**extra):
     return {k: v for k, v in TINY.items() if k not in ("vectors", "vectors_dim", "model")} | extra
