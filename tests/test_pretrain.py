@@ -4,13 +4,14 @@ or mix a transformer's layers."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import CLASS_WORDS, TINY, make_examples, write_tsv
+from conftest import CLASS_WORDS, SMALL_ENCODER_PARAMS, TINY, make_examples, write_tsv
 from textcls.config import BiLMConfig
 from textcls.embeddings.bilm import BiLM, byte_table, reverse_padded
 from textcls.embeddings.mix import ScalarMix
@@ -236,6 +237,93 @@ def test_scalar_mix_weights_sum_to_one_and_gamma_is_learned_or_fixed():
         mix(layers[:2])
 
 
+def _texts(corpus) -> list[str]:
+    return corpus.read_text(encoding="utf-8").splitlines()
+
+
+def test_adaptive_softmax_learns_and_a_saved_bilm_reloads_identically(corpus, tmp_path):
+    from textcls.embeddings.bilm import load_bilm
+    from textcls.pretraining import pretrain_config
+    from textcls.pretraining.tasks import BiLMObjective
+
+    # 32 tokens (30 words, <pad>, <unk>) are far below default_cutoffs' 4,000: cutoffs force the path
+    config = pretrain_config("bilm", **TINY_BILM, **{"bilm.cutoffs": [8, 20]})
+    torch.manual_seed(0)
+    task = BiLMObjective(config, _texts(corpus))
+    model = task.model
+    assert len(task.vocab) == 32
+    assert isinstance(model.softmax, torch.nn.AdaptiveLogSoftmaxWithLoss)
+    assert model.softmax.cutoffs == [8, 20, 32] and model.config.softmax == "adaptive"
+    batch = task.collate(task.train_items[:32])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss, stats = task.loss(batch, accuracy=True)
+        assert torch.isfinite(loss) and stats["targets"] > 0 and 0 <= stats["correct"] <= stats["scored"]
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(b < a for a, b in itertools.pairwise(losses)), losses
+    assert losses[-1] < losses[0] - 0.5
+    # every tail cluster's weights learn (targets in the tail go through them)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.softmax.tail.parameters())
+
+    task.save(tmp_path / "adaptive")
+    architecture, _, vocab, state = load_bilm(tmp_path / "adaptive")
+    assert architecture.softmax == "adaptive" and architecture.cutoffs == [8, 20]
+    assert vocab.tokens == task.vocab.tokens
+    reloaded = BiLM(architecture, len(vocab))
+    reloaded.load_state_dict(state)  # strict: the head and tail clusters are all there
+    model.eval()
+    reloaded.eval()
+    with torch.no_grad():
+        assert torch.equal(
+            task.loss(batch)[0], reloaded.lm_loss(batch["input_ids"], batch["attention_mask"])[0]
+        )
+        states = torch.randn(5, architecture.projection_dim)
+        assert torch.equal(model.softmax.log_prob(states), reloaded.softmax.log_prob(states))
+
+
+def test_pretraining_with_adaptive_softmax_lowers_the_held_out_loss(corpus, tmp_path):
+    settings = {**TINY_BILM, "bilm.cutoffs": [8, 20], "epochs": 3, "lr": 1e-2}
+    report = pretrain([corpus], tmp_path / "adaptive", model="bilm", progress=False, **settings)
+    assert report["architecture"]["softmax"] == "adaptive" and report["architecture"]["cutoffs"] == [8, 20]
+    losses = [h["loss"] for h in report["history"]]
+    assert all(np.isfinite(losses)) and all(0 <= h["accuracy"] <= 1 for h in report["history"])
+    assert report["valid"]["loss"] < report["first_valid"]["loss"] - 0.2  # uniform: log 32 = 3.47
+    train = [h["loss"] for h in report["history"] if h["split"] == "train"]
+    assert train[-1] < train[0] - 0.2
+
+
+def test_bilm_word_embeddings_start_from_a_vectors_file(corpus, tmp_path):
+    from textcls.embeddings.bilm import load_bilm
+    from textcls.pretraining import pretrain_config
+    from textcls.pretraining.tasks import BiLMObjective
+
+    rng = np.random.default_rng(0)
+    known = {w: rng.normal(size=6).round(4) for w in ("song", "rain", "goal", "zebra")}  # no zebra in corpus
+    path = tmp_path / "vectors.txt"
+    path.write_text(
+        "".join(f"{w} {' '.join(str(v) for v in vector)}\n" for w, vector in known.items()), encoding="utf-8"
+    )
+    config = pretrain_config("bilm", **TINY_BILM, vectors=str(path))  # word_dim 16 gives way to the file's 6
+    task = BiLMObjective(config, _texts(corpus))
+    words = task.model.token.words.weight.detach()
+    assert task.model.config.word_dim == 6 and words.shape == (len(task.vocab), 6)
+    assert task.model.config.vectors == str(path)
+    assert "zebra" not in task.vocab
+    for word in ("song", "rain", "goal"):
+        assert torch.equal(words[task.vocab.index[word]], torch.tensor(known[word], dtype=torch.float32))
+    assert torch.count_nonzero(words[0]) == 0  # padding
+    others = [i for w, i in task.vocab.index.items() if w not in known and i > 0]
+    assert others and torch.count_nonzero(words[others]) > 0  # words the file lacks: random, not zero
+    task.save(tmp_path / "glove-bilm")
+    architecture, _, vocab, state = load_bilm(tmp_path / "glove-bilm")
+    assert architecture.word_dim == 6 and architecture.vectors == str(path)
+    assert torch.equal(state["token.words.weight"][vocab.index["rain"]], words[task.vocab.index["rain"]])
+
+
 # ------------------------------------------------------------------------------ resume
 def test_resume_continues_the_same_run(corpus, tmp_path):
     from safetensors.torch import load_file
@@ -262,6 +350,134 @@ def test_resume_continues_the_same_run(corpus, tmp_path):
     assert [h["loss"] for h in report["history"]] == pytest.approx([h["loss"] for h in expected["history"]])
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(cut / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k]) for k in a)
+
+
+def test_mlm_resume_continues_the_same_run(tiny_bert, tmp_path):
+    from safetensors.torch import load_file
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(f"{text}\n" for text, _ in make_examples(8, seed=5)), encoding="utf-8")
+    # 24 windows: 1 held out, 23 in 3 batches of 8 an epoch; 2 epochs = 6 steps
+    settings = {
+        "model": str(tiny_bert),
+        "epochs": 2,
+        "batch_size": 8,
+        "max_length": 16,
+        "save_steps": 2,
+        "log_steps": 1,
+        "track": "none",
+        "progress": False,
+    }
+    whole = pretrain([texts], tmp_path / "whole", **settings)
+    assert whole["steps"] == 6
+
+    def interrupt(step: int) -> None:
+        if step == 5:  # after the checkpoint at step 4, the first batch of epoch 2
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        pretrain([texts], cut, on_step=interrupt, **settings)
+    state = json.loads((cut / "checkpoint" / "training_state.json").read_text())
+    assert (state["step"], state["epoch"], state["batch"]) == (4, 2, 1)
+    report = pretrain([texts], cut, resume=True, **settings)
+    assert report["steps"] == whole["steps"] and report["tokens"] == whole["tokens"]
+    assert [(h["step"], h["split"]) for h in report["history"]] == [
+        (h["step"], h["split"]) for h in whole["history"]
+    ]
+    # masks and dropout come from the restored RNG: the same losses and weights as uninterrupted
+    assert [h["loss"] for h in report["history"]] == pytest.approx([h["loss"] for h in whole["history"]])
+    assert [h["accuracy"] for h in report["history"]] == pytest.approx(
+        [h["accuracy"] for h in whole["history"]]
+    )
+    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    b = load_file(str(cut / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not (cut / "checkpoint").exists() and report["status"] == "finished"
+
+
+def _accumulation_runs(corpus, tmp_path, first, second, **settings):
+    """Two biLM runs that differ only in batch size and accumulation: their reports and weights."""
+    from safetensors.torch import load_file
+
+    results = []
+    for name, (batch_size, grad_accum) in (("a", first), ("b", second)):
+        run = {**TINY_BILM, "log_steps": 1, **settings, "batch_size": batch_size, "grad_accum": grad_accum}
+        report = pretrain([corpus], tmp_path / name, model="bilm", progress=False, **run)
+        results.append((report, load_file(str(tmp_path / name / "model.safetensors"))))
+    return results
+
+
+def _same_run(a, b):
+    (first, first_weights), (second, second_weights) = a, b
+    assert first["steps"] == second["steps"] == first["planned_steps"]
+    assert first["tokens"] == second["tokens"]
+    assert [h["step"] for h in first["history"]] == [h["step"] for h in second["history"]]
+    assert [h["loss"] for h in first["history"]] == pytest.approx(
+        [h["loss"] for h in second["history"]], rel=1e-5
+    )
+    assert first_weights.keys() == second_weights.keys()
+    for key in first_weights:
+        assert torch.allclose(first_weights[key], second_weights[key], atol=1e-5), key
+
+
+def test_gradient_accumulation_equals_a_batch_twice_as_large(tmp_path):
+    # 25 texts of 8 words: 24 windows to train on, every one with the same number of targets,
+    # so the mean over two batches of 12 is the mean over one batch of 24
+    rng = np.random.default_rng(0)
+    words = sorted({w for group in CLASS_WORDS.values() for w in group})
+    corpus = tmp_path / "eight.txt"
+    corpus.write_text("".join(" ".join(rng.choice(words, 8)) + "\n" for _ in range(25)), encoding="utf-8")
+    accumulated, plain = _accumulation_runs(corpus, tmp_path, (12, 2), (24, 1), epochs=4)
+    assert accumulated[0]["steps"] == 4  # one optimizer step an epoch
+    _same_run(accumulated, plain)
+    # against a run without accumulation at the small batch: twice the steps, other weights
+    single = pretrain(
+        [corpus], tmp_path / "c", model="bilm", progress=False, **{**TINY_BILM, "batch_size": 12, "epochs": 4}
+    )
+    assert single["steps"] == 8
+
+
+def test_a_short_last_accumulation_weighs_its_batch_fully(tmp_path):
+    # 24 identical windows: any batch has the same gradient, so only how the batches are weighed
+    # counts. Batches of 8 with accumulation 2 make steps of 2 + 1 batches an epoch; batches of
+    # 16 make steps of 16 + 8 windows: the one-batch step must be a whole step, not half of one.
+    corpus = tmp_path / "same.txt"
+    corpus.write_text("song album guitar band rain snow goal match\n" * 25, encoding="utf-8")
+    accumulated, plain = _accumulation_runs(corpus, tmp_path, (8, 2), (16, 1), epochs=2, grad_clip=0.0)
+    assert accumulated[0]["steps"] == 4
+    _same_run(accumulated, plain)
+
+
+def test_pretraining_writes_tensorboard_scalars(corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    settings = {**TINY_BILM, "track": "tensorboard", "log_steps": 2, "save_steps": 4}
+    report = pretrain([corpus], out, model="bilm", progress=False, **settings)
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert len(events) == 1
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    train_tags = {f"pretrain/{k}" for k in ("loss", "perplexity", "accuracy", "lr", "tokens_per_s")}
+    valid_tags = {f"pretrain_valid/{k}" for k in ("loss", "perplexity", "accuracy")}
+    assert train_tags | valid_tags | {"pretrain_seconds", "pretrain_tokens"} <= tags
+    for split, prefix in (("train", "pretrain"), ("valid", "pretrain_valid")):
+        logged = [h for h in report["history"] if h["split"] == split]
+        for name in ("loss", "perplexity", "accuracy"):
+            scalars = accumulator.Scalars(f"{prefix}/{name}")
+            assert [s.step for s in scalars] == [h["step"] for h in logged]
+            assert [s.value for s in scalars] == pytest.approx([h[name] for h in logged], rel=1e-6)
+    steps = report["steps"]
+    assert [s.step for s in accumulator.Scalars("pretrain/loss")] == list(range(2, steps + 1, 2))
+    assert [s.step for s in accumulator.Scalars("pretrain_valid/loss")] == [
+        0,
+        4,
+        8,
+        *([steps] * (steps % 4 > 0)),
+    ]
+    assert accumulator.Scalars("pretrain_tokens")[0].value == report["tokens"]
 
 
 # ------------------------------------------------------------------------------ fine-tuning
@@ -382,13 +598,17 @@ def test_bad_embedder_and_bilm_with_linear_are_clear_errors(tmp_path, synthetic_
         textcls.TextClassifier(model="fasttext", embedder=f"bilm:{bilm_dir}", cpu=True).fit(synthetic_dir)
 
 
-def test_layer_mix_over_a_transformer_trains_reloads_and_exports(tiny_bert, synthetic_dir, tmp_path):
+@pytest.mark.parametrize("encoder", ["mean", "cnn", "densenet-cnn"])
+def test_layer_mix_over_a_transformer_trains_reloads_and_exports(encoder, tiny_bert, synthetic_dir, tmp_path):
+    from safetensors.torch import load_file
+
     import textcls
     from textcls.inference.export import export_model
 
     out = tmp_path / "mix"
     settings = {
-        "encoder": "mean",
+        "encoder": encoder,
+        "encoder_params": SMALL_ENCODER_PARAMS[encoder],
         "layer_mix": True,
         "epochs": 2,
         "tensorboard": False,
@@ -397,14 +617,26 @@ def test_layer_mix_over_a_transformer_trains_reloads_and_exports(tiny_bert, synt
     }
     classifier = textcls.TextClassifier(model=str(tiny_bert), **settings)
     classifier.fit(synthetic_dir, out_dir=out, progress=False)
+    assert json.loads((out / "config.json").read_text())["model"]["backbone"]["layer_mix"] is True
     mix = classifier.predictor.model.embedder.mix
     assert mix.scalars.numel() == 5  # the embeddings and 4 layers
     assert not torch.allclose(mix.scalars, torch.zeros(5)), "the mix weights are trained"
-    texts = ["a song by the band", "rain tomorrow"]
-    expected = classifier.predict_proba(texts)
-    assert np.allclose(textcls.load(out).predict_proba(texts), expected, atol=1e-6)
+    assert mix.gamma.requires_grad and mix.gamma.item() != 1.0
+    saved = load_file(str(out / "model.safetensors"))
+    assert torch.equal(saved["embedder.mix.scalars"], mix.scalars.detach().cpu())
+    assert torch.equal(saved["embedder.mix.gamma"], mix.gamma.detach().cpu())
+    texts = ["a song by the band", "rain tomorrow", "the team won the match in the rain"]
+    expected = classifier.predictor.logits(texts)
+    reloaded = textcls.load(out)
+    assert torch.equal(reloaded.predictor.model.embedder.mix.scalars, mix.scalars.detach())
+    assert np.allclose(reloaded.predictor.logits(texts), expected, atol=1e-6)
     export_model(out)
-    assert np.allclose(textcls.load(out, backend="onnx").predict_proba(texts), expected, atol=1e-4)
+    assert np.allclose(textcls.load(out, backend="onnx").predictor.logits(texts), expected, atol=1e-4)
+
+
+def test_layer_mix_under_the_cls_head_is_an_error(tiny_bert, synthetic_dir):
+    import textcls
+
     with pytest.raises(ConfigError, match="layer-mix"):
         textcls.TextClassifier(model=str(tiny_bert), layer_mix=True, epochs=1, cpu=True).fit(synthetic_dir)
 
@@ -495,3 +727,18 @@ def test_mlflow_links_the_fine_tuning_run_to_the_pretraining_run(corpus, synthet
     tags = client.get_run(run_id).data.tags
     assert tags["textcls.pretrain_run_id"] == pretrain_run and tags["textcls.stage"] == "fine-tune"
     assert client.get_run(pretrain_run).data.tags["textcls.stage"] == "pretrain"
+
+
+def test_valid_fraction_help_says_windows_are_held_out_at_most_2000(capsys):
+    from textcls.cli import main
+    from textcls.pretraining.tasks import split_valid
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    described = help_text.split("--valid-fraction VALID_FRACTION", 2)[-1].split(" --")[0]
+    assert "windows" in described and "at most 2,000" in described and "texts" not in described
+    train, valid = split_valid(list(range(200_000)), 0.02, seed=0)  # 2 % would be 4,000 windows
+    assert len(valid) == 2000 and len(train) == 198_000
+    assert len(split_valid(list(range(10)), 0.02, seed=0)[1]) == 1  # at least one

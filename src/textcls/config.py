@@ -548,7 +548,13 @@ class PretrainConfig(_Strict):
         0.15, gt=0, lt=1, description="masked LM: share of tokens (or words) chosen"
     )
     whole_word: bool = Field(False, description="masked LM: choose whole words, every piece of a chosen word")
-    valid_fraction: float = Field(0.02, gt=0, lt=0.5, description="texts held out to measure perplexity")
+    valid_fraction: float = Field(
+        0.02,
+        gt=0,
+        lt=0.5,
+        description="share of the windows (of max_length tokens) held out to measure perplexity: "
+        "at least 1, at most 2,000",
+    )
     save_steps: int = Field(500, ge=1, description="checkpoint and validate every N steps")
     log_steps: int = Field(50, ge=1, description="log training loss, perplexity and accuracy every N steps")
     seed: int = 42

@@ -140,7 +140,9 @@ def run(
                 batch = {k: v.to(device) for k, v in task.collate(items).items()}
                 measure = (state["step"] + 1) % config.log_steps == 0
                 loss, stats = task.loss(batch, accuracy=measure)
-                accelerator.backward(loss / config.grad_accum)
+                # the mean over this step's batches (the epoch's last step may have fewer of them)
+                first = number - number % config.grad_accum
+                accelerator.backward(loss / min(config.grad_accum, len(batches) - first))
                 value = float(loss.detach())
                 window["loss"] += value * stats["targets"]
                 for key in ("targets", "correct", "scored"):
