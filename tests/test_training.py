@@ -170,3 +170,25 @@ def test_a_time_limit_ends_the_epoch_in_progress_validates_it_and_keeps_the_best
     assert "accuracy" in result.history[-1]  # the cut epoch was validated
     saved = json.loads((tmp_path / "m" / "train_result.json").read_text())
     assert saved["time_limit_reached"] is True and (tmp_path / "m" / "model.safetensors").is_file()
+
+
+def test_an_epochs_short_last_accumulation_step_is_the_mean_of_its_batches(synthetic_splits) -> None:
+    """With plain SGD (no Adam rescaling), a step must not shrink because fewer batches were left:
+    one batch per epoch under --grad-accum 4 trains exactly as without accumulation."""
+
+    def weights(grad_accum: int) -> dict[str, torch.Tensor]:
+        classifier = tiny(epochs=2, batch_size=128, grad_accum=grad_accum, optimizer="sgd", lr=0.5)
+        classifier.fit(synthetic_splits["train"], synthetic_splits["valid"], progress=False)
+        return {k: v.clone() for k, v in classifier.predictor.model.state_dict().items()}
+
+    plain, accumulated = weights(1), weights(4)
+    for name, value in plain.items():
+        torch.testing.assert_close(accumulated[name], value, msg=name)
+
+
+def test_accumulated_batches_counts_each_steps_batches() -> None:
+    from textcls.training.schedule import accumulated_batches
+
+    assert [accumulated_batches(i, 7, 3) for i in range(7)] == [3, 3, 3, 3, 3, 3, 1]
+    assert [accumulated_batches(i, 2, 4) for i in range(2)] == [2, 2]
+    assert [accumulated_batches(i, 3, 1) for i in range(3)] == [1, 1, 1]

@@ -19,7 +19,7 @@ from textcls.data.batching import length_grouped_batches, sorted_batches
 from textcls.progress import ProgressBar
 from textcls.training.checkpoint import load_checkpoint, save_checkpoint
 from textcls.training.loggers import MetricLogger
-from textcls.training.schedule import make_schedule
+from textcls.training.schedule import accumulated_batches, make_schedule
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
@@ -140,9 +140,7 @@ def run(
                 batch = {k: v.to(device) for k, v in task.collate(items).items()}
                 measure = (state["step"] + 1) % config.log_steps == 0
                 loss, stats = task.loss(batch, accuracy=measure)
-                # the mean over this step's batches (the epoch's last step may have fewer of them)
-                first = number - number % config.grad_accum
-                accelerator.backward(loss / min(config.grad_accum, len(batches) - first))
+                accelerator.backward(loss / accumulated_batches(number, len(batches), config.grad_accum))
                 value = float(loss.detach())
                 window["loss"] += value * stats["targets"]
                 for key in ("targets", "correct", "scored"):

@@ -41,7 +41,7 @@ from textcls.training.checkpoint import (
     save_weights,
 )
 from textcls.training.loggers import MetricLogger
-from textcls.training.schedule import make_schedule
+from textcls.training.schedule import accumulated_batches, make_schedule
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
@@ -334,7 +334,9 @@ def train(
                 loss = soft_loss(logits, shard, gold) if soft_loss else loss_fn(logits, gold)
                 # DDP averages gradients over processes: weight each by its share of the batch
                 share = len(shard) * world / len(indices)
-                accelerator.backward(loss * share / config.grad_accum)
+                # the mean over this step's batches (an epoch's short last step has fewer of them)
+                batches_in_step = accumulated_batches(number - 1, len(batches), config.grad_accum)
+                accelerator.backward(loss * share / batches_in_step)
                 loss_value = loss.item()
                 local_loss += loss_value * share
                 advance(loss_value)
