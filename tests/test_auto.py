@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import textcls
-from textcls.auto import Candidate, Outcomes, choose, paired_bootstrap_p, parse_budget, train_auto
+from textcls.auto import Candidate, Outcomes, choose, paired_randomization_p, parse_budget, train_auto
 from textcls.cli import main
 from textcls.errors import ConfigError, TextClsError
 
@@ -349,24 +349,33 @@ def test_a_costlier_candidate_wins_only_beyond_validation_noise() -> None:
     assert choose([{**_row("linear", 0.9), "status": "failed: x"}], {}) is None
 
 
-def test_the_paired_bootstrap_agrees_with_the_metrics_and_declines_what_it_cannot_pair() -> None:
+def test_the_paired_test_is_mcnemars_for_accuracy_and_declines_what_it_cannot_pair() -> None:
+    from scipy.stats import binomtest
+
     from textcls.auto import _macro_f1_rows
     from textcls.metrics import macro_f1
 
+    gold = tuple("ab" * 100)
+    other = {"a": "b", "b": "a"}
+    # the best is right and the other wrong on 7 examples, the reverse on 1, both right elsewhere
+    best = Outcomes(gold, tuple(other[g] if i == 10 else g for i, g in enumerate(gold)))
+    worse = Outcomes(gold, tuple(other[g] if i < 7 else g for i, g in enumerate(gold)))
+    exact = binomtest(7, 8, alternative="greater").pvalue  # 9/256
+    assert abs(paired_randomization_p(best, worse, "accuracy") - exact) < 0.015
+    assert paired_randomization_p(worse, best, "accuracy") > 0.9
+    # macro-F1 of many prediction rows at once equals the metric's own definition, row by row
     rng = np.random.default_rng(1)
-    gold, predicted = rng.integers(0, 4, 200), rng.integers(0, 5, 200)  # label 4: predicted only
-    index = np.stack([np.arange(200), rng.integers(0, 200, 200)])  # the data itself, then a resample
-    expected = [macro_f1(gold[i].tolist(), predicted[i].tolist()) for i in index]
-    np.testing.assert_allclose(_macro_f1_rows(gold, predicted, index, 5), expected)
-    labels = tuple(str(g) for g in gold)
-    good, bad = Outcomes(labels, labels), Outcomes(labels, tuple(str(p) for p in predicted))
-    assert paired_bootstrap_p(good, bad, "macro_f1") == 0.0
-    assert paired_bootstrap_p(bad, good, "accuracy") == 1.0
-    assert paired_bootstrap_p(good, Outcomes(labels[1:], labels[1:]), "accuracy") is None  # other examples
-    assert paired_bootstrap_p(good, bad, "loss") is None
+    labels, rows = rng.integers(0, 4, 200), rng.integers(0, 5, (3, 200))  # label 4: predicted only
+    expected = [macro_f1(labels.tolist(), row.tolist()) for row in rows]
+    np.testing.assert_allclose(_macro_f1_rows(labels, rows, 5), expected)
+    texts = tuple(str(v) for v in labels)
+    good, bad = Outcomes(texts, texts), Outcomes(texts, tuple(str(v) for v in rows[0]))
+    assert paired_randomization_p(good, bad, "macro_f1") < 0.01
+    assert paired_randomization_p(good, Outcomes(texts[1:], texts[1:]), "accuracy") is None  # other examples
+    assert paired_randomization_p(good, bad, "loss") is None
     several = Outcomes((("a", "b"), ("a",)), (("a", "b"), ()))
-    assert paired_bootstrap_p(several, several, "macro_f1") is None
-    assert paired_bootstrap_p(several, several, "accuracy") == 1.0  # equal: not better
+    assert paired_randomization_p(several, several, "macro_f1") is None
+    assert paired_randomization_p(several, several, "accuracy") == 1.0  # equal: never better
 
 
 def test_pick_is_checked_and_reaches_the_leaderboard(synthetic_dir: Path, tmp_path: Path) -> None:

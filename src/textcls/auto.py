@@ -6,7 +6,8 @@ linear → fasttext → cnn → densenet-cnn → minilm-l6, each trained as a no
 models, ``onnx`` for word models, ``onnx-int8`` for the transformer), and measured there: the
 validation metric, the test metric when the data has a test file, batch-1 p50 latency, size and
 train time. The winner is the cheapest candidate that the one with the best validation metric does
-not beat beyond validation noise (a paired bootstrap over the validation examples, one-sided 5 %):
+not beat beyond validation noise (a paired randomization test on the validation answers, one-sided
+5 %):
 a costlier rung must earn its cost. Before each candidate the time it needs is estimated from what
 the ones before it took (scaled by a cost factor); a candidate with ``probe`` (the transformer,
 whose cost against word models depends on the hardware) first trains a few batches and is
@@ -48,7 +49,7 @@ SKIP_COPY = {"checkpoint", "tensorboard", "eval"}  # training leftovers stay wit
 PROBE_BATCHES = 3  # what a probe trains on (one pass), to time a candidate before committing to it
 PROBE_MIN_SECONDS = 60.0  # a probe itself takes time (a loaded CPU: minutes): not started with less left
 SIGNIFICANCE = 0.05  # a costlier candidate wins only when it beats a cheaper one at this level
-BOOTSTRAP_SAMPLES = 2000
+RANDOMIZATION_SAMPLES = 2000
 PICKS = ("cheapest", "best")  # the winner: the cheapest within validation noise of the best, or the best
 
 
@@ -123,9 +124,9 @@ def train_auto(
     when no candidate meets the limits (the leaderboard is written first).
 
     ``pick="cheapest"``: the winner is the cheapest candidate within the limits that the best one
-    (by the validation metric) does not beat beyond noise (``SIGNIFICANCE`` in a paired bootstrap
-    over the validation examples); ``pick="best"``: the best validation metric, however small its
-    lead.
+    (by the validation metric) does not beat beyond noise (``SIGNIFICANCE`` in a paired
+    randomization test on the validation answers); ``pick="best"``: the best validation metric,
+    however small its lead.
 
     >>> train_auto("data/snips", "runs/auto", time_budget="10m", max_latency_ms=1)  # doctest: +SKIP
     """
@@ -418,20 +419,23 @@ def validation_outcomes(predictor: Any, directory: Path) -> Outcomes | None:
     return Outcomes(gold, predicted)
 
 
-def paired_bootstrap_p(
-    better: Outcomes, other: Outcomes, metric: str, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+def paired_randomization_p(
+    better: Outcomes, other: Outcomes, metric: str, samples: int = RANDOMIZATION_SAMPLES, seed: int = 0
 ) -> float | None:
-    """One-sided p-value that ``better`` is not better than ``other`` on the same validation
-    examples: the share of paired bootstrap resamples in which its metric is not above the
-    other's. None when they answered different examples, or for a metric without a paired form
-    here (a loss; macro-F1 of several labels per text).
+    """One-sided p-value that ``better`` is no better than ``other`` on the same validation
+    examples, by approximate randomization (Noreen 1989; Riezler and Maxwell 2005): each example's
+    two answers are swapped at random, and p is the share of ``samples`` swaps whose metric
+    difference is at least the observed one (add-one smoothed). For accuracy this is McNemar's
+    exact test: only the examples that one candidate gets right and the other wrong count. None
+    when the two answered different examples, or for a metric without a paired form here (a loss;
+    macro-F1 of several labels per text).
 
     >>> gold = tuple("ab" * 50)
-    >>> perfect, one_off = Outcomes(gold, gold), Outcomes(gold, ("b",) + gold[1:])
-    >>> paired_bootstrap_p(perfect, one_off, "accuracy") > 0.05  # one example: noise
+    >>> three_worse = Outcomes(gold, ("b", "a", "b") + gold[3:])
+    >>> round(paired_randomization_p(Outcomes(gold, gold), three_worse, "accuracy"), 2)  # 1/2³
+    0.13
+    >>> paired_randomization_p(Outcomes(gold, gold), Outcomes(gold, ("a",) * 100), "accuracy") < 0.01
     True
-    >>> paired_bootstrap_p(perfect, Outcomes(gold, ("a",) * 100), "accuracy")  # half of them
-    0.0
     """
     import numpy as np
 
@@ -446,32 +450,35 @@ def paired_bootstrap_p(
         np.array([ids.setdefault(v, len(ids)) for v in values])
         for values in (better.gold, better.predicted, other.predicted)
     )
-    rng = np.random.default_rng(seed)
-    not_better = 0
-    for start in range(0, samples, 200):  # in chunks: a resample matrix is samples × n
-        index = rng.integers(0, n, size=(min(200, samples - start), n))
+
+    def difference(first: Any, second: Any) -> Any:  # rows of predictions → metric differences
         if metric == "accuracy":
-            diff = (a == gold)[index].mean(1) - (b == gold)[index].mean(1)
-        else:
-            diff = _macro_f1_rows(gold, a, index, len(ids)) - _macro_f1_rows(gold, b, index, len(ids))
-        not_better += int((diff <= 0).sum())
-    return not_better / samples
+            return (first == gold).mean(-1) - (second == gold).mean(-1)
+        return _macro_f1_rows(gold, first, len(ids)) - _macro_f1_rows(gold, second, len(ids))
+
+    observed = float(difference(a[None, :], b[None, :])[0])
+    rng = np.random.default_rng(seed)
+    at_least = 0
+    for start in range(0, samples, 200):  # in chunks: a swap matrix is samples × n
+        swap = rng.random((min(200, samples - start), n)) < 0.5
+        at_least += int((difference(np.where(swap, b, a), np.where(swap, a, b)) >= observed - 1e-12).sum())
+    return (at_least + 1) / (samples + 1)
 
 
-def _macro_f1_rows(gold: Any, predicted: Any, index: Any, k: int) -> Any:
-    """Macro-F1 (``textcls.metrics.macro_f1``: labels in the gold or predicted ones) of every
-    resample, a row of ``index`` each."""
+def _macro_f1_rows(gold: Any, predicted: Any, k: int) -> Any:
+    """Macro-F1 (``textcls.metrics.macro_f1``: over the labels in the gold or predicted ones) of
+    each row of ``predicted`` [rows, examples] against ``gold`` [examples], labels 0..k-1."""
     import numpy as np
 
-    g, p = gold[index], predicted[index]
-    offset = np.arange(len(index))[:, None] * k
-    size = len(index) * k
-    hits = np.bincount((offset + g)[g == p], minlength=size).reshape(-1, k)
-    counts = (np.bincount((offset + x).ravel(), minlength=size).reshape(-1, k) for x in (g, p))
-    denominator = sum(counts)
-    present = denominator > 0
+    rows = len(predicted)
+    offset = np.arange(rows)[:, None] * k
+    g = np.broadcast_to(gold, predicted.shape)
+    hits = np.bincount((offset + g)[g == predicted], minlength=rows * k).reshape(-1, k)
+    gold_counts = np.bincount((offset + g).ravel(), minlength=rows * k).reshape(-1, k)
+    predicted_counts = np.bincount((offset + predicted).ravel(), minlength=rows * k).reshape(-1, k)
+    denominator = gold_counts + predicted_counts
     f1 = 2 * hits / np.maximum(denominator, 1)
-    return f1.sum(1) / np.maximum(present.sum(1), 1)
+    return f1.sum(1) / np.maximum((denominator > 0).sum(1), 1)
 
 
 def choose(
@@ -479,7 +486,7 @@ def choose(
 ) -> dict[str, Any] | None:
     """The winning row among those within the limits (status ``ok``), which are in ladder order,
     cheapest first: the first one that the best by validation metric does not beat at
-    ``significance`` (``paired_bootstrap_p``), else the best itself. Each compared row records
+    ``significance`` (``paired_randomization_p``), else the best itself. Each compared row records
     its p-value; the winner says why it won. None when no row is within the limits."""
     fits = [r for r in rows if r.get("status") == "ok"]
     if not fits:
@@ -492,7 +499,7 @@ def choose(
         if row is best:
             return best
         better, other = outcomes.get(best["candidate"]), outcomes.get(row["candidate"])
-        p = paired_bootstrap_p(better, other, metric) if better and other else None
+        p = paired_randomization_p(better, other, metric) if better and other else None
         if p is None:
             continue
         row["p_best_not_better"] = round(p, 4)
@@ -500,7 +507,7 @@ def choose(
             lead = (best["valid"] - row["valid"]) * 100
             note = (
                 f"{best['candidate']} leads by {lead:.2f} points on validation, within noise "
-                f"(p = {p:.2f} ≥ {significance:g}, paired bootstrap): the cheaper one wins"
+                f"(p = {p:.2f} ≥ {significance:g}, paired randomization test): the cheaper one wins"
             )
             row["note"] = f"{row['note']}; {note}" if row.get("note") else note
             return row

@@ -58,7 +58,7 @@ def _train_parser(sub: Any) -> None:
         "--pick",
         choices=["cheapest", "best"],
         help="cheapest (default): the cheapest candidate the best one does not beat beyond validation "
-        "noise (paired bootstrap, 5 %%); best: the best validation metric, however small its lead",
+        "noise (paired randomization test, 5 %%); best: the best validation metric, however small its lead",
     )
     add_arguments(p)
 
