@@ -278,7 +278,7 @@ def prune_model(
     from textcls.model import load_model
     from textcls.training.checkpoint import INIT_FILE, REWIND_FILE
     from textcls.training.fit import fit
-    from textcls.training.loggers import make_logger
+    from textcls.training.loggers import make_logger, training_track
 
     model_dir, out = Path(model_dir), Path(out)
     unknown = [m for m in methods if m not in METHODS]
@@ -330,12 +330,8 @@ def prune_model(
         "methods": {},
     }
     out.mkdir(parents=True, exist_ok=True)
-    if track is None:
-        track = (
-            config.train.track if config.train.tensorboard or config.train.track != "tensorboard" else "none"
-        )
     tracking = make_logger(
-        track,
+        training_track(config.train) if track is None else track,
         out / "tensorboard",
         tracking_uri=config.train.tracking_uri,
         experiment=config.train.experiment,
