@@ -258,7 +258,7 @@ def test_cli_prunes_end_to_end(cnn_dir: Path, synthetic_dir: Path, tmp_path: Pat
 
 
 def test_cli_structured_pruning_end_to_end(synthetic_dir: Path, tmp_path: Path, capsys) -> None:
-    from tiny_backbones import build
+    from tiny_backbones import LAYERS, build
 
     backbone = build("bert", tmp_path / "bert")
     model = tmp_path / "bert-model"
@@ -267,8 +267,24 @@ def test_cli_structured_pruning_end_to_end(synthetic_dir: Path, tmp_path: Path, 
     )
     out = tmp_path / "structured"
     args = ["prune", str(model), "--out", str(out), "--heads-per-layer", "1", "--ffn-dim", "16"]
-    assert main([*args, "--epochs", "1", "--batch-size", "8", "--no-progress"]) == 0
+    assert main([*args, "--epochs", "1", "--batch-size", "8", "--track", "tensorboard", "--no-progress"]) == 0
     assert "heads kept" in capsys.readouterr().out
+    # tracked like training: the fine-tuning's scalars and the report's numbers, in out/tensorboard
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    scalars = {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+    report = json.loads((out / "prune.json").read_text())
+    assert "valid/accuracy" in scalars
+    for stage in ("before", "pruned", "fine_tuned"):
+        for split in ("valid", "test"):
+            key = f"prune/accuracy/{stage}/{split}"
+            assert scalars[key] == pytest.approx(report["accuracy"][stage][split]), key
+    for key in ("parameters", "heads", "ffn_neurons", "latency_p50_ms"):
+        for when in ("before", "after"):
+            assert scalars[f"prune/{key}/{when}"] == pytest.approx(report[key][when], rel=1e-6), key
+    assert scalars["prune/heads/after"] == LAYERS and scalars["prune/ffn_neurons/after"] == LAYERS * 16
     config = json.loads((out / "config.json").read_text())
     assert config["intermediate_size"] == 16  # uniform FFN: the Hugging Face config says it
     assert all(
@@ -279,6 +295,18 @@ def test_cli_structured_pruning_end_to_end(synthetic_dir: Path, tmp_path: Path, 
     # both forms of one kind are refused with a clear message
     assert main([*args, "--heads-fraction", "0.5", "--no-progress"]) == 2
     assert "heads" in capsys.readouterr().err
+
+
+def test_prune_help_states_every_method_and_the_structured_defaults(capsys, monkeypatch) -> None:
+    from textcls.compress.prune import METHODS
+    from textcls.compress.structured import DEFAULT_EPOCHS
+
+    monkeypatch.setenv("COLUMNS", "400")  # one help line per option: no word broken at a hyphen
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    text = capsys.readouterr().out
+    assert f"structured: fine-tuning epochs (default {DEFAULT_EPOCHS};" in text
+    assert all(method in text for method in METHODS)
 
 
 def test_each_method_retrains_from_what_it_promises(cnn_dir: Path, tmp_path: Path, monkeypatch) -> None:

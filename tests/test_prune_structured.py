@@ -385,6 +385,33 @@ def test_prune_structured_fine_tunes_saves_reports_and_exports(trained, arch, tm
     assert [served[label] for label in reloaded.labels] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
+def test_structured_pruning_is_tracked_in_the_fine_tuning_mlflow_run(trained, tmp_path) -> None:
+    pytest.importorskip("mlflow", reason="pip install 'textcls[track]'")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    options = {"heads_per_layer": 2, "track": "mlflow", "tracking_uri": uri, "experiment": "prune"}
+    client = MlflowClient(tracking_uri=uri)
+    for epochs in (1, 0):  # with fine-tuning: its run; without: a run of its own
+        out = tmp_path / f"pruned-{epochs}"
+        report = structured.prune_structured(trained["bert"], out, epochs=epochs, progress=False, **options)
+        (run,) = client.search_runs(
+            [client.get_experiment_by_name("prune").experiment_id], f"attributes.run_name = '{out.name}'"
+        )
+        assert run.info.status == "FINISHED"
+        expected = structured.report_metrics(report)
+        assert {"prune/accuracy/before/test", "prune/parameters/after", "prune/latency_p50_ms/after"} <= set(
+            expected
+        )
+        assert {k: run.data.metrics[k] for k in expected} == pytest.approx(expected)
+        assert ("prune/accuracy/fine_tuned/valid" in expected) == (epochs > 0)
+        assert ("valid/accuracy" in run.data.metrics) == (epochs > 0)  # the fine-tuning's epochs
+        assert run.data.params["prune.heads_per_layer"] == "2"
+        assert run.data.params["prune.epochs"] == str(epochs)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "prune")}
+        assert {"prune/prune.json", "prune/prune.md", "prune/prune.png"} <= artifacts
+
+
 def served_scores(directory: Path, backend: str, text: str) -> dict[str, float]:
     pytest.importorskip("fastapi", reason="pip install 'textcls[serve]'")
     from fastapi.testclient import TestClient
