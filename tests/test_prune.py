@@ -342,6 +342,28 @@ def test_each_method_retrains_from_what_it_promises(cnn_dir: Path, tmp_path: Pat
         assert torch.equal(o[name][o[name] != 0], init[name][o[name] != 0])
 
 
+def test_rounds_are_tracked_in_mlflow_with_the_training_options_given(cnn_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("mlflow", reason="pip install 'textcls[track]'")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'tracking.db'}"
+    report = prune_model(
+        cnn_dir, tmp_path / "p", methods=["finetune"], target=0.6, rounds=2, epochs=1, lr=0.005,
+        track="mlflow", tracking_uri=uri, experiment="prune", progress=False,
+    )  # fmt: skip
+    rows = report["methods"]["finetune"]["rounds"]
+    assert report["retrain_epochs"] == 1 and [r["epochs"] for r in rows] == [1, 1]  # lr= kept --epochs
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("prune").experiment_id])
+    assert run.info.run_name == f"prune-{cnn_dir.name}" and run.info.status == "FINISHED"
+    assert run.data.params["scores"] == "magnitude" and run.data.params["target"] == "0.6"
+    for metric in ("sparsity", "valid_accuracy", "test_accuracy"):
+        history = client.get_metric_history(run.info.run_id, f"finetune/{metric}")
+        assert [(m.step, m.value) for m in history] == [
+            (row["round"], pytest.approx(row[metric])) for row in rows
+        ], metric
+
+
 def test_prune_refuses_to_write_over_its_model_or_a_foreign_one(cnn_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is the model being pruned"):
         prune_model(cnn_dir, cnn_dir, progress=False)
