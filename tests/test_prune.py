@@ -4,6 +4,7 @@ that survive reload and export, every model kind, the CLI end to end."""
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -309,24 +310,33 @@ def test_prune_help_states_every_method_and_the_structured_defaults(capsys, monk
     assert all(method in text for method in METHODS)
 
 
+def record_fits(monkeypatch) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """Every retraining of prune, as (plain weights handed to the training loop, plain weights after it)."""
+    import textcls.training.fit as fitting
+
+    fits = []
+    real = fitting.fit
+
+    def recording(*args, start, **kwargs):
+        handed = {k: v.clone() for k, v in plain_state_dict(start[0]).items()}
+        result = real(*args, start=start, **kwargs)
+        fits.append((handed, {k: v.clone() for k, v in plain_state_dict(start[0]).items()}))
+        return result
+
+    monkeypatch.setattr(fitting, "fit", recording)
+    return fits
+
+
 def test_each_method_retrains_from_what_it_promises(cnn_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """What every round hands the training loop: the ticket's survivors are the initial weights,
     late rewinding's the epoch-1 weights, the random control holds the ticket's own masks with
     other values, and one-shot prunes each level from the dense model."""
-    import textcls.training.fit as fitting
-
     init = load_file(str(cnn_dir / "init.safetensors"))
     early = load_file(str(cnn_dir / "rewind.safetensors"))
-    seen: list[dict[str, torch.Tensor]] = []
-    real = fitting.fit
-
-    def recording(*args, start, **kwargs):
-        seen.append({k: v.clone() for k, v in plain_state_dict(start[0]).items()})
-        return real(*args, start=start, **kwargs)
-
-    monkeypatch.setattr(fitting, "fit", recording)
+    fits = record_fits(monkeypatch)
     methods = ["ticket", "random", "late", "oneshot"]
     prune_model(cnn_dir, tmp_path / "p", methods=methods, target=0.6, rounds=2, epochs=1, progress=False)
+    seen = [handed for handed, _ in fits]
     ticket, random, late, oneshot = (seen[i : i + 2] for i in range(0, 8, 2))
     name = "encoder.conv.convs.0.weight"
     for level, (t, r, l, o) in enumerate(zip(ticket, random, late, oneshot, strict=True), start=1):
@@ -340,6 +350,49 @@ def test_each_method_retrains_from_what_it_promises(cnn_dir: Path, tmp_path: Pat
         zeros = sum(int((o[k] == 0).sum()) for k in weights) / sum(o[k].numel() for k in weights)
         assert zeros == pytest.approx([0.0, 1 - 0.4**0.5, 0.6][level], abs=0.005)  # each level at once
         assert torch.equal(o[name][o[name] != 0], init[name][o[name] != 0])
+
+
+def test_fine_tuning_methods_keep_the_trained_weights_and_hold_the_masks(
+    cnn_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """finetune: every round prunes the previous round's retrained weights further (its zeros kept, its
+    survivors carried over); oneshot-finetune: each level pruned at once from the dense trained weights.
+    Neither rewinds, and retraining never revives a pruned weight."""
+    dense = load_file(str(cnn_dir / "model.safetensors"))
+    names = [q for q, _, _ in prunable(load_model(cnn_dir)[0])]
+    fits = record_fits(monkeypatch)
+    report = prune_model(
+        cnn_dir, tmp_path / "p", methods=["finetune", "oneshot-finetune"], target=0.6, rounds=3, epochs=1,
+        progress=False,
+    )  # fmt: skip
+    levels = schedule(0.6, rounds=3)
+    finetune, oneshot = fits[:3], fits[3:]
+    assert len(oneshot) == 3
+
+    def zeros(state: dict[str, torch.Tensor]) -> float:
+        return sum(int((state[n] == 0).sum()) for n in names) / sum(state[n].numel() for n in names)
+
+    for method, rounds in (("finetune", finetune), ("oneshot-finetune", oneshot)):
+        for level, (handed, trained) in zip(levels, rounds, strict=True):
+            assert zeros(handed) == pytest.approx(level, abs=0.002), method  # the schedule, level by level
+            for name in names:  # the pruned weights stay exactly zero through retraining
+                assert bool((trained[name][handed[name] == 0] == 0).all()), (method, name)
+        rows = report["methods"][method]["rounds"]
+        assert [r["sparsity"] for r in rows] == pytest.approx(levels, abs=0.002)
+    assert report["methods"]["finetune"]["saved"]["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    name = "encoder.conv.convs.0.weight"
+    assert not torch.equal(finetune[0][1][name], finetune[0][0][name])  # retraining changed the survivors
+    first = finetune[0][0][name] != 0
+    assert torch.equal(finetune[0][0][name][first], dense[name][first])  # round 1: the dense trained weights
+    for (_, trained), (handed, _) in pairwise(finetune):  # round k+1 starts from round k's weights
+        for name in names:
+            alive = handed[name] != 0
+            assert bool((handed[name][trained[name] == 0] == 0).all()), name  # the old zeros kept
+            assert torch.equal(handed[name][alive], trained[name][alive]), name  # the survivors carried over
+    for handed, _ in oneshot:  # every level from the dense trained model, survivors kept (no rewind)
+        for name in names:
+            alive = handed[name] != 0
+            assert torch.equal(handed[name][alive], dense[name][alive]), name
 
 
 def test_rounds_are_tracked_in_mlflow_with_the_training_options_given(cnn_dir: Path, tmp_path: Path) -> None:
