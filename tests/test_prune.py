@@ -171,6 +171,23 @@ def test_lottery_ticket_rounds_save_plain_sparse_weights_that_every_backend_keep
     assert "| ticket | 2 | 60.0% |" in (out / "prune.md").read_text()
 
 
+def test_the_server_answers_a_pruned_model_as_the_torch_predictor(cnn_dir: Path, tmp_path: Path) -> None:
+    from conftest import served_scores
+
+    report = prune_model(
+        cnn_dir, tmp_path / "p", methods=["finetune"], target=0.6, rounds=1, epochs=1, progress=False
+    )
+    assert report["methods"]["finetune"]["saved"]["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    pruned = textcls.load(tmp_path / "p" / "finetune")  # the torch predictor
+    texts = ["song album guitar band", "goal match team score", "rain storm cold wind"]
+    expected, scores = pruned.predict(texts), pruned.predict_proba(texts)
+    assert len({p["label"] for p in expected}) > 1  # not one answer for everything
+    for text, prediction, row in zip(texts, expected, scores, strict=True):
+        served = served_scores(tmp_path / "p" / "finetune", "torch", text)
+        assert max(served, key=served.get) == prediction["label"]
+        assert [served[label] for label in pruned.labels] == pytest.approx(row.tolist(), abs=1e-5)
+
+
 def test_every_model_kind_prunes(synthetic_dir: Path, tmp_path: Path) -> None:
     from tiny_backbones import build
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import textcls
-from conftest import make_examples
+from conftest import make_examples, served_scores
 from textcls.compress import structured
 from textcls.compress.structured import importance_scores, prune_model, select, structure
 from textcls.config import BackboneConfig
@@ -410,18 +410,3 @@ def test_structured_pruning_is_tracked_in_the_fine_tuning_mlflow_run(trained, tm
         assert run.data.params["prune.epochs"] == str(epochs)
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "prune")}
         assert {"prune/prune.json", "prune/prune.md", "prune/prune.png"} <= artifacts
-
-
-def served_scores(directory: Path, backend: str, text: str) -> dict[str, float]:
-    pytest.importorskip("fastapi", reason="pip install 'textcls[serve]'")
-    from fastapi.testclient import TestClient
-
-    from textcls.serve.app import ServeSettings, create_app
-
-    settings = ServeSettings(
-        models={"pruned": str(directory)}, model_store=str(directory.parent), backend=backend
-    )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:8080") as client:
-        response = client.post("/predictions/pruned", data={"data": text})
-    assert response.status_code == 200, response.text
-    return response.json()
