@@ -206,7 +206,10 @@ def test_pruned_model_saves_and_loads_with_the_same_logits(backbones, arch, enco
     assert structure(reloaded.predictor.model) == structure(model)
 
 
-@pytest.mark.parametrize(("arch", "encoder"), [("bert", "cls"), ("distilbert", "mean"), ("albert", "cls")])
+@pytest.mark.parametrize(
+    ("arch", "encoder"),
+    [("bert", "cls"), ("distilbert", "mean"), ("albert", "cls"), ("roberta", "mean"), ("electra", "cls")],
+)
 def test_onnx_export_of_a_pruned_model_matches_torch(backbones, arch, encoder, tmp_path) -> None:
     from textcls.inference.export import export_model
     from textcls.model import save_model
