@@ -352,6 +352,20 @@ def record_fits(monkeypatch) -> list[tuple[dict[str, torch.Tensor], dict[str, to
     return fits
 
 
+def test_the_readme_cli_summary_of_prune_names_every_option_and_method() -> None:
+    import re
+
+    from textcls.cli import build_parser
+    from textcls.compress.prune import METHODS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (summary,) = re.findall(r"`textcls prune DIR --out OUT.*?are described above\.", readme, re.DOTALL)
+    (commands,) = [a for a in build_parser()._actions if a.dest == "command"]
+    options = {o for a in commands.choices["prune"]._actions for o in a.option_strings} - {"-h", "--help"}
+    assert {o for o in options if o not in summary} == set()
+    assert [m for m in METHODS if m not in summary] == []
+
+
 def test_each_method_retrains_from_what_it_promises(cnn_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """What every round hands the training loop: the ticket's survivors are the initial weights,
     late rewinding's the epoch-1 weights, the random control holds the ticket's own masks with
