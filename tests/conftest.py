@@ -79,6 +79,22 @@ def write_tsv(path: Path, examples: list[tuple[str, str]]) -> Path:
     return path
 
 
+def served_scores(directory: Path, backend: str, text: str) -> dict[str, float]:
+    """label → score for ``text`` from the model server (``textcls.serve``) serving ``directory``."""
+    pytest.importorskip("fastapi", reason="pip install 'textcls[serve]'")
+    from fastapi.testclient import TestClient
+
+    from textcls.serve.app import ServeSettings, create_app
+
+    settings = ServeSettings(
+        models={"pruned": str(directory)}, model_store=str(directory.parent), backend=backend
+    )
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8080") as client:
+        response = client.post("/predictions/pruned", data={"data": text})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 @pytest.fixture(scope="session")
 def synthetic_splits() -> dict[str, list[tuple[str, str]]]:
     """{"train", "valid", "test"} → (text, label) pairs (90 / 24 / 24 examples, 3 classes)."""

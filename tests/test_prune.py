@@ -4,6 +4,7 @@ that survive reload and export, every model kind, the CLI end to end."""
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -111,12 +112,16 @@ def test_training_keeps_its_rewind_points_and_a_retrain_drops_stale_ones(
     assert not (out / "init.safetensors").exists() and not (out / "rewind.safetensors").exists()
 
 
-def test_lottery_ticket_rounds_save_plain_sparse_weights_that_every_backend_keeps(
-    cnn_dir: Path, tmp_path: Path
-) -> None:
+def onnx_initializers(path: Path) -> dict[str, np.ndarray]:
     import onnx
     from onnx import numpy_helper
 
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def test_lottery_ticket_rounds_save_plain_sparse_weights_that_every_backend_keeps(
+    cnn_dir: Path, tmp_path: Path
+) -> None:
     from textcls.inference.export import export_model
 
     out = tmp_path / "pruned"
@@ -136,22 +141,26 @@ def test_lottery_ticket_rounds_save_plain_sparse_weights_that_every_backend_keep
     model, _, _ = load_model(out / "ticket")
     names = list(ticket["saved"]["layers"])
     assert sparsity(model, names)["layers"] == ticket["saved"]["layers"]
+    pruned = {name: saved[name].numpy() == 0 for name in names}  # the zeros of every pruned weight
     export_model(out / "ticket")
-    graph = onnx.load(str(out / "ticket" / "model.onnx"))
-    zeros = sum(int((numpy_helper.to_array(t) == 0).sum()) for t in graph.graph.initializer)
-    assert zeros >= ticket["saved"]["pruned_weights"]
+    fp32 = onnx_initializers(out / "ticket" / "model.onnx")
+    for name, zeros in pruned.items():  # torch.onnx keeps the CNN's weights as model.NAME, same layout
+        np.testing.assert_array_equal(fp32[f"model.{name}"] == 0, zeros, err_msg=name)
     export_model(out / "ticket", quantize="int8", force=True)
-    int8 = {
-        t.name: numpy_helper.to_array(t)
-        for t in onnx.load(str(out / "ticket" / "model.int8.onnx")).graph.initializer
-    }
-    kept = 0  # weights that are exactly 0 once dequantized ((q - zero_point) * scale), or float zeros
-    for name, value in int8.items():
-        if name.endswith("_quantized"):
-            kept += int((value == int8[name.removesuffix("_quantized") + "_zero_point"]).sum())
-        elif value.dtype == np.float32:
-            kept += int((value == 0).sum())
-    assert kept >= ticket["saved"]["pruned_weights"]
+    int8 = onnx_initializers(out / "ticket" / "model.int8.onnx")
+    quantized = 0
+    for name, zeros in pruned.items():
+        if f"model.{name}" in int8:  # left in float (the convolutions): the same zeros
+            np.testing.assert_array_equal(int8[f"model.{name}"] == 0, zeros, err_msg=name)
+            continue
+        # quantized (the linear head, stored transposed): 0 is exactly the zero point after
+        # dequantization ((q - zero_point) * scale). Every pruned position must hold it; a small
+        # surviving weight may round to it as well, so the int8 zeros are a superset, not equal.
+        stem = next(k for k in (f"model.{name}", f"model.{name}_Transposed") if f"{k}_quantized" in int8)
+        at_zero = int8[f"{stem}_quantized"] == int8[f"{stem}_zero_point"]
+        assert bool((at_zero.T if stem.endswith("_Transposed") else at_zero)[zeros].all()), name
+        quantized += 1
+    assert quantized  # the check above ran on a quantized weight too
     torch_scores = textcls.load(out / "ticket").predict_proba(TEXTS)
     np.testing.assert_allclose(
         textcls.load(out / "ticket", backend="onnx").predict_proba(TEXTS), torch_scores, atol=1e-5
@@ -160,6 +169,23 @@ def test_lottery_ticket_rounds_save_plain_sparse_weights_that_every_backend_keep
     assert set(written["methods"]) == {"ticket", "random"}
     assert (out / "prune.png").read_bytes()[:4] == b"\x89PNG"
     assert "| ticket | 2 | 60.0% |" in (out / "prune.md").read_text()
+
+
+def test_the_server_answers_a_pruned_model_as_the_torch_predictor(cnn_dir: Path, tmp_path: Path) -> None:
+    from conftest import served_scores
+
+    report = prune_model(
+        cnn_dir, tmp_path / "p", methods=["finetune"], target=0.6, rounds=1, epochs=1, progress=False
+    )
+    assert report["methods"]["finetune"]["saved"]["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    pruned = textcls.load(tmp_path / "p" / "finetune")  # the torch predictor
+    texts = ["song album guitar band", "goal match team score", "rain storm cold wind"]
+    expected, scores = pruned.predict(texts), pruned.predict_proba(texts)
+    assert len({p["label"] for p in expected}) > 1  # not one answer for everything
+    for text, prediction, row in zip(texts, expected, scores, strict=True):
+        served = served_scores(tmp_path / "p" / "finetune", "torch", text)
+        assert max(served, key=served.get) == prediction["label"]
+        assert [served[label] for label in pruned.labels] == pytest.approx(row.tolist(), abs=1e-5)
 
 
 def test_every_model_kind_prunes(synthetic_dir: Path, tmp_path: Path) -> None:
@@ -258,7 +284,7 @@ def test_cli_prunes_end_to_end(cnn_dir: Path, synthetic_dir: Path, tmp_path: Pat
 
 
 def test_cli_structured_pruning_end_to_end(synthetic_dir: Path, tmp_path: Path, capsys) -> None:
-    from tiny_backbones import build
+    from tiny_backbones import LAYERS, build
 
     backbone = build("bert", tmp_path / "bert")
     model = tmp_path / "bert-model"
@@ -267,8 +293,24 @@ def test_cli_structured_pruning_end_to_end(synthetic_dir: Path, tmp_path: Path, 
     )
     out = tmp_path / "structured"
     args = ["prune", str(model), "--out", str(out), "--heads-per-layer", "1", "--ffn-dim", "16"]
-    assert main([*args, "--epochs", "1", "--batch-size", "8", "--no-progress"]) == 0
+    assert main([*args, "--epochs", "1", "--batch-size", "8", "--track", "tensorboard", "--no-progress"]) == 0
     assert "heads kept" in capsys.readouterr().out
+    # tracked like training: the fine-tuning's scalars and the report's numbers, in out/tensorboard
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    scalars = {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+    report = json.loads((out / "prune.json").read_text())
+    assert "valid/accuracy" in scalars
+    for stage in ("before", "pruned", "fine_tuned"):
+        for split in ("valid", "test"):
+            key = f"prune/accuracy/{stage}/{split}"
+            assert scalars[key] == pytest.approx(report["accuracy"][stage][split]), key
+    for key in ("parameters", "heads", "ffn_neurons", "latency_p50_ms"):
+        for when in ("before", "after"):
+            assert scalars[f"prune/{key}/{when}"] == pytest.approx(report[key][when], rel=1e-6), key
+    assert scalars["prune/heads/after"] == LAYERS and scalars["prune/ffn_neurons/after"] == LAYERS * 16
     config = json.loads((out / "config.json").read_text())
     assert config["intermediate_size"] == 16  # uniform FFN: the Hugging Face config says it
     assert all(
@@ -281,24 +323,59 @@ def test_cli_structured_pruning_end_to_end(synthetic_dir: Path, tmp_path: Path, 
     assert "heads" in capsys.readouterr().err
 
 
+def test_prune_help_states_every_method_and_the_structured_defaults(capsys, monkeypatch) -> None:
+    from textcls.compress.prune import METHODS
+    from textcls.compress.structured import DEFAULT_EPOCHS
+
+    monkeypatch.setenv("COLUMNS", "400")  # one help line per option: no word broken at a hyphen
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    text = capsys.readouterr().out
+    assert f"structured: fine-tuning epochs (default {DEFAULT_EPOCHS};" in text
+    assert all(method in text for method in METHODS)
+
+
+def record_fits(monkeypatch) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """Every retraining of prune, as (plain weights handed to the training loop, plain weights after it)."""
+    import textcls.training.fit as fitting
+
+    fits = []
+    real = fitting.fit
+
+    def recording(*args, start, **kwargs):
+        handed = {k: v.clone() for k, v in plain_state_dict(start[0]).items()}
+        result = real(*args, start=start, **kwargs)
+        fits.append((handed, {k: v.clone() for k, v in plain_state_dict(start[0]).items()}))
+        return result
+
+    monkeypatch.setattr(fitting, "fit", recording)
+    return fits
+
+
+def test_the_readme_cli_summary_of_prune_names_every_option_and_method() -> None:
+    import re
+
+    from textcls.cli import build_parser
+    from textcls.compress.prune import METHODS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (summary,) = re.findall(r"`textcls prune DIR --out OUT.*?are described above\.", readme, re.DOTALL)
+    (commands,) = [a for a in build_parser()._actions if a.dest == "command"]
+    options = {o for a in commands.choices["prune"]._actions for o in a.option_strings} - {"-h", "--help"}
+    assert {o for o in options if o not in summary} == set()
+    assert [m for m in METHODS if m not in summary] == []
+
+
 def test_each_method_retrains_from_what_it_promises(cnn_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """What every round hands the training loop: the ticket's survivors are the initial weights,
     late rewinding's the epoch-1 weights, the random control holds the ticket's own masks with
     other values, and one-shot prunes each level from the dense model."""
-    import textcls.training.fit as fitting
-
     init = load_file(str(cnn_dir / "init.safetensors"))
     early = load_file(str(cnn_dir / "rewind.safetensors"))
-    seen: list[dict[str, torch.Tensor]] = []
-    real = fitting.fit
-
-    def recording(*args, start, **kwargs):
-        seen.append({k: v.clone() for k, v in plain_state_dict(start[0]).items()})
-        return real(*args, start=start, **kwargs)
-
-    monkeypatch.setattr(fitting, "fit", recording)
+    fits = record_fits(monkeypatch)
     methods = ["ticket", "random", "late", "oneshot"]
     prune_model(cnn_dir, tmp_path / "p", methods=methods, target=0.6, rounds=2, epochs=1, progress=False)
+    seen = [handed for handed, _ in fits]
     ticket, random, late, oneshot = (seen[i : i + 2] for i in range(0, 8, 2))
     name = "encoder.conv.convs.0.weight"
     for level, (t, r, l, o) in enumerate(zip(ticket, random, late, oneshot, strict=True), start=1):
@@ -312,6 +389,71 @@ def test_each_method_retrains_from_what_it_promises(cnn_dir: Path, tmp_path: Pat
         zeros = sum(int((o[k] == 0).sum()) for k in weights) / sum(o[k].numel() for k in weights)
         assert zeros == pytest.approx([0.0, 1 - 0.4**0.5, 0.6][level], abs=0.005)  # each level at once
         assert torch.equal(o[name][o[name] != 0], init[name][o[name] != 0])
+
+
+def test_fine_tuning_methods_keep_the_trained_weights_and_hold_the_masks(
+    cnn_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """finetune: every round prunes the previous round's retrained weights further (its zeros kept, its
+    survivors carried over); oneshot-finetune: each level pruned at once from the dense trained weights.
+    Neither rewinds, and retraining never revives a pruned weight."""
+    dense = load_file(str(cnn_dir / "model.safetensors"))
+    names = [q for q, _, _ in prunable(load_model(cnn_dir)[0])]
+    fits = record_fits(monkeypatch)
+    report = prune_model(
+        cnn_dir, tmp_path / "p", methods=["finetune", "oneshot-finetune"], target=0.6, rounds=3, epochs=1,
+        progress=False,
+    )  # fmt: skip
+    levels = schedule(0.6, rounds=3)
+    finetune, oneshot = fits[:3], fits[3:]
+    assert len(oneshot) == 3
+
+    def zeros(state: dict[str, torch.Tensor]) -> float:
+        return sum(int((state[n] == 0).sum()) for n in names) / sum(state[n].numel() for n in names)
+
+    for method, rounds in (("finetune", finetune), ("oneshot-finetune", oneshot)):
+        for level, (handed, trained) in zip(levels, rounds, strict=True):
+            assert zeros(handed) == pytest.approx(level, abs=0.002), method  # the schedule, level by level
+            for name in names:  # the pruned weights stay exactly zero through retraining
+                assert bool((trained[name][handed[name] == 0] == 0).all()), (method, name)
+        rows = report["methods"][method]["rounds"]
+        assert [r["sparsity"] for r in rows] == pytest.approx(levels, abs=0.002)
+    assert report["methods"]["finetune"]["saved"]["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    name = "encoder.conv.convs.0.weight"
+    assert not torch.equal(finetune[0][1][name], finetune[0][0][name])  # retraining changed the survivors
+    first = finetune[0][0][name] != 0
+    assert torch.equal(finetune[0][0][name][first], dense[name][first])  # round 1: the dense trained weights
+    for (_, trained), (handed, _) in pairwise(finetune):  # round k+1 starts from round k's weights
+        for name in names:
+            alive = handed[name] != 0
+            assert bool((handed[name][trained[name] == 0] == 0).all()), name  # the old zeros kept
+            assert torch.equal(handed[name][alive], trained[name][alive]), name  # the survivors carried over
+    for handed, _ in oneshot:  # every level from the dense trained model, survivors kept (no rewind)
+        for name in names:
+            alive = handed[name] != 0
+            assert torch.equal(handed[name][alive], dense[name][alive]), name
+
+
+def test_rounds_are_tracked_in_mlflow_with_the_training_options_given(cnn_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("mlflow", reason="pip install 'textcls[track]'")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'tracking.db'}"
+    report = prune_model(
+        cnn_dir, tmp_path / "p", methods=["finetune"], target=0.6, rounds=2, epochs=1, lr=0.005,
+        track="mlflow", tracking_uri=uri, experiment="prune", progress=False,
+    )  # fmt: skip
+    rows = report["methods"]["finetune"]["rounds"]
+    assert report["retrain_epochs"] == 1 and [r["epochs"] for r in rows] == [1, 1]  # lr= kept --epochs
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("prune").experiment_id])
+    assert run.info.run_name == f"prune-{cnn_dir.name}" and run.info.status == "FINISHED"
+    assert run.data.params["scores"] == "magnitude" and run.data.params["target"] == "0.6"
+    for metric in ("sparsity", "valid_accuracy", "test_accuracy"):
+        history = client.get_metric_history(run.info.run_id, f"finetune/{metric}")
+        assert [(m.step, m.value) for m in history] == [
+            (row["round"], pytest.approx(row[metric])) for row in rows
+        ], metric
 
 
 def test_prune_refuses_to_write_over_its_model_or_a_foreign_one(cnn_dir: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import textcls
-from conftest import make_examples
+from conftest import make_examples, served_scores
 from textcls.compress import structured
 from textcls.compress.structured import importance_scores, prune_model, select, structure
 from textcls.config import BackboneConfig
@@ -206,7 +206,10 @@ def test_pruned_model_saves_and_loads_with_the_same_logits(backbones, arch, enco
     assert structure(reloaded.predictor.model) == structure(model)
 
 
-@pytest.mark.parametrize(("arch", "encoder"), [("bert", "cls"), ("distilbert", "mean"), ("albert", "cls")])
+@pytest.mark.parametrize(
+    ("arch", "encoder"),
+    [("bert", "cls"), ("distilbert", "mean"), ("albert", "cls"), ("roberta", "mean"), ("electra", "cls")],
+)
 def test_onnx_export_of_a_pruned_model_matches_torch(backbones, arch, encoder, tmp_path) -> None:
     from textcls.inference.export import export_model
     from textcls.model import save_model
@@ -385,16 +388,28 @@ def test_prune_structured_fine_tunes_saves_reports_and_exports(trained, arch, tm
     assert [served[label] for label in reloaded.labels] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
-def served_scores(directory: Path, backend: str, text: str) -> dict[str, float]:
-    pytest.importorskip("fastapi", reason="pip install 'textcls[serve]'")
-    from fastapi.testclient import TestClient
+def test_structured_pruning_is_tracked_in_the_fine_tuning_mlflow_run(trained, tmp_path) -> None:
+    pytest.importorskip("mlflow", reason="pip install 'textcls[track]'")
+    from mlflow.tracking import MlflowClient
 
-    from textcls.serve.app import ServeSettings, create_app
-
-    settings = ServeSettings(
-        models={"pruned": str(directory)}, model_store=str(directory.parent), backend=backend
-    )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1:8080") as client:
-        response = client.post("/predictions/pruned", data={"data": text})
-    assert response.status_code == 200, response.text
-    return response.json()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    options = {"heads_per_layer": 2, "track": "mlflow", "tracking_uri": uri, "experiment": "prune"}
+    client = MlflowClient(tracking_uri=uri)
+    for epochs in (1, 0):  # with fine-tuning: its run; without: a run of its own
+        out = tmp_path / f"pruned-{epochs}"
+        report = structured.prune_structured(trained["bert"], out, epochs=epochs, progress=False, **options)
+        (run,) = client.search_runs(
+            [client.get_experiment_by_name("prune").experiment_id], f"attributes.run_name = '{out.name}'"
+        )
+        assert run.info.status == "FINISHED"
+        expected = structured.report_metrics(report)
+        assert {"prune/accuracy/before/test", "prune/parameters/after", "prune/latency_p50_ms/after"} <= set(
+            expected
+        )
+        assert {k: run.data.metrics[k] for k in expected} == pytest.approx(expected)
+        assert ("prune/accuracy/fine_tuned/valid" in expected) == (epochs > 0)
+        assert ("valid/accuracy" in run.data.metrics) == (epochs > 0)  # the fine-tuning's epochs
+        assert run.data.params["prune.heads_per_layer"] == "2"
+        assert run.data.params["prune.epochs"] == str(epochs)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "prune")}
+        assert {"prune/prune.json", "prune/prune.md", "prune/prune.png"} <= artifacts

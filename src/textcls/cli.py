@@ -429,11 +429,17 @@ def _prune_parser(sub: Any) -> None:
         type=_str_list,
         help=f"weights pruned, comma list of: {', '.join(KINDS)} (default {','.join(DEFAULT_PARAMS)})",
     )
-    p.add_argument("--epochs", type=int, help="retraining epochs a round / fine-tuning epochs (structured)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="retraining epochs a round (default: the model's own training setting); structured: "
+        "fine-tuning epochs (default 2; 0: none)",
+    )
     p.add_argument(
         "--track",
         choices=["tensorboard", "mlflow", "none"],
-        help="where every round's metrics go (default: the model's own training setting)",
+        help="where every round's metrics (structured: the fine-tuning and the report's accuracy, "
+        "parameters and latency) go (default: the model's own training setting)",
     )
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
@@ -946,7 +952,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     training = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
     training = {k: v for k, v in training.items() if v is not None}
-    common = {"data": args.data, "valid": args.valid, "test": args.test, "progress": not args.no_progress}
+    common = {"data": args.data, "valid": args.valid, "test": args.test, "track": args.track}
+    common["progress"] = not args.no_progress
     structured = {
         "heads_per_layer": args.heads_per_layer,
         "ffn_dim": args.ffn_dim,
@@ -961,7 +968,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "--scores": args.scores,
         "--scope": args.scope,
         "--params": args.params,
-        "--track": args.track,
     }
     structured_only = {"--score-fraction": args.score_fraction, "--distill": args.distill or None}
     if any(v is not None for v in structured.values()):
@@ -1003,7 +1009,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
             scores=args.scores or "magnitude",
             scope=args.scope or "global",
             params=args.params or list(DEFAULT_PARAMS),
-            track=args.track,
             **training,
         )
     report = Path(args.out) / "prune.md"

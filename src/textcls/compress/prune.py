@@ -278,7 +278,7 @@ def prune_model(
     from textcls.model import load_model
     from textcls.training.checkpoint import INIT_FILE, REWIND_FILE
     from textcls.training.fit import fit
-    from textcls.training.loggers import make_logger
+    from textcls.training.loggers import make_logger, training_track
 
     model_dir, out = Path(model_dir), Path(out)
     unknown = [m for m in methods if m not in METHODS]
@@ -315,7 +315,10 @@ def prune_model(
     updates = {"train": {"tensorboard": False, "track": "none"}}
     if epochs is not None:
         updates["train"].update(epochs=epochs, target_steps=None)
-    train_config = type(config).from_dict(deep_update(config.model_dump(), {**updates, **_nested(overrides)}))
+    # one merge after the other: training options (lr=...) must not replace the epochs and tracking set here
+    train_config = type(config).from_dict(
+        deep_update(deep_update(config.model_dump(), updates), _nested(overrides))
+    )
     dense = _measure(model, featurizer, config, splits)
     names = [q for q, _, _ in prunable(model, params)]
     report: dict[str, Any] = {
@@ -330,15 +333,11 @@ def prune_model(
         "methods": {},
     }
     out.mkdir(parents=True, exist_ok=True)
-    if track is None:
-        track = (
-            config.train.track if config.train.tensorboard or config.train.track != "tensorboard" else "none"
-        )
     tracking = make_logger(
-        track,
+        training_track(config.train) if track is None else track,
         out / "tensorboard",
-        tracking_uri=config.train.tracking_uri,
-        experiment=config.train.experiment,
+        tracking_uri=train_config.train.tracking_uri,
+        experiment=train_config.train.experiment,
         run_name=f"prune-{model_dir.name}",
     )
     tracking.log_params({"scores": scores, "scope": scope, "params": ",".join(params), "target": target})

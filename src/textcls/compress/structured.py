@@ -255,6 +255,7 @@ def prune_structured(
     epochs: int | None = None,
     distill: bool = False,
     progress: bool = True,
+    track: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Prune the heads and/or FFN neurons of the transformer in ``model_dir``, fine-tune, save to
@@ -263,8 +264,10 @@ def prune_structured(
     ``data`` is a data directory or training file (default: the one recorded in the model's
     ``train_result.json``); ``valid`` / ``test`` name files. ``score_fraction`` of train
     (stratified, seeded) is held out to score on; the rest fine-tunes for ``epochs`` (None: 2;
-    0: none), optionally distilled from the unpruned model. ``overrides``: training options by
-    keyword or dotted path (``lr=1e-4``, ``batch_size=16``, ``**{"train.seed": 1}``).
+    0: none), optionally distilled from the unpruned model. ``track``: where the fine-tuning run
+    and the report's numbers go (tensorboard under ``out/tensorboard``, mlflow, none; default: the
+    model's own training setting). ``overrides``: training options by keyword or dotted path
+    (``lr=1e-4``, ``batch_size=16``, ``**{"train.seed": 1}``).
 
     >>> prune_structured("runs/snips-minilm", "runs/snips-minilm-h6", heads_per_layer=6)  # doctest: +SKIP
     """
@@ -284,6 +287,8 @@ def prune_structured(
         )
     _layers(model)  # an architecture without a layout fails before any work
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
+    if track is not None:  # the fine-tuning run and the report both go there
+        overrides = {**overrides, "train.track": track, "train.tensorboard": track == "tensorboard"}
     config = _train_config(config, overrides, epochs)
     splits, source = _read_splits(model_dir, data, valid, test, config)
     rest, held = stratified_split(splits.train, score_fraction, config.train.seed)
@@ -316,6 +321,7 @@ def prune_structured(
     }
 
     fine_tuning: dict[str, Any] = {"epochs": epochs, "examples": len(rest), "distill": bool(distill)}
+    run = None  # the fine-tuning's MLflow run
     if epochs > 0:
         from textcls.training.fit import fit
 
@@ -335,6 +341,7 @@ def prune_structured(
             ],
         )
         fine_tuning.update(best_epoch=result.best_epoch, history=result.history)
+        run = result.extra.get("tracking")
     else:
         save_model(out, model, featurizer, config)
         summary = {
@@ -387,7 +394,50 @@ def prune_structured(
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / REPORT_MD).write_text(report_markdown(report), encoding="utf-8")
     plot_accuracy_latency(report, out / "prune.png")
+    _track(report, config, out, run)
     return report
+
+
+def _track(report: dict[str, Any], config: Any, out: Path, run: dict[str, str] | None) -> None:
+    """The report's numbers (``report_metrics``) and files where training tracks (``config.train``):
+    added to the fine-tuning's MLflow run, as evaluation after training is, or to a run of their
+    own when there was no fine-tuning; TensorBoard scalars under ``out/tensorboard``, beside the
+    fine-tuning's."""
+    from textcls.training.loggers import make_logger, reopen, training_track
+
+    logger = (
+        reopen(run)
+        if run
+        else make_logger(
+            training_track(config.train),
+            out / "tensorboard",
+            tracking_uri=config.train.tracking_uri,
+            experiment=config.train.experiment,
+            run_name=out.name,
+        )
+    )
+    settings = {k: v for k, v in report["selection"].items() if v is not None}
+    settings["score_fraction"] = report["scoring"]["score_fraction"]
+    settings.update({k: report["fine_tuning"][k] for k in ("epochs", "distill")})
+    logger.log_params({"prune": settings})
+    logger.log_metrics(report_metrics(report))
+    for name in (REPORT_JSON, REPORT_MD, "prune.png"):
+        logger.log_artifact(out / name, "prune")
+    logger.close()
+
+
+def report_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The report's numbers as tracked metrics: ``prune/accuracy/STAGE/SPLIT`` (before, pruned,
+    fine_tuned), and before / after of ``prune/parameters``, ``prune/heads``,
+    ``prune/ffn_neurons`` and ``prune/latency_p50_ms``."""
+    metrics = {
+        f"prune/accuracy/{stage}/{split}": value
+        for stage, row in report["accuracy"].items()
+        for split, value in row.items()
+    }
+    for key in ("parameters", "heads", "ffn_neurons", "latency_p50_ms"):
+        metrics.update({f"prune/{key}/{when}": report[key][when] for when in ("before", "after")})
+    return metrics
 
 
 def plot_accuracy_latency(report: dict[str, Any], path: Path) -> bool:

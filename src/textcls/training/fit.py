@@ -346,7 +346,7 @@ def fit(
     from textcls.model import load_model, read_model_config, save_model
     from textcls.training import is_main_process
     from textcls.training.checkpoint import INIT_FILE, REWIND_FILE, find_checkpoint
-    from textcls.training.loggers import make_logger
+    from textcls.training.loggers import make_logger, training_track
     from textcls.training.loop import CHECKPOINT_DIR, fit_closed_form, set_seed, train
 
     labels = sorted({label for e in train_examples for label in e.label_set})
@@ -404,9 +404,7 @@ def fit(
     golden = [e.as_input() for e in valid_examples[:4]]  # answers the saved directory pins
     if out_path and not resuming and main:  # vocabulary and config on disk before any checkpoint
         save_model(out_path, model, featurizer, config, golden)
-    track = config.train.track
-    if (track == "tensorboard" and not config.train.tensorboard) or not main:
-        track = "none"
+    track = training_track(config.train) if main else "none"
     source = pretrained_from(config)
     if source:  # the pretraining run (textcls pretrain) this model starts from
         extra["pretrained"] = source

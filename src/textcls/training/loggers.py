@@ -144,6 +144,12 @@ def _metric_name(name: str) -> str:
     return name.replace("@", "_at_")
 
 
+def training_track(train: Any) -> str:
+    """Where a training config (``TrainConfig``) sends its metrics: its ``track``, but none when
+    that is tensorboard with ``tensorboard: false``."""
+    return "none" if train.track == "tensorboard" and not train.tensorboard else train.track
+
+
 def make_logger(
     kind: str | None,
     log_dir: Path | None,
