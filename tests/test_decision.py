@@ -450,6 +450,31 @@ def test_a_trained_out_of_scope_class(tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- CLI and the server
+def test_torchserve_answers_keep_the_mapping_and_add_the_json_flags() -> None:
+    from textcls.serve.app import torchserve_answer
+
+    config = ModelConfig(labels=["music", "oos", "sports"])
+    config.decision.abstain_below = 0.6
+    decision = Decision(config)
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.45, 0.1, 0.45]], np.float32)
+    answers = decision.answers(probabilities, top_k=2)
+    shown = [torchserve_answer(row) for row in answers]
+    assert shown[0] == {"music": pytest.approx(0.7), "oos": pytest.approx(0.2)}  # no flag in scope
+    assert shown[1] == {"oos": pytest.approx(0.7), "music": pytest.approx(0.2), "out_of_scope": True}
+    assert shown[2] == {  # abstained: the top in-scope score under the out-of-scope label
+        "oos": pytest.approx(0.45),
+        "music": pytest.approx(0.45),
+        "out_of_scope": True,
+        "abstained": True,
+    }
+    # a label named like a flag: an in-scope score is a number, the flag is always a boolean
+    clash = Decision(ModelConfig(labels=["out_of_scope", "music"]))
+    row = clash.answers(np.array([[0.8, 0.2]], np.float32), top_k=2)[0]
+    assert torchserve_answer(row)["out_of_scope"] == pytest.approx(0.8)
+    assert torchserve_answer(row)["out_of_scope"] is not True
+    assert torchserve_answer([]) == {}  # a multi-label answer with no label above its threshold
+
+
 def test_cli_predict_shows_several_labels_and_takes_a_threshold(multi_model) -> None:
     command = [
         sys.executable,
@@ -485,6 +510,8 @@ def test_server_answers_several_labels_and_abstentions(multi_model, oos_model) -
         assert [p["label"] for p in body["predictions"][1]] == ["weather"]
         torchserve = client.post("/predictions/multi", data={"data": "song album goal match"}).json()
         assert set(torchserve) == {"music", "sports"}  # TorchServe style: {label: probability}
+        listed = client.post("/predictions/multi", json={"text": "song album goal match"}).json()
+        assert torchserve == {p["label"]: p["score"] for p in listed["predictions"][0]}  # no flags
         every = client.post("/predictions/multi", json={"text": "song album", "threshold": 0}).json()
         assert len(every["predictions"][0]) == 3
         answer = client.post("/predictions/scoped", json={"text": "ftang plok zzub"}).json()
@@ -494,5 +521,16 @@ def test_server_answers_several_labels_and_abstentions(multi_model, oos_model) -
             "out_of_scope": True,
             "abstained": True,
         }
+        # TorchServe style names the abstention too: the same flags beside {label: probability}
+        plain = client.post("/predictions/scoped", data={"data": "ftang plok zzub"}).json()
+        first = answer["predictions"][0][0]
+        assert next(iter(plain)) == "oos" and plain["oos"] == pytest.approx(first["score"])
+        assert plain["out_of_scope"] is True and plain["abstained"] is True
+        # top_k 5 of 3 labels: the out-of-scope entry, then the best two in-scope labels
+        assert len(plain) == 5 and set(plain) - {"oos", "out_of_scope", "abstained"} < set(CLASS_WORDS)
+        scores = [v for k, v in plain.items() if k not in ("out_of_scope", "abstained")]
+        assert all(isinstance(v, float) for v in scores) and scores == sorted(scores, reverse=True)
+        in_scope = client.post("/predictions/scoped", content=b"song album guitar band").json()
+        assert next(iter(in_scope)) == "music" and "out_of_scope" not in in_scope
         bad = client.post("/predictions/scoped", json={"text": "song", "threshold": "high"})
         assert bad.status_code == 422 and set(bad.json()) == {"code", "type", "message"}
