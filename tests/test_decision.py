@@ -449,6 +449,40 @@ def test_a_trained_out_of_scope_class(tmp_path) -> None:
     assert report["out_of_scope"]["trained_class"] is True and report["out_of_scope"]["oos_recall"] > 0.8
 
 
+# ------------------------------------------------------------------------------------- bench
+def test_bench_rows_show_the_multi_label_and_out_of_scope_measures(multi_model, multi_dir, oos_model) -> None:
+    from textcls.inference.bench import OOS_MEASURES, markdown_table, run_bench
+
+    bench = {"backends": ("torch",), "threads": (1,)}
+    multi = run_bench([multi_model], multi_dir / "test.txt", **bench)[0]
+    report = textcls.load(multi_model).evaluate(multi_dir / "test.txt", latency=False)
+    assert multi["multi_label"] is True
+    assert multi["accuracy"] == multi["subset_accuracy"] == pytest.approx(report["subset_accuracy"] * 100)
+    assert multi["micro_f1"] == pytest.approx(report["micro_f1"] * 100) and multi["micro_f1"] > 80
+    assert "oos_recall" not in multi  # a multi-label answer is never out of scope
+    test = oos_model.parent / "test.txt"
+    scoped = run_bench([oos_model], test, **bench)[0]
+    oos = textcls.load(oos_model).evaluate(test, latency=False)["out_of_scope"]
+    for key in ("in_scope_accuracy", "oos_precision", "oos_recall", "oos_f1"):
+        assert scoped[key] == pytest.approx(oos[key] * 100), key
+    assert scoped["oos_recall"] >= 90 and scoped["oos_auroc"] == pytest.approx(oos["auroc"])
+    assert "multi_label" not in scoped and "micro_f1" not in scoped
+
+    table = markdown_table([multi, scoped]).splitlines()
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert header[3:10] == ["accuracy", "macro-F1", "micro-F1", "in-scope acc.", "OOS P", "OOS R", "OOS F1"]
+    cells = {
+        line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in table[2:4]
+    }
+    assert cells["mean"][3] == f"{multi['accuracy']:.2f} (subset)"  # not passed off as accuracy
+    assert cells["mean"][5] == f"{multi['micro_f1']:.2f}" and cells["mean"][6:10] == ["–"] * 4
+    assert cells["model"][3] == f"{scoped['accuracy']:.2f}" and cells["model"][5] == "–"
+    assert cells["model"][8] == f"{scoped['oos_recall']:.2f}"
+    assert "accuracy is subset accuracy" in markdown_table([multi])
+    plain = {k: v for k, v in scoped.items() if k not in (*OOS_MEASURES, "oos_auroc")}  # no OOS
+    assert "OOS" not in markdown_table([plain]) and "micro-F1" not in markdown_table([plain])
+
+
 # --------------------------------------------------------------------------- CLI and the server
 def test_torchserve_answers_keep_the_mapping_and_add_the_json_flags() -> None:
     from textcls.serve.app import torchserve_answer
