@@ -525,6 +525,148 @@ def test_cli_predict_shows_several_labels_and_takes_a_threshold(multi_model) -> 
     assert len(json.loads(every.stdout)["predictions"]) == 3
 
 
+CLI_MEAN = [
+    *("--model", "mean", "--vectors", "random", "--vectors-dim", "16", "--batch-size", "16"),
+    *("--lr", "0.03", "--metric", "loss", "--patience", "0"),
+    *("--no-progress", "--no-tensorboard", "--cpu"),
+]
+
+
+def write_splits(root: Path, splits: dict[str, list[tuple[str, str]]]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, rows in splits.items():
+        (root / f"{name}.txt").write_text("".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
+    return root
+
+
+def cli_output(capsys, *argv: str) -> str:
+    """What ``textcls ARGV`` prints on stdout (run in this process)."""
+    from textcls.cli import main
+
+    capsys.readouterr()
+    assert main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+def cli_train(capsys, data: Path, out: Path, *flags: str) -> str:
+    return cli_output(capsys, "train", "--data", str(data), "--out", str(out), *flags, *CLI_MEAN)
+
+
+def cli_answer(capsys, model: Path, text: str, *flags: str) -> dict:
+    """The first answer ``textcls predict MODEL TEXT --json`` prints."""
+    return json.loads(cli_output(capsys, "predict", str(model), text, "--json", *flags))["predictions"][0]
+
+
+def cli_report(capsys, model: Path, data: Path, out: Path, *flags: str) -> dict:
+    command = ("evaluate", str(model), "--data", str(data), "--no-latency", "--json", "--out", str(out))
+    return json.loads(cli_output(capsys, *command, *flags))
+
+
+def gibberish(count: int, label: str, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    return [(" ".join(rng.choices(GIBBERISH, k=rng.randint(3, 5))), label) for _ in range(count)]
+
+
+def test_cli_abstain_below_is_saved_and_applied_by_the_loaded_model(tmp_path, capsys) -> None:
+    data = write_splits(tmp_path / "data", {"train": make_examples(20, 0), "valid": make_examples(6, 1)})
+    out = tmp_path / "model"
+    cli_train(capsys, data, out, "--epochs", "8", "--abstain-below", "0.99")
+    saved = json.loads((out / "config.json").read_text())["model"]["decision"]
+    assert saved["abstain_below"] == 0.99 and saved["oos_target_recall"] is None
+    assert textcls.load(out).predictor.decider().abstain_below == pytest.approx(0.99)  # read back
+    answer = cli_answer(capsys, out, "qzx plok zzub")
+    assert answer == {"label": "oos", "score": answer["score"], "out_of_scope": True, "abstained": True}
+    assert answer["score"] < 0.99
+    assert cli_output(capsys, "predict", str(out), "qzx plok zzub").startswith("oos (out of scope) ")
+    kept = cli_answer(capsys, out, "song album guitar band", "--threshold", "0")  # replaces 0.99
+    assert kept == {"label": "music", "score": kept["score"]}
+
+
+def test_cli_a_custom_oos_label_as_a_trained_class_and_for_abstention(tmp_path, capsys) -> None:
+    name = "none_of_these"
+    trained = write_splits(
+        tmp_path / "trained",
+        {
+            "train": make_examples(20, 0) + gibberish(20, name, 0),
+            "valid": make_examples(6, 1) + gibberish(6, name, 1),
+            "test": make_examples(6, 2) + gibberish(6, name, 2),
+        },
+    )
+    out = tmp_path / "trained-model"
+    printed = cli_train(capsys, trained, out, "--epochs", "10", "--oos-label", name)
+    assert "in-scope accuracy " in printed and "out-of-scope recall " in printed  # the test split
+    config = json.loads((out / "config.json").read_text())["model"]
+    assert config["decision"]["oos_label"] == name and name in config["labels"]
+    answer = cli_answer(capsys, out, "plok zzub wibl snarf")
+    assert answer["label"] == name and answer["out_of_scope"] is True and "abstained" not in answer
+    oos = cli_report(capsys, out, trained / "valid.txt", tmp_path / "e1")["out_of_scope"]
+    assert oos["label"] == name and oos["trained_class"] is True
+    assert oos["out_of_scope_examples"] == 6 and oos["oos_recall"] >= 0.8
+
+    # the same name, never trained: validation examples with it set the abstention threshold
+    unseen = write_splits(
+        tmp_path / "unseen",
+        {"train": make_examples(20, 0), "valid": make_examples(6, 1) + gibberish(6, name, 1)},
+    )
+    out = tmp_path / "abstaining-model"
+    flags = ("--epochs", "10", "--oos-label", name, "--oos-target-recall", "0.9", "--extra-vocab", "0")
+    cli_train(capsys, unseen, out, *flags)
+    config = json.loads((out / "config.json").read_text())["model"]
+    assert name not in config["labels"] and config["decision"]["abstain_below"] is not None
+    answer = cli_answer(capsys, out, "plok zzub wibl snarf")
+    assert answer["label"] == name and answer["out_of_scope"] is True and answer["abstained"] is True
+    report = cli_report(capsys, out, unseen / "valid.txt", tmp_path / "e2")
+    assert report["out_of_scope"]["label"] == name and report["out_of_scope"]["oos_recall"] >= 0.9
+    assert report["unseen"] == {}  # the out-of-scope label is expected, not a label never seen
+
+
+def test_cli_evaluate_threshold_on_a_multi_label_model(multi_model, multi_dir, tmp_path, capsys) -> None:
+    test = multi_dir / "test.txt"
+
+    def report(*flags: str) -> dict:
+        return cli_report(capsys, multi_model, test, tmp_path / "eval", *flags)
+
+    tuned, every = report(), report("--threshold", "0")
+    assert every["labels_per_example"]["predicted"] == 3 and every["without_prediction"] == 0
+    assert every["subset_accuracy"] == 0.0  # no test text carries all three labels
+    assert all(row["recall"] == 1.0 for row in every["per_class"].values())
+    assert tuned["micro_f1"] > every["micro_f1"] and tuned["labels_per_example"]["predicted"] < 2
+    middle = report("--threshold", "0.3")
+    expected = textcls.load(multi_model).evaluate(test, latency=False, threshold=0.3)
+    for key in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss"):
+        assert middle[key] == pytest.approx(expected[key]), key
+
+
+def test_cli_multi_label_flag_end_to_end(tmp_path, capsys) -> None:
+    # every training text carries two labels, so no label stands alone and ',' is not detected:
+    # only --multi-label splits 'music,sports'
+    rng = random.Random(4)
+    names = sorted(CLASS_WORDS)
+
+    def pairs(count: int) -> list[tuple[str, str]]:
+        rows = []
+        for _ in range(count):
+            chosen = sorted(rng.sample(names, 2))
+            words = [w for label in chosen for w in rng.choices(CLASS_WORDS[label], k=rng.randint(2, 4))]
+            rng.shuffle(words)
+            rows.append((" ".join(words), ",".join(chosen)))
+        return rows
+
+    data = write_splits(tmp_path / "data", {"train": pairs(150), "valid": pairs(45), "test": pairs(30)})
+    assert load_splits(data).label_sep is None  # not detected
+    out = tmp_path / "model"
+    printed = cli_train(capsys, data, out, "--epochs", "12", "--multi-label")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["multi_label"] is True and config["data"]["label_sep"] == ","
+    assert config["model"]["labels"] == names  # split, not 'music,sports' as one class
+    assert len(config["model"]["decision"]["thresholds"]) == 3
+    assert "subset accuracy " in printed and "micro F1 " in printed  # the test set, named as such
+    shown = json.loads(cli_output(capsys, "predict", str(out), "song album guitar goal match team", "--json"))
+    assert {p["label"] for p in shown["predictions"]} == {"music", "sports"}
+    report = cli_report(capsys, out, data / "test.txt", tmp_path / "eval")
+    assert report["multi_label"] is True and report["micro_f1"] > 0.8 and report["unseen"] == {}
+
+
 def test_server_answers_several_labels_and_abstentions(multi_model, oos_model) -> None:
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
