@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import textcls
-from conftest import CLASS_WORDS, TINY, make_examples
+from conftest import CLASS_WORDS, SMALL_ENCODER_PARAMS, TINY, make_examples
 from textcls.config import DataConfig, ModelConfig, TrainConfig
 from textcls.data.labels import detect_separator
 from textcls.data.splits import load_splits, read_data_file
@@ -338,6 +338,58 @@ def test_the_linear_model_trains_multi_label(multi_dir, tmp_path) -> None:
     assert report["micro_f1"] > 0.9
     numpy_answers = textcls.load(tmp_path / "linear", backend="numpy").predict(["goal match team song album"])
     assert {a["label"] for a in numpy_answers[0]} == {"music", "sports"}
+
+
+ONE_EPOCH = {"epochs": 1, "batch_size": 16, "lr": 3e-2, "patience": 0, "tensorboard": False, "cpu": True}
+RANDOM_16 = {"vectors": "random", "vectors_dim": 16}
+MULTI_LABEL_MODELS = {
+    "lstm": {"model": "lstm", **RANDOM_16, "encoder_params": SMALL_ENCODER_PARAMS["lstm"]},
+    "densenet-cnn": {
+        "model": "densenet-cnn",
+        **RANDOM_16,
+        "encoder_params": SMALL_ENCODER_PARAMS["densenet-cnn"],
+    },
+    "gnb": {"model": "gnb", **RANDOM_16, "encoder_params": {}},
+    "fasttext": {"model": "fasttext", **RANDOM_16, "ngram_buckets": 1000},
+    "bert": {"encoder": "cls", "lr": 3e-3},  # a tiny random BERT backbone (tiny_backbones.build)
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    from tiny_backbones import build
+
+    return build("bert", tmp_path_factory.mktemp("tiny-bert") / "bert")
+
+
+@pytest.mark.parametrize("kind", list(MULTI_LABEL_MODELS))
+def test_other_encoders_train_multi_label_and_answer_with_their_saved_thresholds(
+    kind, tmp_path, request
+) -> None:
+    from textcls.model import read_model_config
+
+    options = {**ONE_EPOCH, **MULTI_LABEL_MODELS[kind], "multi_label": True}
+    if kind == "bert":
+        options["model"] = str(request.getfixturevalue("tiny_bert"))
+    rows = multi_label_examples(160, 5)
+    out = tmp_path / kind
+    trained = textcls.TextClassifier(**options).fit(rows[:120], rows[120:], out_dir=out, progress=False)
+    model = read_model_config(out).model
+    assert model.multi_label is True and model.labels == sorted(CLASS_WORDS)
+    thresholds = np.asarray(model.decision.thresholds, np.float32)  # compared as Decision does
+    assert len(thresholds) == 3 and np.all((thresholds > 0) & (thresholds < 1))
+    assert len(model.decision.temperature) == 3  # one per label
+    texts = [t for t, _ in multi_label_examples(20, 6)]
+    loaded = textcls.load(out)
+    probabilities, answers = loaded.predict_proba(texts), loaded.predict(texts)
+    assert probabilities.shape == (20, 3) and np.isfinite(probabilities).all()
+    for row, answer in zip(probabilities, answers, strict=True):  # every label at its threshold, best first
+        chosen = [j for j in np.argsort(-row, kind="stable") if row[j] >= thresholds[j]]
+        assert [a["label"] for a in answer] == [model.labels[j] for j in chosen]
+    assert [[a["label"] for a in row] for row in trained.predict(texts)] == [
+        [a["label"] for a in row] for row in answers
+    ]
+    assert all(len(row) == 3 for row in loaded.predict(texts, threshold=0.0))
 
 
 def test_a_top_label_map_is_saved_applied_by_every_backend_and_cleared_on_retraining(tmp_path) -> None:
