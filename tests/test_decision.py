@@ -110,6 +110,78 @@ def test_no_multi_label_keeps_label_fields_whole(multi_dir) -> None:
     assert any("," in e.label for e in splits.train)
 
 
+def write_split_files(root: Path, rows: list[tuple[str, list[str]]], line) -> Path:
+    """train (the first 40 rows) and valid (the rest) written by ``line(text, labels)``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, part in {"train": rows[:40], "valid": rows[40:]}.items():
+        (root / f"{name}.txt").write_text("".join(line(t, ls) + "\n" for t, ls in part), encoding="utf-8")
+    return root
+
+
+def assert_split_into_labels(splits, separator: str) -> None:
+    assert splits.label_sep == separator and sorted(splits.labels) == sorted(CLASS_WORDS)
+    assert any("multi-label data detected" in note and repr(separator) in note for note in splits.notes)
+    for examples in (splits.train, splits.valid):  # valid read with the separator found on train
+        assert {len(e.label_set) for e in examples} == {1, 2}
+        assert all(set(e.label_set) <= set(CLASS_WORDS) for e in examples)
+
+
+def test_a_csv_label_field_with_several_labels(tmp_path) -> None:
+    import csv
+    import io
+
+    rows = multi_label_examples(60, 3)
+    root = tmp_path / "csv"
+    root.mkdir()
+    for name, part in {"train": rows[:40], "valid": rows[40:]}.items():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerows([["text", "label"], *([t, ",".join(ls)] for t, ls in part)])
+        (root / f"{name}.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    assert '"' in (root / "train.csv").read_text()  # the joined labels are quoted CSV cells
+    splits = load_splits(root)
+    assert splits.format == "csv"
+    assert_split_into_labels(splits, ",")
+    assert splits.train[0].text == rows[0][0] and list(splits.train[0].label_set) == rows[0][1]
+    given = read_data_file(root / "valid.csv", DataConfig(label_sep=","))
+    assert [list(e.label_set) for e in given] == [ls for _, ls in rows[40:]]
+
+
+@pytest.mark.parametrize("separator", ["|", "#"])
+def test_pipe_and_hash_separators_are_detected_without_being_given(tmp_path, separator) -> None:
+    rows = multi_label_examples(60, 4)
+    root = write_split_files(tmp_path / "data", rows, lambda t, ls: f"{t}\t{separator.join(ls)}")
+    assert detect_separator(read_data_file(root / "train.txt"))[0] == separator
+    splits = load_splits(root)
+    assert splits.format == "tsv"
+    assert_split_into_labels(splits, separator)
+
+
+def test_label_first_tsv_with_several_labels(tmp_path) -> None:
+    rows = multi_label_examples(60, 5)
+    root = write_split_files(tmp_path / "data", rows, lambda t, ls: f"{','.join(ls)}\t{t}")
+    splits = load_splits(root)
+    assert splits.format == "tsv-label-first"
+    assert_split_into_labels(splits, ",")
+    assert [(e.text, list(e.label_set)) for e in splits.valid] == rows[40:]
+
+
+def test_an_undetected_separator_is_kept_whole_and_the_note_says_how_to_split(tmp_path) -> None:
+    rows = multi_label_examples(60, 6)
+    root = write_split_files(tmp_path / "data", rows, lambda t, ls: f"{t}\t{';'.join(ls)}")
+    splits = load_splits(root)
+    assert splits.label_sep is None and any(";" in label for label in splits.labels)  # whole labels
+    hint = next(note for note in splits.notes if "not detected" in note)
+    assert "--label-sep ';'" in hint and "kept whole" in hint
+    given = load_splits(root, label_sep=";")
+    assert given.label_sep == ";" and sorted(given.labels) == sorted(CLASS_WORDS)
+    assert not any("not detected" in note for note in given.notes)
+    plain = write_split_files(
+        tmp_path / "plain", [(t, [y]) for t, y in make_examples(20, 0)], lambda t, ls: f"{t}\t{ls[0]}"
+    )
+    assert not any("not detected" in note for note in load_splits(plain).notes)  # one label each
+
+
 def test_fasttext_lines_with_several_labels(tmp_path) -> None:
     path = tmp_path / "train.ft"
     path.write_text("__label__joy __label__surprise what a gift\n__label__anger no way\n", encoding="utf-8")
