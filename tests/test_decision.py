@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -223,6 +224,19 @@ def test_multi_label_loss_is_binary_cross_entropy_with_balanced_pos_weight() -> 
     torch.testing.assert_close(loss_fn(logits, targets), expected)
     plain = make_loss(TrainConfig(), gold, 3, multi_label=True)
     assert plain.pos_weight is None
+    help_text = TrainConfig.model_fields["class_weight"].description
+    assert "clipped to [1, 100]" in help_text and "never weighted down" in help_text  # --help says so
+
+
+def test_the_readme_results_match_the_goemotions_table_of_benchmarks() -> None:
+    root = Path(__file__).resolve().parents[1]
+    benchmarks = (root / "BENCHMARKS.md").read_text(encoding="utf-8")
+    table = benchmarks[benchmarks.index("### GoEmotions (`multilabel`") :].split("\n\n")[1]
+    macro = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in table.splitlines()[2:]}
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    results = readme[readme.index("Results (`make bench-multilabel`") :].split("\n\n")[0]
+    for model in ("linear", "cnn", "fastText ova (threshold tuned on valid)", "minilm-l6 (4 epochs)"):
+        assert re.search(rf"(?<![\d.]){re.escape(macro[model])}(?!\d)", results), (model, macro[model])
 
 
 # ------------------------------------------------------------------------------ fitted decisions
