@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 import textcls
-from conftest import CLASS_WORDS, TINY, make_examples
+from conftest import CLASS_WORDS, SMALL_ENCODER_PARAMS, TINY, make_examples
 from textcls.config import DataConfig, ModelConfig, TrainConfig
 from textcls.data.labels import detect_separator
 from textcls.data.splits import load_splits, read_data_file
@@ -110,6 +111,78 @@ def test_no_multi_label_keeps_label_fields_whole(multi_dir) -> None:
     assert any("," in e.label for e in splits.train)
 
 
+def write_split_files(root: Path, rows: list[tuple[str, list[str]]], line) -> Path:
+    """train (the first 40 rows) and valid (the rest) written by ``line(text, labels)``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, part in {"train": rows[:40], "valid": rows[40:]}.items():
+        (root / f"{name}.txt").write_text("".join(line(t, ls) + "\n" for t, ls in part), encoding="utf-8")
+    return root
+
+
+def assert_split_into_labels(splits, separator: str) -> None:
+    assert splits.label_sep == separator and sorted(splits.labels) == sorted(CLASS_WORDS)
+    assert any("multi-label data detected" in note and repr(separator) in note for note in splits.notes)
+    for examples in (splits.train, splits.valid):  # valid read with the separator found on train
+        assert {len(e.label_set) for e in examples} == {1, 2}
+        assert all(set(e.label_set) <= set(CLASS_WORDS) for e in examples)
+
+
+def test_a_csv_label_field_with_several_labels(tmp_path) -> None:
+    import csv
+    import io
+
+    rows = multi_label_examples(60, 3)
+    root = tmp_path / "csv"
+    root.mkdir()
+    for name, part in {"train": rows[:40], "valid": rows[40:]}.items():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerows([["text", "label"], *([t, ",".join(ls)] for t, ls in part)])
+        (root / f"{name}.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    assert '"' in (root / "train.csv").read_text()  # the joined labels are quoted CSV cells
+    splits = load_splits(root)
+    assert splits.format == "csv"
+    assert_split_into_labels(splits, ",")
+    assert splits.train[0].text == rows[0][0] and list(splits.train[0].label_set) == rows[0][1]
+    given = read_data_file(root / "valid.csv", DataConfig(label_sep=","))
+    assert [list(e.label_set) for e in given] == [ls for _, ls in rows[40:]]
+
+
+@pytest.mark.parametrize("separator", ["|", "#"])
+def test_pipe_and_hash_separators_are_detected_without_being_given(tmp_path, separator) -> None:
+    rows = multi_label_examples(60, 4)
+    root = write_split_files(tmp_path / "data", rows, lambda t, ls: f"{t}\t{separator.join(ls)}")
+    assert detect_separator(read_data_file(root / "train.txt"))[0] == separator
+    splits = load_splits(root)
+    assert splits.format == "tsv"
+    assert_split_into_labels(splits, separator)
+
+
+def test_label_first_tsv_with_several_labels(tmp_path) -> None:
+    rows = multi_label_examples(60, 5)
+    root = write_split_files(tmp_path / "data", rows, lambda t, ls: f"{','.join(ls)}\t{t}")
+    splits = load_splits(root)
+    assert splits.format == "tsv-label-first"
+    assert_split_into_labels(splits, ",")
+    assert [(e.text, list(e.label_set)) for e in splits.valid] == rows[40:]
+
+
+def test_an_undetected_separator_is_kept_whole_and_the_note_says_how_to_split(tmp_path) -> None:
+    rows = multi_label_examples(60, 6)
+    root = write_split_files(tmp_path / "data", rows, lambda t, ls: f"{t}\t{';'.join(ls)}")
+    splits = load_splits(root)
+    assert splits.label_sep is None and any(";" in label for label in splits.labels)  # whole labels
+    hint = next(note for note in splits.notes if "not detected" in note)
+    assert "--label-sep ';'" in hint and "kept whole" in hint
+    given = load_splits(root, label_sep=";")
+    assert given.label_sep == ";" and sorted(given.labels) == sorted(CLASS_WORDS)
+    assert not any("not detected" in note for note in given.notes)
+    plain = write_split_files(
+        tmp_path / "plain", [(t, [y]) for t, y in make_examples(20, 0)], lambda t, ls: f"{t}\t{ls[0]}"
+    )
+    assert not any("not detected" in note for note in load_splits(plain).notes)  # one label each
+
+
 def test_fasttext_lines_with_several_labels(tmp_path) -> None:
     path = tmp_path / "train.ft"
     path.write_text("__label__joy __label__surprise what a gift\n__label__anger no way\n", encoding="utf-8")
@@ -151,6 +224,19 @@ def test_multi_label_loss_is_binary_cross_entropy_with_balanced_pos_weight() -> 
     torch.testing.assert_close(loss_fn(logits, targets), expected)
     plain = make_loss(TrainConfig(), gold, 3, multi_label=True)
     assert plain.pos_weight is None
+    help_text = TrainConfig.model_fields["class_weight"].description
+    assert "clipped to [1, 100]" in help_text and "never weighted down" in help_text  # --help says so
+
+
+def test_the_readme_results_match_the_goemotions_table_of_benchmarks() -> None:
+    root = Path(__file__).resolve().parents[1]
+    benchmarks = (root / "BENCHMARKS.md").read_text(encoding="utf-8")
+    table = benchmarks[benchmarks.index("### GoEmotions (`multilabel`") :].split("\n\n")[1]
+    macro = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in table.splitlines()[2:]}
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    results = readme[readme.index("Results (`make bench-multilabel`") :].split("\n\n")[0]
+    for model in ("linear", "cnn", "fastText ova (threshold tuned on valid)", "minilm-l6 (4 epochs)"):
+        assert re.search(rf"(?<![\d.]){re.escape(macro[model])}(?!\d)", results), (model, macro[model])
 
 
 # ------------------------------------------------------------------------------ fitted decisions
@@ -340,6 +426,58 @@ def test_the_linear_model_trains_multi_label(multi_dir, tmp_path) -> None:
     assert {a["label"] for a in numpy_answers[0]} == {"music", "sports"}
 
 
+ONE_EPOCH = {"epochs": 1, "batch_size": 16, "lr": 3e-2, "patience": 0, "tensorboard": False, "cpu": True}
+RANDOM_16 = {"vectors": "random", "vectors_dim": 16}
+MULTI_LABEL_MODELS = {
+    "lstm": {"model": "lstm", **RANDOM_16, "encoder_params": SMALL_ENCODER_PARAMS["lstm"]},
+    "densenet-cnn": {
+        "model": "densenet-cnn",
+        **RANDOM_16,
+        "encoder_params": SMALL_ENCODER_PARAMS["densenet-cnn"],
+    },
+    "gnb": {"model": "gnb", **RANDOM_16, "encoder_params": {}},
+    "fasttext": {"model": "fasttext", **RANDOM_16, "ngram_buckets": 1000},
+    "bert": {"encoder": "cls", "lr": 3e-3},  # a tiny random BERT backbone (tiny_backbones.build)
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    from tiny_backbones import build
+
+    return build("bert", tmp_path_factory.mktemp("tiny-bert") / "bert")
+
+
+@pytest.mark.parametrize("kind", list(MULTI_LABEL_MODELS))
+def test_other_encoders_train_multi_label_and_answer_with_their_saved_thresholds(
+    kind, tmp_path, request
+) -> None:
+    from textcls.model import read_model_config
+
+    options = {**ONE_EPOCH, **MULTI_LABEL_MODELS[kind], "multi_label": True}
+    if kind == "bert":
+        options["model"] = str(request.getfixturevalue("tiny_bert"))
+    rows = multi_label_examples(160, 5)
+    out = tmp_path / kind
+    trained = textcls.TextClassifier(**options).fit(rows[:120], rows[120:], out_dir=out, progress=False)
+    model = read_model_config(out).model
+    assert model.multi_label is True and model.labels == sorted(CLASS_WORDS)
+    thresholds = np.asarray(model.decision.thresholds, np.float32)  # compared as Decision does
+    assert len(thresholds) == 3 and np.all((thresholds > 0) & (thresholds < 1))
+    assert len(model.decision.temperature) == 3  # one per label
+    texts = [t for t, _ in multi_label_examples(20, 6)]
+    loaded = textcls.load(out)
+    probabilities, answers = loaded.predict_proba(texts), loaded.predict(texts)
+    assert probabilities.shape == (20, 3) and np.isfinite(probabilities).all()
+    for row, answer in zip(probabilities, answers, strict=True):  # every label at its threshold, best first
+        chosen = [j for j in np.argsort(-row, kind="stable") if row[j] >= thresholds[j]]
+        assert [a["label"] for a in answer] == [model.labels[j] for j in chosen]
+    assert [[a["label"] for a in row] for row in trained.predict(texts)] == [
+        [a["label"] for a in row] for row in answers
+    ]
+    assert all(len(row) == 3 for row in loaded.predict(texts, threshold=0.0))
+
+
 def test_a_top_label_map_is_saved_applied_by_every_backend_and_cleared_on_retraining(tmp_path) -> None:
     from textcls.inference.export import export_model
 
@@ -449,7 +587,66 @@ def test_a_trained_out_of_scope_class(tmp_path) -> None:
     assert report["out_of_scope"]["trained_class"] is True and report["out_of_scope"]["oos_recall"] > 0.8
 
 
+# ------------------------------------------------------------------------------------- bench
+def test_bench_rows_show_the_multi_label_and_out_of_scope_measures(multi_model, multi_dir, oos_model) -> None:
+    from textcls.inference.bench import OOS_MEASURES, markdown_table, run_bench
+
+    bench = {"backends": ("torch",), "threads": (1,)}
+    multi = run_bench([multi_model], multi_dir / "test.txt", **bench)[0]
+    report = textcls.load(multi_model).evaluate(multi_dir / "test.txt", latency=False)
+    assert multi["multi_label"] is True
+    assert multi["accuracy"] == multi["subset_accuracy"] == pytest.approx(report["subset_accuracy"] * 100)
+    assert multi["micro_f1"] == pytest.approx(report["micro_f1"] * 100) and multi["micro_f1"] > 80
+    assert "oos_recall" not in multi  # a multi-label answer is never out of scope
+    test = oos_model.parent / "test.txt"
+    scoped = run_bench([oos_model], test, **bench)[0]
+    oos = textcls.load(oos_model).evaluate(test, latency=False)["out_of_scope"]
+    for key in ("in_scope_accuracy", "oos_precision", "oos_recall", "oos_f1"):
+        assert scoped[key] == pytest.approx(oos[key] * 100), key
+    assert scoped["oos_recall"] >= 90 and scoped["oos_auroc"] == pytest.approx(oos["auroc"])
+    assert "multi_label" not in scoped and "micro_f1" not in scoped
+
+    table = markdown_table([multi, scoped]).splitlines()
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert header[3:10] == ["accuracy", "macro-F1", "micro-F1", "in-scope acc.", "OOS P", "OOS R", "OOS F1"]
+    cells = {
+        line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in table[2:4]
+    }
+    assert cells["mean"][3] == f"{multi['accuracy']:.2f} (subset)"  # not passed off as accuracy
+    assert cells["mean"][5] == f"{multi['micro_f1']:.2f}" and cells["mean"][6:10] == ["–"] * 4
+    assert cells["model"][3] == f"{scoped['accuracy']:.2f}" and cells["model"][5] == "–"
+    assert cells["model"][8] == f"{scoped['oos_recall']:.2f}"
+    assert "accuracy is subset accuracy" in markdown_table([multi])
+    plain = {k: v for k, v in scoped.items() if k not in (*OOS_MEASURES, "oos_auroc")}  # no OOS
+    assert "OOS" not in markdown_table([plain]) and "micro-F1" not in markdown_table([plain])
+
+
 # --------------------------------------------------------------------------- CLI and the server
+def test_torchserve_answers_keep_the_mapping_and_add_the_json_flags() -> None:
+    from textcls.serve.app import torchserve_answer
+
+    config = ModelConfig(labels=["music", "oos", "sports"])
+    config.decision.abstain_below = 0.6
+    decision = Decision(config)
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.45, 0.1, 0.45]], np.float32)
+    answers = decision.answers(probabilities, top_k=2)
+    shown = [torchserve_answer(row) for row in answers]
+    assert shown[0] == {"music": pytest.approx(0.7), "oos": pytest.approx(0.2)}  # no flag in scope
+    assert shown[1] == {"oos": pytest.approx(0.7), "music": pytest.approx(0.2), "out_of_scope": True}
+    assert shown[2] == {  # abstained: the top in-scope score under the out-of-scope label
+        "oos": pytest.approx(0.45),
+        "music": pytest.approx(0.45),
+        "out_of_scope": True,
+        "abstained": True,
+    }
+    # a label named like a flag: an in-scope score is a number, the flag is always a boolean
+    clash = Decision(ModelConfig(labels=["out_of_scope", "music"]))
+    row = clash.answers(np.array([[0.8, 0.2]], np.float32), top_k=2)[0]
+    assert torchserve_answer(row)["out_of_scope"] == pytest.approx(0.8)
+    assert torchserve_answer(row)["out_of_scope"] is not True
+    assert torchserve_answer([]) == {}  # a multi-label answer with no label above its threshold
+
+
 def test_cli_predict_shows_several_labels_and_takes_a_threshold(multi_model) -> None:
     command = [
         sys.executable,
@@ -464,6 +661,148 @@ def test_cli_predict_shows_several_labels_and_takes_a_threshold(multi_model) -> 
     assert {p["label"] for p in shown["predictions"]} == {"music", "sports"}
     every = subprocess.run([*command, "--threshold", "0"], capture_output=True, text=True, check=True)
     assert len(json.loads(every.stdout)["predictions"]) == 3
+
+
+CLI_MEAN = [
+    *("--model", "mean", "--vectors", "random", "--vectors-dim", "16", "--batch-size", "16"),
+    *("--lr", "0.03", "--metric", "loss", "--patience", "0"),
+    *("--no-progress", "--no-tensorboard", "--cpu"),
+]
+
+
+def write_splits(root: Path, splits: dict[str, list[tuple[str, str]]]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, rows in splits.items():
+        (root / f"{name}.txt").write_text("".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
+    return root
+
+
+def cli_output(capsys, *argv: str) -> str:
+    """What ``textcls ARGV`` prints on stdout (run in this process)."""
+    from textcls.cli import main
+
+    capsys.readouterr()
+    assert main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+def cli_train(capsys, data: Path, out: Path, *flags: str) -> str:
+    return cli_output(capsys, "train", "--data", str(data), "--out", str(out), *flags, *CLI_MEAN)
+
+
+def cli_answer(capsys, model: Path, text: str, *flags: str) -> dict:
+    """The first answer ``textcls predict MODEL TEXT --json`` prints."""
+    return json.loads(cli_output(capsys, "predict", str(model), text, "--json", *flags))["predictions"][0]
+
+
+def cli_report(capsys, model: Path, data: Path, out: Path, *flags: str) -> dict:
+    command = ("evaluate", str(model), "--data", str(data), "--no-latency", "--json", "--out", str(out))
+    return json.loads(cli_output(capsys, *command, *flags))
+
+
+def gibberish(count: int, label: str, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    return [(" ".join(rng.choices(GIBBERISH, k=rng.randint(3, 5))), label) for _ in range(count)]
+
+
+def test_cli_abstain_below_is_saved_and_applied_by_the_loaded_model(tmp_path, capsys) -> None:
+    data = write_splits(tmp_path / "data", {"train": make_examples(20, 0), "valid": make_examples(6, 1)})
+    out = tmp_path / "model"
+    cli_train(capsys, data, out, "--epochs", "8", "--abstain-below", "0.99")
+    saved = json.loads((out / "config.json").read_text())["model"]["decision"]
+    assert saved["abstain_below"] == 0.99 and saved["oos_target_recall"] is None
+    assert textcls.load(out).predictor.decider().abstain_below == pytest.approx(0.99)  # read back
+    answer = cli_answer(capsys, out, "qzx plok zzub")
+    assert answer == {"label": "oos", "score": answer["score"], "out_of_scope": True, "abstained": True}
+    assert answer["score"] < 0.99
+    assert cli_output(capsys, "predict", str(out), "qzx plok zzub").startswith("oos (out of scope) ")
+    kept = cli_answer(capsys, out, "song album guitar band", "--threshold", "0")  # replaces 0.99
+    assert kept == {"label": "music", "score": kept["score"]}
+
+
+def test_cli_a_custom_oos_label_as_a_trained_class_and_for_abstention(tmp_path, capsys) -> None:
+    name = "none_of_these"
+    trained = write_splits(
+        tmp_path / "trained",
+        {
+            "train": make_examples(20, 0) + gibberish(20, name, 0),
+            "valid": make_examples(6, 1) + gibberish(6, name, 1),
+            "test": make_examples(6, 2) + gibberish(6, name, 2),
+        },
+    )
+    out = tmp_path / "trained-model"
+    printed = cli_train(capsys, trained, out, "--epochs", "10", "--oos-label", name)
+    assert "in-scope accuracy " in printed and "out-of-scope recall " in printed  # the test split
+    config = json.loads((out / "config.json").read_text())["model"]
+    assert config["decision"]["oos_label"] == name and name in config["labels"]
+    answer = cli_answer(capsys, out, "plok zzub wibl snarf")
+    assert answer["label"] == name and answer["out_of_scope"] is True and "abstained" not in answer
+    oos = cli_report(capsys, out, trained / "valid.txt", tmp_path / "e1")["out_of_scope"]
+    assert oos["label"] == name and oos["trained_class"] is True
+    assert oos["out_of_scope_examples"] == 6 and oos["oos_recall"] >= 0.8
+
+    # the same name, never trained: validation examples with it set the abstention threshold
+    unseen = write_splits(
+        tmp_path / "unseen",
+        {"train": make_examples(20, 0), "valid": make_examples(6, 1) + gibberish(6, name, 1)},
+    )
+    out = tmp_path / "abstaining-model"
+    flags = ("--epochs", "10", "--oos-label", name, "--oos-target-recall", "0.9", "--extra-vocab", "0")
+    cli_train(capsys, unseen, out, *flags)
+    config = json.loads((out / "config.json").read_text())["model"]
+    assert name not in config["labels"] and config["decision"]["abstain_below"] is not None
+    answer = cli_answer(capsys, out, "plok zzub wibl snarf")
+    assert answer["label"] == name and answer["out_of_scope"] is True and answer["abstained"] is True
+    report = cli_report(capsys, out, unseen / "valid.txt", tmp_path / "e2")
+    assert report["out_of_scope"]["label"] == name and report["out_of_scope"]["oos_recall"] >= 0.9
+    assert report["unseen"] == {}  # the out-of-scope label is expected, not a label never seen
+
+
+def test_cli_evaluate_threshold_on_a_multi_label_model(multi_model, multi_dir, tmp_path, capsys) -> None:
+    test = multi_dir / "test.txt"
+
+    def report(*flags: str) -> dict:
+        return cli_report(capsys, multi_model, test, tmp_path / "eval", *flags)
+
+    tuned, every = report(), report("--threshold", "0")
+    assert every["labels_per_example"]["predicted"] == 3 and every["without_prediction"] == 0
+    assert every["subset_accuracy"] == 0.0  # no test text carries all three labels
+    assert all(row["recall"] == 1.0 for row in every["per_class"].values())
+    assert tuned["micro_f1"] > every["micro_f1"] and tuned["labels_per_example"]["predicted"] < 2
+    middle = report("--threshold", "0.3")
+    expected = textcls.load(multi_model).evaluate(test, latency=False, threshold=0.3)
+    for key in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss"):
+        assert middle[key] == pytest.approx(expected[key]), key
+
+
+def test_cli_multi_label_flag_end_to_end(tmp_path, capsys) -> None:
+    # every training text carries two labels, so no label stands alone and ',' is not detected:
+    # only --multi-label splits 'music,sports'
+    rng = random.Random(4)
+    names = sorted(CLASS_WORDS)
+
+    def pairs(count: int) -> list[tuple[str, str]]:
+        rows = []
+        for _ in range(count):
+            chosen = sorted(rng.sample(names, 2))
+            words = [w for label in chosen for w in rng.choices(CLASS_WORDS[label], k=rng.randint(2, 4))]
+            rng.shuffle(words)
+            rows.append((" ".join(words), ",".join(chosen)))
+        return rows
+
+    data = write_splits(tmp_path / "data", {"train": pairs(150), "valid": pairs(45), "test": pairs(30)})
+    assert load_splits(data).label_sep is None  # not detected
+    out = tmp_path / "model"
+    printed = cli_train(capsys, data, out, "--epochs", "12", "--multi-label")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["multi_label"] is True and config["data"]["label_sep"] == ","
+    assert config["model"]["labels"] == names  # split, not 'music,sports' as one class
+    assert len(config["model"]["decision"]["thresholds"]) == 3
+    assert "subset accuracy " in printed and "micro F1 " in printed  # the test set, named as such
+    shown = json.loads(cli_output(capsys, "predict", str(out), "song album guitar goal match team", "--json"))
+    assert {p["label"] for p in shown["predictions"]} == {"music", "sports"}
+    report = cli_report(capsys, out, data / "test.txt", tmp_path / "eval")
+    assert report["multi_label"] is True and report["micro_f1"] > 0.8 and report["unseen"] == {}
 
 
 def test_server_answers_several_labels_and_abstentions(multi_model, oos_model) -> None:
@@ -485,6 +824,8 @@ def test_server_answers_several_labels_and_abstentions(multi_model, oos_model) -
         assert [p["label"] for p in body["predictions"][1]] == ["weather"]
         torchserve = client.post("/predictions/multi", data={"data": "song album goal match"}).json()
         assert set(torchserve) == {"music", "sports"}  # TorchServe style: {label: probability}
+        listed = client.post("/predictions/multi", json={"text": "song album goal match"}).json()
+        assert torchserve == {p["label"]: p["score"] for p in listed["predictions"][0]}  # no flags
         every = client.post("/predictions/multi", json={"text": "song album", "threshold": 0}).json()
         assert len(every["predictions"][0]) == 3
         answer = client.post("/predictions/scoped", json={"text": "ftang plok zzub"}).json()
@@ -494,5 +835,16 @@ def test_server_answers_several_labels_and_abstentions(multi_model, oos_model) -
             "out_of_scope": True,
             "abstained": True,
         }
+        # TorchServe style names the abstention too: the same flags beside {label: probability}
+        plain = client.post("/predictions/scoped", data={"data": "ftang plok zzub"}).json()
+        first = answer["predictions"][0][0]
+        assert next(iter(plain)) == "oos" and plain["oos"] == pytest.approx(first["score"])
+        assert plain["out_of_scope"] is True and plain["abstained"] is True
+        # top_k 5 of 3 labels: the out-of-scope entry, then the best two in-scope labels
+        assert len(plain) == 5 and set(plain) - {"oos", "out_of_scope", "abstained"} < set(CLASS_WORDS)
+        scores = [v for k, v in plain.items() if k not in ("out_of_scope", "abstained")]
+        assert all(isinstance(v, float) for v in scores) and scores == sorted(scores, reverse=True)
+        in_scope = client.post("/predictions/scoped", content=b"song album guitar band").json()
+        assert next(iter(in_scope)) == "music" and "out_of_scope" not in in_scope
         bad = client.post("/predictions/scoped", json={"text": "song", "threshold": "high"})
         assert bad.status_code == 422 and set(bad.json()) == {"code", "type", "message"}

@@ -593,10 +593,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     test = args.test or _find_test(args.data)
     if test:
         report = classifier.evaluate(test, Path(args.out) / "eval" / Path(test).stem, latency=False)
-        print(
-            f"test ({test}): accuracy {report['accuracy'] * 100:.2f}, macro F1 {report['macro_f1'] * 100:.2f}"
-        )
+        print(f"test ({test}): {headline(report)}")
     return 0
+
+
+def headline(report: dict[str, Any]) -> str:
+    """The headline figures of an evaluation report: accuracy and macro F1; a multi-label model's
+    subset accuracy (so named) and micro F1; the out-of-scope measures when there are any."""
+    if report.get("multi_label"):
+        parts = [
+            f"subset accuracy {report['subset_accuracy'] * 100:.2f}",
+            f"micro F1 {report['micro_f1'] * 100:.2f}",
+        ]
+    else:
+        parts = [f"accuracy {report['accuracy'] * 100:.2f}"]
+    parts.append(f"macro F1 {report['macro_f1'] * 100:.2f}")
+    oos = report.get("out_of_scope")
+    if oos:
+        if oos["in_scope_accuracy"] is not None:
+            parts.append(f"in-scope accuracy {oos['in_scope_accuracy'] * 100:.2f}")
+        parts.append(f"out-of-scope recall {oos['oos_recall'] * 100:.2f}, F1 {oos['oos_f1'] * 100:.2f}")
+    return ", ".join(parts)
 
 
 def _train_auto(args: argparse.Namespace) -> int:

@@ -473,7 +473,8 @@ class TrainConfig(_Strict):
     class_weight: Literal["balanced"] | None = Field(
         None,
         description="'balanced': weight classes by n / (classes * count) in the loss; multi-label: "
-        "each label's positives by negatives / positives (pos_weight, at most 100)",
+        "each label's positives by negatives / positives (pos_weight, clipped to [1, 100]: a label "
+        "positive in half the texts or more keeps 1, its positives never weighted down)",
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the cross-entropy")
     tensorboard: bool = Field(True, description="write TensorBoard scalars")

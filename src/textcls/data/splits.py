@@ -174,7 +174,7 @@ def load_splits(
     reader = _SplitReader(options)
     train = reader.read("train", paths["train"])
     if options.label_sep is None and multi_label is not False:
-        from textcls.data.labels import detect_separator, split_labels
+        from textcls.data.labels import detect_separator, split_labels, undetected_separator_hint
 
         separator, note = detect_separator(train)
         if separator is None and multi_label:
@@ -183,6 +183,8 @@ def load_splits(
             reader.notes.append(note)
             options = reader.options = options.model_copy(update={"label_sep": separator})
             train = split_labels(train, separator)
+        elif hint := undetected_separator_hint(train):
+            reader.notes.append(hint)
     result = DataSplits(train, [], None, reader.notes, labels=_label_order(train), format=reader.train_format)
     result.label_sep = options.label_sep
     known = {label for e in train for label in e.label_set} | set(also_known)

@@ -3,7 +3,9 @@
 Inference (TorchServe-compatible): ``GET /ping``, ``POST /predictions/{model}`` (form field
 ``data=``, a raw text body, or JSON ``{"text": ...}`` / ``{"texts": [...], "top_k": k, "threshold": t}``).
 Each answer lists labels with scores; multi-label models answer every label above its threshold,
-and an out-of-scope answer carries ``"out_of_scope": true``.
+and an out-of-scope answer carries ``"out_of_scope": true`` (and ``"abstained": true`` when a
+threshold decided it), in the JSON answer's first entry and beside the TorchServe-style
+``{label: probability}`` mapping alike (:func:`torchserve_answer`).
 ``GET /served`` lists model names for the web page.
 Management (bearer token): ``GET /models``, ``GET /models/{name}``, ``POST /models?url=&model_name=``
 (directories under ``--model-store`` only, at most ``--max-models``), ``DELETE /models/{name}``.
@@ -732,8 +734,8 @@ def create_app(settings: ServeSettings) -> Any:
         metrics.texts.labels(name).inc(len(texts))
         metrics.requests.labels("/predictions/{name}", name, 200).inc()
         results = decision.answers(probabilities, top_k, threshold)
-        if style == "torchserve":  # TorchServe's text classifier answers {label: probability}
-            return {r["label"]: r["score"] for r in results[0]}
+        if style == "torchserve":
+            return torchserve_answer(results[0])
         return {"model": name, "predictions": results, "latency_ms": seconds * 1000}
 
     @app.get("/served", summary="served model names, status and labels (public; the web page uses it)")
@@ -807,6 +809,24 @@ def create_app(settings: ServeSettings) -> Any:
         return resources.files("textcls.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 
     return Guard(app, settings)
+
+
+OUT_OF_SCOPE_FLAGS = ("out_of_scope", "abstained")
+
+
+def torchserve_answer(answer: list[dict[str, Any]]) -> dict[str, Any]:
+    """One text's answer as TorchServe's text classifier gives it: ``{label: probability}``, best
+    first (multi-label: every label answered, possibly none). An out-of-scope answer keeps that
+    mapping, its out-of-scope label first, and adds the flags the JSON answer's first entry
+    carries, as JSON booleans: ``{"oos": 0.41, "music": 0.41, "out_of_scope": true, "abstained":
+    true}`` (``abstained`` only when a threshold decided it, not a trained class). A score is never
+    a boolean, so ``answer.get("out_of_scope") is True`` tells an out-of-scope answer even for a
+    model with a label named like a flag (that label's score then gives way to the flag; the JSON
+    answer has no such clash)."""
+    mapping: dict[str, Any] = {entry["label"]: entry["score"] for entry in answer}
+    if answer and answer[0].get("out_of_scope"):
+        mapping.update({flag: True for flag in OUT_OF_SCOPE_FLAGS if answer[0].get(flag)})
+    return mapping
 
 
 def body_style(kind: str) -> str:

@@ -150,7 +150,8 @@ def make_loss(
     config: TrainConfig, train_labels: Sequence[Any], num_labels: int, multi_label: bool = False
 ) -> ClassificationLoss:
     """The config's loss; ``class_weight: balanced`` weights classes (one label per text) or each
-    label's positives by negatives / positives, at most 100 (multi-label)."""
+    label's positives by negatives / positives, clipped to [1, 100] (multi-label: a label positive
+    in half the texts or more keeps 1, its positives are never weighted down)."""
     if multi_label:
         pos_weight = None
         if config.class_weight:
