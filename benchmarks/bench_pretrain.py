@@ -114,7 +114,10 @@ def pretrain_row(out: Path, data: list[Path], model: str, settings: dict) -> dic
 
 def run_korean(args: argparse.Namespace) -> None:
     document = load("korean")
-    bilm_dir = RUNS / "bilm-nsmc"
+    # a biLM with the character CNN is another model: its own directory, pretraining entry and rows
+    char = "char-CNN " if args.char_cnn else ""
+    bilm_dir = RUNS / ("bilm-nsmc-char" if args.char_cnn else "bilm-nsmc")
+    bilm_key = "bilm, char CNN" if args.char_cnn else "bilm"
     settings = {
         "tokenizer.engine": "kiwi",
         "time_limit": args.bilm_seconds,
@@ -125,7 +128,7 @@ def run_korean(args: argparse.Namespace) -> None:
     }
     if not args.reuse or not (bilm_dir / "model.safetensors").is_file():
         print("pretraining the biLM on nsmc_like train texts ...", flush=True)
-        document["pretraining"]["bilm"] = pretrain_row(
+        document["pretraining"][bilm_key] = pretrain_row(
             bilm_dir, [SHARED_DATA / "nsmc_like" / "train.txt"], "bilm", settings
         )
         save("korean", document)
@@ -154,6 +157,8 @@ def run_korean(args: argparse.Namespace) -> None:
         raise SystemExit(f"--korean-runs: unknown {sorted(unknown)}; known: {', '.join(runs)}")
     for key in args.korean_runs.split(","):
         run, run_settings = runs[key]
+        if char and "embedder" in run_settings:
+            run = run.replace("biLM", f"{char}biLM", 1)
         if args.seed != 42:  # another draw of the same run: its own row
             run, run_settings = f"{run}, seed {args.seed}", {**run_settings, "seed": args.seed}
         record(
