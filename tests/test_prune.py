@@ -240,6 +240,13 @@ def test_every_model_kind_prunes(synthetic_dir: Path, tmp_path: Path) -> None:
     saved = report["methods"]["ticket"]["saved"]
     assert saved["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert any("attention" in name for name in saved["layers"])
+    # the backbone's own task head (new, random weights) stays dense unless named (Chen et al. 2020)
+    assert not any("classifier" in name for name in saved["layers"])
+    assert any(name.endswith("pooler.dense.weight") for name in saved["layers"])
+    model = load_model(bert)[0]
+    heads = [name for name, _, _ in prunable(model, ["linear", "classifier"]) if "classifier" in name]
+    assert heads == ["embedder.model.classifier.weight"]
+    assert [name for name, _, _ in prunable(model, ["classifier"])] == heads
     from transformers import AutoModelForSequenceClassification
 
     hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "p-bert" / "ticket")
