@@ -27,7 +27,7 @@ from textcls.decision import (
     best_f1_threshold,
     choose_confidence_map,
     expected_calibration_error,
-    fit_label_temperatures,
+    fit_label_platt,
     fit_temperature,
     label_ece,
     remap_top,
@@ -271,9 +271,35 @@ def test_temperature_scaling_recovers_a_known_temperature() -> None:
     probabilities = scaled / scaled.sum(1, keepdims=True)
     gold = np.array([rng.choice(4, p=p) for p in probabilities])
     assert fit_temperature(logits, gold) == pytest.approx(2.0, rel=0.05)
+    # multi-label: Platt scaling recovers each label's temperature and bias
     z = rng.normal(0, 4, (20000, 2))
-    targets = (rng.uniform(size=z.shape) < 1 / (1 + np.exp(-z / np.array([0.5, 3.0])))).astype(float)
-    assert fit_label_temperatures(z, targets) == pytest.approx([0.5, 3.0], rel=0.08)
+    true_bias = np.array([0.0, -1.5])
+    chance = 1 / (1 + np.exp(-(z / np.array([0.5, 3.0]) + true_bias)))
+    targets = (rng.uniform(size=z.shape) < chance).astype(float)
+    temperatures, biases = fit_label_platt(z, targets)
+    assert temperatures == pytest.approx([0.5, 3.0], rel=0.08)
+    assert biases == pytest.approx(true_bias.tolist(), abs=0.1)
+
+
+def test_a_label_the_logits_say_nothing_about_scores_its_base_rate() -> None:
+    """A temperature alone would send such a label to 0.5 (T at its bound); with a bias it is
+    calibrated: its probability is the share of positives, applied by the model's Decision."""
+    rng = np.random.default_rng(3)
+    logits = np.column_stack([rng.normal(0, 3, 4000), rng.normal(0, 3, 4000)])
+    targets = np.column_stack([logits[:, 0] > 0, rng.uniform(size=4000) < 0.1]).astype(float)
+    targets[:20, 0] = 1 - targets[:20, 0]  # a few errors: not separated without error
+    temperatures, biases = fit_label_platt(logits, targets)
+    assert temperatures[1] > 100  # the uninformative logit is switched off ...
+    model = ModelConfig(labels=["a", "b"], multi_label=True)
+    model.decision.temperature, model.decision.bias = temperatures, biases
+    probabilities = Decision(model).probabilities(logits)
+    assert np.abs(probabilities[:, 1] - 0.1).max() < 0.02  # ... and the base rate remains
+    assert probabilities[:, 1].mean() == pytest.approx(targets[:, 1].mean(), abs=0.01)
+    ranked = probabilities[np.argsort(logits[:, 0]), 0]  # the informative label keeps its ranking
+    assert (np.diff(ranked) >= 0).all() and ranked[-1] > 0.9 > 0.1 > ranked[0]
+    with pytest.raises(ConfigError, match=r"decision\.bias"):
+        model.decision.bias = [0.0]
+        Decision(model)
 
 
 def test_expected_calibration_error_by_hand() -> None:

@@ -323,11 +323,18 @@ class DecisionConfig(_Strict):
     calibrate: bool = Field(
         True,
         description="fit temperature scaling on the validation logits (Guo et al. 2017: one T by NLL; "
-        "multi-label: one per label), so scores are calibrated probabilities",
+        "multi-label: Platt scaling, a temperature and a bias per label), so scores are calibrated "
+        "probabilities",
     )
     temperature: list[float] = Field(
         default_factory=list,
         description="set by training: T (one, or one per label); empty: 1",
+        json_schema_extra={"cli": False},
+    )
+    bias: list[float] = Field(
+        default_factory=list,
+        description="set by training (multi-label): each label's bias after its temperature, "
+        "sigmoid(z / T + b) (Platt scaling); empty: 0",
         json_schema_extra={"cli": False},
     )
     top_label: Literal["auto", "isotonic", "none"] = Field(

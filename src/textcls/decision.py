@@ -2,8 +2,9 @@
 the server go through, decided by the model's config alone.
 
 - **Calibrated probabilities.** ``softmax(logits / T)`` for one label per text, ``sigmoid(logits /
-  T_j)`` per label for multi-label; T is fitted on the validation logits by NLL after training
-  (temperature scaling, Guo et al. 2017), one per label for multi-label. One label per text may
+  T_j + b_j)`` per label for multi-label; T is fitted on the validation logits by NLL after
+  training (temperature scaling, Guo et al. 2017); multi-label fits each label's T_j and b_j
+  (Platt scaling), so a label the model has not learned scores its base rate, not 0.5. One label per text may
   add a monotone map of the top label's probability (isotonic regression on validation, kept by
   ``top_label: auto`` only when it lowers the top-label Brier score out of fold); the other labels
   share the rest.
@@ -57,6 +58,9 @@ class Decision:
         if len(temperature) not in (1, size):
             raise ConfigError(f"decision.temperature has {len(temperature)} values for {size} labels")
         self.temperature = np.asarray(temperature, np.float32)
+        if settings.bias and (not self.multi_label or len(settings.bias) != size):
+            raise ConfigError(f"decision.bias is one value per label of a multi-label model ({size})")
+        self.bias = np.asarray(settings.bias or [0.0], np.float32)
         thresholds = settings.thresholds or [settings.global_threshold] * size
         if len(thresholds) != size:
             raise ConfigError(f"decision.thresholds has {len(thresholds)} values for {size} labels")
@@ -82,6 +86,8 @@ class Decision:
         if calibrated:
             logits = logits / self.temperature
         if self.multi_label:
+            if calibrated:
+                logits = logits + self.bias
             return sigmoid(logits)
         probabilities = softmax(logits)
         if calibrated and self.confidence_map is not None:
@@ -238,6 +244,7 @@ def choose_confidence_map(mode: str, probabilities: np.ndarray, gold: np.ndarray
 
 
 LOG_T_BOUNDS = (-7.0, 7.0)
+BIAS_BOUNDS = (-30.0, 30.0)
 
 
 def _scalar_temperature(loss: Any) -> float:
@@ -268,24 +275,38 @@ def fit_temperature(logits: np.ndarray, gold: np.ndarray) -> float:
     return _scalar_temperature(nll)
 
 
-def fit_label_temperatures(logits: np.ndarray, targets: np.ndarray) -> list[float]:
-    """One temperature per label minimising the binary cross-entropy of sigmoid(z / T_j) (a
-    label with no positive or no negative validation example, or separated without error, keeps
-    T = 1)."""
+def fit_label_platt(logits: np.ndarray, targets: np.ndarray) -> tuple[list[float], list[float]]:
+    """Each label's temperature T_j and bias b_j minimising the binary cross-entropy of
+    sigmoid(z / T_j + b_j) (Platt scaling, with T > 0 so the ranking is kept) against Platt's
+    (1999) smoothed targets, (positives + 1) / (positives + 2) and 1 / (negatives + 2), so that a
+    few separable validation examples do not send T to 0. A label the logits say nothing about
+    gets a large T and the bias of its base rate. A label with no positive or no negative
+    validation example keeps T = 1 and b = 0."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
     logits, targets = np.asarray(logits, np.float64), np.asarray(targets, np.float64)
-    temperatures = []
+    temperatures, biases = [], []
     for j in range(logits.shape[1]):
         z, y = logits[:, j], targets[:, j]
         if y.min() == y.max():
             temperatures.append(1.0)
+            biases.append(0.0)
             continue
+        positives = y.sum()
+        y = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (len(y) - positives + 2))
 
-        def bce(log_t: float, z: np.ndarray = z, y: np.ndarray = y) -> float:
-            scaled = z / math.exp(log_t)  # log(1 + e^x) - y x, stable
-            return float((np.logaddexp(0.0, scaled) - y * scaled).mean())
+        def bce(x: np.ndarray, z: np.ndarray = z, y: np.ndarray = y) -> tuple[float, np.ndarray]:
+            scale = math.exp(-x[0])
+            s = z * scale + x[1]
+            residual = expit(s) - y  # d loss / d s
+            loss = float((np.logaddexp(0.0, s) - y * s).mean())
+            return loss, np.array([float((residual * -z * scale).mean()), float(residual.mean())])
 
-        temperatures.append(_scalar_temperature(bce))
-    return temperatures
+        found = minimize(bce, np.zeros(2), jac=True, method="L-BFGS-B", bounds=[LOG_T_BOUNDS, BIAS_BOUNDS])
+        temperatures.append(float(math.exp(found.x[0])))
+        biases.append(float(found.x[1]))
+    return temperatures, biases
 
 
 def best_f1_threshold(scores: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
@@ -369,7 +390,9 @@ def calibrate(
             raise ConfigError("abstention (--oos-target-recall, --abstain-below) is for one label per text")
         targets = multi_hot(gold, size)
         settings.confidence_map = []
-        settings.temperature = fit_label_temperatures(logits, targets) if settings.calibrate else []
+        settings.temperature, settings.bias = (
+            fit_label_platt(logits, targets) if settings.calibrate else ([], [])
+        )
         decision = Decision(model)
         raw, calibrated = decision.probabilities(logits, False), decision.probabilities(logits)
         stats["ece_before"] = label_ece(raw, targets)
@@ -386,6 +409,7 @@ def calibrate(
         gold_ids = np.asarray(gold, np.int64)
         known = (gold_ids >= 0) & (gold_ids < size)
         settings.temperature = [fit_temperature(logits[known], gold_ids[known])] if settings.calibrate else []
+        settings.bias = []
         settings.confidence_map = []
         if settings.calibrate:
             scaled = Decision(model).probabilities(logits[known])
@@ -412,6 +436,8 @@ def calibrate(
             )
             stats["abstain_below"] = settings.abstain_below
             stats["valid_out_of_scope"] = int(out_of_scope.sum())
+    if settings.bias:
+        stats["bias"] = settings.bias
     if settings.temperature:
         stats["temperature"] = (
             settings.temperature[0] if len(settings.temperature) == 1 else settings.temperature
