@@ -446,10 +446,10 @@ def test_rounds_are_tracked_in_mlflow_with_the_training_options_given(cnn_dir: P
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'tracking.db'}"
-    report = prune_model(
-        cnn_dir, tmp_path / "p", methods=["finetune"], target=0.6, rounds=2, epochs=1, lr=0.005,
-        track="mlflow", tracking_uri=uri, experiment="prune", progress=False,
-    )  # fmt: skip
+    args = ["prune", str(cnn_dir), "--out", str(tmp_path / "p"), "--methods", "finetune", "--sparsity", "0.6"]
+    args += ["--rounds", "2", "--epochs", "1", "--lr", "0.005", "--track", "mlflow", "--no-progress"]
+    assert main([*args, "--tracking-uri", uri, "--experiment", "prune"]) == 0
+    report = json.loads((tmp_path / "p" / "prune.json").read_text())
     rows = report["methods"]["finetune"]["rounds"]
     assert report["retrain_epochs"] == 1 and [r["epochs"] for r in rows] == [1, 1]  # lr= kept --epochs
     client = MlflowClient(tracking_uri=uri)

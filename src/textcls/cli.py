@@ -441,6 +441,8 @@ def _prune_parser(sub: Any) -> None:
         help="where every round's metrics (structured: the fine-tuning and the report's accuracy, "
         "parameters and latency) go (default: the model's own training setting)",
     )
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the model's own training setting)")
+    p.add_argument("--experiment", help="MLflow experiment name (default: the model's own training setting)")
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
     structured = p.add_argument_group("structured (transformers)")
@@ -967,7 +969,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    training = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+    training = {
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "tracking_uri": args.tracking_uri,
+        "experiment": args.experiment,
+    }
     training = {k: v for k, v in training.items() if v is not None}
     common = {"data": args.data, "valid": args.valid, "test": args.test, "track": args.track}
     common["progress"] = not args.no_progress
