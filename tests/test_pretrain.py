@@ -742,3 +742,13 @@ def test_valid_fraction_help_says_windows_are_held_out_at_most_2000(capsys):
     train, valid = split_valid(list(range(200_000)), 0.02, seed=0)  # 2 % would be 4,000 windows
     assert len(valid) == 2000 and len(train) == 198_000
     assert len(split_valid(list(range(10)), 0.02, seed=0)[1]) == 1  # at least one
+
+
+@pytest.mark.parametrize("cutoffs", [[8, 40], [20, 8], [0, 8]])
+def test_adaptive_softmax_cutoffs_outside_the_vocabulary_are_a_clear_error(corpus, cutoffs) -> None:
+    from textcls.pretraining import pretrain_config
+    from textcls.pretraining.tasks import BiLMObjective
+
+    config = pretrain_config("bilm", **TINY_BILM, **{"bilm.cutoffs": cutoffs})
+    with pytest.raises(ConfigError, match=r"bilm\.cutoffs .* vocabulary size \(32\)"):
+        BiLMObjective(config, _texts(corpus))

@@ -151,6 +151,12 @@ class BiLM(nn.Module):
             if config.softmax == "adaptive":
                 if not config.cutoffs:
                     raise ConfigError("an adaptive softmax needs cutoffs (set by textcls pretrain)")
+                cutoffs = list(config.cutoffs)
+                if cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= vocab_size:
+                    raise ConfigError(
+                        f"bilm.cutoffs {cutoffs}: increasing token ids between 1 and the vocabulary size "
+                        f"({vocab_size}) less one; leave them unset to take the default for this vocabulary"
+                    )
                 self.softmax = nn.AdaptiveLogSoftmaxWithLoss(dim, vocab_size, config.cutoffs, div_value=4.0)
             else:
                 self.softmax = nn.Linear(dim, vocab_size)
