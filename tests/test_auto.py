@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import textcls
-from textcls.auto import Candidate, Outcomes, choose, paired_randomization_p, parse_budget, train_auto
+from textcls.auto import Candidate, Outcomes, choose, paired_p_value, parse_budget, train_auto
 from textcls.cli import main
 from textcls.errors import ConfigError, TextClsError
 
@@ -46,7 +46,7 @@ def test_the_ladder_respects_a_small_budget_and_writes_its_leaderboard(
     # the best validation metric wins, unless a cheaper candidate is within noise of it (and says so)
     assert winner["valid"] == best or winner["p_best_not_better"] >= 0.05
     for cheaper in trained[: trained.index(winner)]:  # every cheaper one lost beyond noise
-        assert cheaper["p_best_not_better"] < 0.05
+        assert cheaper.get("p_best_not_better", 1.0) < 0.05
     # the winner is a normal model directory that predicts as its candidate does, on every backend
     texts = ["rain and snow", "goal match", "guitar song"]
     candidate = textcls.load(out / "candidates" / winner["candidate"])
@@ -331,26 +331,32 @@ def test_a_costlier_candidate_wins_only_beyond_validation_noise() -> None:
     slightly = _outcomes(gold, {0, 1, 2})  # 99.0 %: three examples better
     clearly = _outcomes(gold, set(range(0, 300, 2)) - set(range(0, 60, 2)))  # 60 %
     rows = [_row("linear", 0.98), _row("cnn", 0.99)]
-    winner = choose(rows, {"linear": cheap, "cnn": slightly})
-    assert winner is rows[0] and winner["p_best_not_better"] >= 0.05
-    assert "cnn leads by 1.00 points on validation, within noise" in winner["note"]
+    winner, note = choose(rows, {"linear": cheap, "cnn": slightly})
+    assert winner is rows[0] and winner["p_best_not_better"] == 0.125 and note is None  # 1/2³
+    assert "cnn leads by 1.00 points on its served validation answers, within noise" in winner["note"]
     # --pick best: the best validation metric, however small its lead
     rows = [_row("linear", 0.98), _row("cnn", 0.99)]
-    assert choose(rows, {"linear": cheap, "cnn": slightly}, None) is rows[1]
-    # a clear lead is kept: the cheap one is beaten beyond noise
+    assert choose(rows, {"linear": cheap, "cnn": slightly}, None) == (rows[1], None)
+    # a clear lead is kept: the cheap one is beaten beyond noise, and says so
     rows = [_row("linear", 0.60), _row("cnn", 0.98)]
-    winner = choose(rows, {"linear": clearly, "cnn": cheap})
-    assert winner is rows[1] and rows[0]["p_best_not_better"] < 0.05 and "note" not in rows[0]
-    # a candidate whose answers are unknown is not compared; one over a limit is never chosen
+    winner, note = choose(rows, {"linear": clearly, "cnn": cheap})
+    assert winner is rows[1] and rows[0]["p_best_not_better"] < 0.05 and note is None
+    assert rows[0]["note"].startswith("cnn better beyond noise (p = 0.000")
+    # one over a limit is never chosen; one whose answers are unknown is not compared, and the
+    # leaderboard says the best won untested
     rows = [_row("linear", 0.98), _row("mean", 0.985), _row("cnn", 0.99)]
     rows[0]["status"] = "over latency (5.000 > 1 ms)"
-    winner = choose(rows, {"linear": cheap, "cnn": slightly})
+    winner, note = choose(rows, {"linear": cheap, "cnn": slightly})
     assert winner is rows[2] and "p_best_not_better" not in rows[1]
-    assert choose([{**_row("linear", 0.9), "status": "failed: x"}], {}) is None
+    assert note == (
+        "mean not tested against cnn for noise (no paired test of accuracy on their validation "
+        "answers): the best validation metric wins"
+    )
+    assert choose([{**_row("linear", 0.9), "status": "failed: x"}], {}) == (None, None)
 
 
 def test_the_paired_test_is_mcnemars_for_accuracy_and_declines_what_it_cannot_pair() -> None:
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # the exact one-sided binomial tail, as a check
 
     from textcls.auto import _macro_f1_rows
     from textcls.metrics import macro_f1
@@ -361,8 +367,8 @@ def test_the_paired_test_is_mcnemars_for_accuracy_and_declines_what_it_cannot_pa
     best = Outcomes(gold, tuple(other[g] if i == 10 else g for i, g in enumerate(gold)))
     worse = Outcomes(gold, tuple(other[g] if i < 7 else g for i, g in enumerate(gold)))
     exact = binomtest(7, 8, alternative="greater").pvalue  # 9/256
-    assert abs(paired_randomization_p(best, worse, "accuracy") - exact) < 0.015
-    assert paired_randomization_p(worse, best, "accuracy") > 0.9
+    assert paired_p_value(best, worse, "accuracy") == pytest.approx(exact) == 9 / 256
+    assert paired_p_value(worse, best, "accuracy") > 0.9
     # macro-F1 of many prediction rows at once equals the metric's own definition, row by row
     rng = np.random.default_rng(1)
     labels, rows = rng.integers(0, 4, 200), rng.integers(0, 5, (3, 200))  # label 4: predicted only
@@ -370,12 +376,12 @@ def test_the_paired_test_is_mcnemars_for_accuracy_and_declines_what_it_cannot_pa
     np.testing.assert_allclose(_macro_f1_rows(labels, rows, 5), expected)
     texts = tuple(str(v) for v in labels)
     good, bad = Outcomes(texts, texts), Outcomes(texts, tuple(str(v) for v in rows[0]))
-    assert paired_randomization_p(good, bad, "macro_f1") < 0.01
-    assert paired_randomization_p(good, Outcomes(texts[1:], texts[1:]), "accuracy") is None  # other examples
-    assert paired_randomization_p(good, bad, "loss") is None
+    assert paired_p_value(good, bad, "macro_f1") < 0.01
+    assert paired_p_value(good, Outcomes(texts[1:], texts[1:]), "accuracy") is None  # other examples
+    assert paired_p_value(good, bad, "loss") is None
     several = Outcomes((("a", "b"), ("a",)), (("a", "b"), ()))
-    assert paired_randomization_p(several, several, "macro_f1") is None
-    assert paired_randomization_p(several, several, "accuracy") == 1.0  # equal: never better
+    assert paired_p_value(several, several, "macro_f1") is None
+    assert paired_p_value(several, several, "accuracy") == 1.0  # equal: never better
 
 
 def test_pick_is_checked_and_reaches_the_leaderboard(synthetic_dir: Path, tmp_path: Path) -> None:

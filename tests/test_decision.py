@@ -874,3 +874,24 @@ def test_server_answers_several_labels_and_abstentions(multi_model, oos_model) -
         assert next(iter(in_scope)) == "music" and "out_of_scope" not in in_scope
         bad = client.post("/predictions/scoped", json={"text": "song", "threshold": "high"})
         assert bad.status_code == 422 and set(bad.json()) == {"code", "type", "message"}
+
+
+def test_the_validation_split_is_read_back_with_the_training_data_options(tmp_path: Path) -> None:
+    """Export's accuracy gate and auto's paired test re-read the validation split: with the label
+    separator, bad-line rule and multi-label setting training used, the same examples come back."""
+    from textcls.inference.export import resolve_validation
+
+    data = write_multi(tmp_path / "train.txt", multi_label_examples(120, 21), separator=";")
+    with data.open("a", encoding="utf-8") as f:
+        f.write("a line without its label column\n")  # a bad line: skipped
+    classifier = textcls.TextClassifier(
+        **{**MEAN, "epochs": 1, "multi_label": True, "label_sep": ";", "on_bad_lines": "skip"}
+    )
+    classifier.fit(str(data), out_dir=tmp_path / "m", progress=False)
+    expected = load_splits(
+        data, options=classifier.config.data, seed=classifier.config.train.seed, multi_label=True
+    ).valid
+    examples = resolve_validation(tmp_path / "m")
+    assert examples == expected and len(examples) > 10
+    assert any(len(e.label_set) == 2 for e in examples)
+    assert all(";" not in label for e in examples for label in e.label_set)

@@ -95,3 +95,17 @@ def test_a_transformer_trains_on_two_processes(ddp_data: Path, tmp_path: Path) -
     _train([sys.executable, "-m", "textcls"], arguments, tmp_path / "one")
     _train(LAUNCHERS["torchrun"], arguments, tmp_path / "two")
     _compare(tmp_path / "one", tmp_path / "two")
+
+
+def test_a_last_batch_smaller_than_the_processes_is_joined_not_left_to_one(tmp_path: Path) -> None:
+    """33 examples in batches of 8 leave a last batch of one: joined to its neighbour. Before, the
+    process with an empty share skipped the step while the other waited in the gradient
+    all-reduce, and the run broke (gloo: connection reset)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_tsv(data / "train.txt", make_examples(11, 3))  # 11 per class: 33
+    write_tsv(data / "valid.txt", make_examples(4, 4))
+    arguments = ["--data", str(data), *WORD, *NO_DROPOUT, "--batch-size", "8"]
+    _train(LAUNCHERS["torchrun"], arguments, tmp_path / "two")
+    result = json.loads((tmp_path / "two" / "train_result.json").read_text())
+    assert result["train_examples"] == 33 and len(result["history"]) == 2

@@ -192,3 +192,13 @@ def test_accumulated_batches_counts_each_steps_batches() -> None:
     assert [accumulated_batches(i, 7, 3) for i in range(7)] == [3, 3, 3, 3, 3, 3, 1]
     assert [accumulated_batches(i, 2, 4) for i in range(2)] == [2, 2]
     assert [accumulated_batches(i, 3, 1) for i in range(3)] == [1, 1, 1]
+
+
+def test_no_batch_leaves_a_process_without_examples() -> None:
+    from textcls.training.loop import _every_process_busy
+
+    batches = [[0, 1, 2], [3], [4, 5], [6, 7]]
+    assert _every_process_busy(batches, 1) == batches  # one process: as they are
+    assert _every_process_busy(batches, 2) == [[0, 1, 2, 3], [4, 5], [6, 7]]
+    assert _every_process_busy([[3], [0, 1]], 2) == [[3, 0, 1]]
+    assert _every_process_busy([[i] for i in range(5)], 3) == [[0, 1, 2, 3, 4]]

@@ -181,8 +181,10 @@ def train_auto(
         if max_size_mb is not None and row["size_mb"] > max_size_mb:
             over.append(f"over size ({row['size_mb']:.1f} > {max_size_mb:g} MB)")
         row["status"] = ", ".join(over) or "ok"
-    winner = choose(rows, outcomes, SIGNIFICANCE if pick == "cheapest" else None)
+    winner, pick_note = choose(rows, outcomes, SIGNIFICANCE if pick == "cheapest" else None)
     limits = {"max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb, "pick": pick}
+    if pick_note:
+        limits["pick_note"] = pick_note
     return _finish(out, rows, winner, budget, time.perf_counter() - started, limits)
 
 
@@ -419,22 +421,22 @@ def validation_outcomes(predictor: Any, directory: Path) -> Outcomes | None:
     return Outcomes(gold, predicted)
 
 
-def paired_randomization_p(
+def paired_p_value(
     better: Outcomes, other: Outcomes, metric: str, samples: int = RANDOMIZATION_SAMPLES, seed: int = 0
 ) -> float | None:
     """One-sided p-value that ``better`` is no better than ``other`` on the same validation
-    examples, by approximate randomization (Noreen 1989; Riezler and Maxwell 2005): each example's
-    two answers are swapped at random, and p is the share of ``samples`` swaps whose metric
-    difference is at least the observed one (add-one smoothed). For accuracy this is McNemar's
-    exact test: only the examples that one candidate gets right and the other wrong count. None
-    when the two answered different examples, or for a metric without a paired form here (a loss;
-    macro-F1 of several labels per text).
+    examples. Accuracy: McNemar's exact test, the binomial tail of the examples only ``better``
+    gets right among those exactly one of the two gets right. Macro-F1: approximate randomization
+    (Noreen 1989; Riezler and Maxwell 2005): each example's two answers swapped at random, p the
+    share of ``samples`` swaps whose difference is at least the observed one (add-one smoothed).
+    None when the two answered different examples, or for a metric without a paired form here (a
+    loss; macro-F1 of several labels per text).
 
     >>> gold = tuple("ab" * 50)
     >>> three_worse = Outcomes(gold, ("b", "a", "b") + gold[3:])
-    >>> round(paired_randomization_p(Outcomes(gold, gold), three_worse, "accuracy"), 2)  # 1/2³
-    0.13
-    >>> paired_randomization_p(Outcomes(gold, gold), Outcomes(gold, ("a",) * 100), "accuracy") < 0.01
+    >>> paired_p_value(Outcomes(gold, gold), three_worse, "accuracy")  # 1/2³
+    0.125
+    >>> paired_p_value(Outcomes(gold, gold), Outcomes(gold, ("a",) * 100), "accuracy") < 0.01
     True
     """
     import numpy as np
@@ -450,10 +452,16 @@ def paired_randomization_p(
         np.array([ids.setdefault(v, len(ids)) for v in values])
         for values in (better.gold, better.predicted, other.predicted)
     )
+    if metric == "accuracy":
+        from scipy.stats import binomtest
 
-    def difference(first: Any, second: Any) -> Any:  # rows of predictions → metric differences
-        if metric == "accuracy":
-            return (first == gold).mean(-1) - (second == gold).mean(-1)
+        only_better = int(((a == gold) & (b != gold)).sum())
+        only_other = int(((b == gold) & (a != gold)).sum())
+        if only_better + only_other == 0:
+            return 1.0
+        return float(binomtest(only_better, only_better + only_other, 0.5, alternative="greater").pvalue)
+
+    def difference(first: Any, second: Any) -> Any:  # rows of predictions → macro-F1 differences
         return _macro_f1_rows(gold, first, len(ids)) - _macro_f1_rows(gold, second, len(ids))
 
     observed = float(difference(a[None, :], b[None, :])[0])
@@ -463,6 +471,13 @@ def paired_randomization_p(
         swap = rng.random((min(200, samples - start), n)) < 0.5
         at_least += int((difference(np.where(swap, b, a), np.where(swap, a, b)) >= observed - 1e-12).sum())
     return (at_least + 1) / (samples + 1)
+
+
+def outcome_metric(outcomes: Outcomes, metric: str) -> float:
+    """The metric (accuracy or macro-F1) of a candidate's validation answers."""
+    from textcls.metrics import accuracy, macro_f1
+
+    return (accuracy if metric == "accuracy" else macro_f1)(outcomes.gold, outcomes.predicted)
 
 
 def _macro_f1_rows(gold: Any, predicted: Any, k: int) -> Any:
@@ -483,35 +498,45 @@ def _macro_f1_rows(gold: Any, predicted: Any, k: int) -> Any:
 
 def choose(
     rows: list[dict[str, Any]], outcomes: dict[str, Outcomes], significance: float | None = SIGNIFICANCE
-) -> dict[str, Any] | None:
-    """The winning row among those within the limits (status ``ok``), which are in ladder order,
-    cheapest first: the first one that the best by validation metric does not beat at
-    ``significance`` (``paired_randomization_p``), else the best itself. Each compared row records
-    its p-value; the winner says why it won. None when no row is within the limits."""
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the winning row, a note when the noise test could not decide) among the rows within the
+    limits (status ``ok``), which are in ladder order, cheapest first: the first one that the best
+    by validation metric does not beat at ``significance`` on their served validation answers
+    (``paired_p_value``), else the best itself. Each compared row records its p-value; the winner
+    says why it won. (None, None) when no row is within the limits."""
     fits = [r for r in rows if r.get("status") == "ok"]
     if not fits:
-        return None
+        return None, None
     metric = fits[0]["metric"]
     best = (min if metric == "loss" else max)(fits, key=lambda r: r["valid"])  # ties: the cheapest
-    if significance is None:
-        return best
+    if significance is None or best is fits[0]:
+        return best, None
+    skipped = []
     for row in fits:
         if row is best:
-            return best
+            break
         better, other = outcomes.get(best["candidate"]), outcomes.get(row["candidate"])
-        p = paired_randomization_p(better, other, metric) if better and other else None
+        p = paired_p_value(better, other, metric) if better and other else None
         if p is None:
+            skipped.append(row["candidate"])
             continue
         row["p_best_not_better"] = round(p, 4)
         if p >= significance:
-            lead = (best["valid"] - row["valid"]) * 100
+            lead = (outcome_metric(better, metric) - outcome_metric(other, metric)) * 100
             note = (
-                f"{best['candidate']} leads by {lead:.2f} points on validation, within noise "
-                f"(p = {p:.2f} ≥ {significance:g}, paired randomization test): the cheaper one wins"
+                f"{best['candidate']} leads by {lead:.2f} points on its served validation answers, "
+                f"within noise (p = {p:.2f} ≥ {significance:g}): the cheaper one wins"
             )
             row["note"] = f"{row['note']}; {note}" if row.get("note") else note
-            return row
-    return best
+            return row, None
+        row["note"] = f"{row['note']}; " if row.get("note") else ""
+        row["note"] += f"{best['candidate']} better beyond noise (p = {p:.3f})"
+    if not skipped:
+        return best, None
+    return best, (
+        f"{', '.join(skipped)} not tested against {best['candidate']} for noise (no paired test of "
+        f"{metric} on their validation answers): the best validation metric wins"
+    )
 
 
 def _finish(
@@ -672,10 +697,13 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
         f"limits: latency {board['max_latency_ms'] or '–'} ms, size {board['max_size_mb'] or '–'} MB; "
         f"winner: {board['winner'] or 'none'}"
         + (
-            " (the cheapest candidate that the best validation metric does not beat beyond noise)."
-            if board.get("pick", "cheapest") == "cheapest"
+            "."
+            if not board["winner"]
+            else " (the cheapest candidate that the best validation metric does not beat beyond noise)."
+            if board.get("pick", "best") == "cheapest"  # boards before --pick: the best
             else " (the best validation metric)."
-        ),
+        )
+        + (f" {board['pick_note']}." if board.get("pick_note") else ""),
         "",
         f"| candidate | status | valid {metric} | test {test_metric} | p50 ms (batch 1) | backend "
         "| size MB | train s |",

@@ -441,8 +441,12 @@ def _prune_parser(sub: Any) -> None:
         help="where every round's metrics (structured: the fine-tuning and the report's accuracy, "
         "parameters and latency) go (default: the model's own training setting)",
     )
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the model's own training setting)")
-    p.add_argument("--experiment", help="MLflow experiment name (default: the model's own training setting)")
+    p.add_argument(
+        "--tracking-uri",
+        help="with MLflow tracking: the tracking URI (default: the model's own setting, else "
+        "sqlite:///<parent of --out>/mlflow.db)",
+    )
+    p.add_argument("--experiment", help="with MLflow tracking: the experiment (default: the model's own)")
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
     structured = p.add_argument_group("structured (transformers)")

@@ -174,6 +174,7 @@ def calibration_report(
                 "after": reliability_bins(calibrated.ravel(), targets.ravel()),
             },
             "temperature": decision.temperature.tolist(),
+            "bias": decision.bias.tolist(),
         }
     keep = np.asarray([e.label in index for e in examples], bool)
     gold = np.asarray([index.get(str(e.label), -1) for e in examples])[keep]

@@ -159,7 +159,7 @@ class LinearEncoder(Encoder):
         c, weights, bias = best[2]
         self.weight.weight.data.copy_(torch.from_numpy(weights.T.astype(np.float32)))
         self.bias.data.copy_(torch.from_numpy(bias.astype(np.float32)))
-        self.temperature.fill_(1.0)  # per-label temperatures are fitted after (textcls.decision)
+        self.temperature.fill_(1.0)  # per-label Platt scaling is fitted after (textcls.decision)
         return {
             "C": c,
             "valid_micro_f1_by_C": scores,

@@ -47,19 +47,16 @@ CHECK_TEXTS = 256
 
 def resolve_validation(directory: str | Path, valid: str | Path | None = None) -> list[Example] | None:
     """The validation examples of a model: ``valid`` if given, else the split recorded at training
-    time in ``train_result.json`` (re-carved with the same seed when it was carved). None if unknown."""
-    from textcls.data.formats import read_examples
+    time in ``train_result.json`` (re-carved with the same seed when it was carved), read with the
+    data options training used (format, columns, label separator, bad lines, fields). None if
+    unknown."""
+    from textcls.api import read_labelled
     from textcls.data.splits import load_splits
     from textcls.model import read_model_config
 
-    data = read_model_config(directory).data
-    options = {
-        "text_columns": data.text_columns,
-        "label_column": data.label_column,
-        "pair": data.pair,
-    }
+    config = read_model_config(directory)
     if valid is not None:
-        return read_examples(valid, data.format, **options)
+        return read_labelled(valid, config)
     summary = Path(directory) / "train_result.json"
     if not summary.is_file():
         return None
@@ -68,13 +65,15 @@ def resolve_validation(directory: str | Path, valid: str | Path | None = None) -
         return None
     if source.get("valid") and not Path(source["valid"]).exists():
         return None
+    decision = config.model.decision  # an abstaining model's validation holds its oos label
+    abstains = decision.oos_target_recall is not None or decision.abstain_below is not None
     splits = load_splits(
         source["data"],
         valid=source.get("valid"),
-        format=data.format,
-        valid_fraction=data.valid_fraction,
+        options=config.data,
         seed=source.get("seed", 42),
-        **options,
+        multi_label=config.model.multi_label,
+        also_known=[decision.oos_label] if abstains else [],
     )
     return splits.valid
 

@@ -528,7 +528,7 @@ def resolve_decision(
         )
     decision = model.decision
     decision.temperature, decision.thresholds, decision.global_threshold = [], [], 0.5
-    decision.confidence_map = []
+    decision.confidence_map, decision.bias = [], []
     if decision.oos_target_recall is not None:
         decision.abstain_below = None  # fitted again on this run's validation logits
         if model.multi_label:

@@ -316,7 +316,9 @@ def train(
             stopped_early = True
             break
         model.train()
-        batches = length_grouped_batches(lengths, config.batch_size, config.seed + epoch)
+        batches = _every_process_busy(
+            length_grouped_batches(lengths, config.batch_size, config.seed + epoch), world
+        )
         done, carried = state["batch"], state["epoch_loss"]  # > 0: resumed mid-epoch
         local_loss = 0.0  # this process's share of the summed batch losses since then
         epoch_started = time.perf_counter()
@@ -326,8 +328,8 @@ def train(
                 if number <= done:
                     continue  # trained before the checkpoint this run resumed from
                 shard = _shard(indices, rank, world)
-                if not shard:
-                    continue  # fewer examples than processes: every process skips it alike
+                if not shard:  # never, after _every_process_busy: a process without data would hang
+                    continue  # the others in their all-reduce
                 items = [train_ids[i] for i in shard]
                 batch = {k: v.to(device) for k, v in featurizer.collate(items).items()}
                 gold = loss_fn.targets([train_labels[i] for i in shard], device)
@@ -433,6 +435,25 @@ def train(
     if out_of_time:
         result.extra["time_limit_reached"] = True
     return result
+
+
+def _every_process_busy(batches: list[list[int]], world: int) -> list[list[int]]:
+    """Batches with at least one example for each of ``world`` processes: a smaller one (the
+    remainder) is joined to its neighbour, since a process with nothing to do would skip the
+    gradient all-reduce the others wait in.
+
+    >>> _every_process_busy([[0, 1, 2], [3], [4, 5]], 2), _every_process_busy([[3], [0, 1]], 2)
+    ([[0, 1, 2, 3], [4, 5]], [[3, 0, 1]])
+    """
+    if world == 1:
+        return batches
+    joined: list[list[int]] = []
+    for batch in batches:
+        if joined and (len(batch) < world or len(joined[-1]) < world):
+            joined[-1] = joined[-1] + batch
+        else:
+            joined.append(batch)
+    return joined
 
 
 def _shard(indices: list[int], rank: int, world: int) -> list[int]:
