@@ -98,6 +98,7 @@ def test_every_config_field_is_an_option_or_deliberately_not() -> None:
         ("model", "backbone", "pruned_heads"),  # written by textcls prune
         ("model", "backbone", "ffn_dims"),
         ("model", "decision", "temperature"),  # fitted on validation after training
+        ("model", "decision", "bias"),
         ("model", "decision", "thresholds"),
         ("model", "decision", "global_threshold"),
         ("model", "decision", "confidence_map"),
