@@ -161,7 +161,7 @@ def evaluated_row(part: str, dataset: str, name: str, model_dir: Path, test: Pat
         "test": {k: v for k, v in report.items() if k in SCALARS},
         "test_calibration": test_calibration(report),
     }
-    decision = json.loads((model_dir / "config.json").read_text()).get("decision", {})
+    decision = json.loads((model_dir / "config.json").read_text())["model"].get("decision", {})
     if decision.get("bias"):  # multi-label models trained since Platt scaling (6fc4280)
         row["calibrator"] = "Platt per label"
     if "out_of_scope" in report:
