@@ -254,6 +254,33 @@ def test_every_model_kind_prunes(synthetic_dir: Path, tmp_path: Path) -> None:
     assert 0.2 < float((query == 0).float().mean()) < 0.9  # the plain zeros, not re-initialised weights
 
 
+def test_an_encoder_of_ours_over_a_backbone_is_classifier_like_the_backbones_own_head(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    """Over a backbone's hidden states, the cnn encoder and the head are new weights too: dense
+    unless ``classifier`` is named; the backbone's own layers are what a ticket prunes."""
+    from tiny_backbones import build
+
+    backbone = build("bert", tmp_path / "bert")
+    model_dir = tmp_path / "bert-cnn"
+    textcls.TextClassifier(model=str(backbone), encoder="cnn", epochs=1, save_init=True, **FAST).fit(
+        str(synthetic_dir), out_dir=model_dir, progress=False
+    )
+    model = load_model(model_dir)[0]
+    ours = [name for name, _, _ in prunable(model, ["classifier"])]
+    assert ours and all(name.startswith(("encoder.", "head.")) for name in ours)
+    assert any(".convs." in name for name in ours) and any(name.startswith("head.") for name in ours)
+    default = [name for name, _, _ in prunable(model)]
+    assert default and all(name.startswith("embedder.backbone.") for name in default)
+    assert sorted(name for name, _, _ in prunable(model, ["linear", "conv", "classifier"])) == sorted(
+        default + ours
+    )
+    report = prune_model(model_dir, tmp_path / "p", target=0.5, rounds=1, epochs=1, progress=False)
+    layers = report["methods"]["ticket"]["saved"]["layers"]
+    assert layers and all(name.startswith("embedder.backbone.") for name in layers)
+    assert report["methods"]["ticket"]["saved"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+
+
 def test_rewinding_needs_its_saved_point(synthetic_dir: Path, tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     textcls.TextClassifier(model="cnn", epochs=1, **WORD).fit(

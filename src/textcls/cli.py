@@ -427,7 +427,9 @@ def _prune_parser(sub: Any) -> None:
     p.add_argument(
         "--params",
         type=_str_list,
-        help=f"weights pruned, comma list of: {', '.join(KINDS)} (default {','.join(DEFAULT_PARAMS)})",
+        help=f"weights pruned, comma list of: {', '.join(KINDS)} (default {','.join(DEFAULT_PARAMS)}; "
+        "classifier: what training added over a transformer, its task head or our encoder and head, "
+        "otherwise left dense)",
     )
     p.add_argument(
         "--epochs",

@@ -55,10 +55,11 @@ METHODS: dict[str, tuple[str, str]] = {  # name → (schedule, what the survivor
 }
 KINDS = ("linear", "conv", "lstm", "embedding", "classifier")  # what --params names
 # a Hugging Face backbone's own task head (BertForSequenceClassification's ``classifier``,
-# DistilBERT's ``pre_classifier``, RoBERTa's ``classifier.dense`` / ``out_proj``): new, randomly
-# initialised weights, not the pretrained network whose subnetworks a ticket looks for. Left dense
-# unless ``classifier`` is named, as Chen et al. (2020) prune only BERT's encoder and pooler; a
-# global magnitude threshold otherwise cuts most of it (its init is small: std 0.02)
+# DistilBERT's ``pre_classifier``, RoBERTa's ``classifier.dense`` / ``out_proj``) and, over a
+# backbone's hidden states, our own encoder and head: new, randomly initialised weights, not the
+# pretrained network whose subnetworks a ticket looks for. Left dense unless ``classifier`` is
+# named, as Chen et al. (2020) prune only BERT's encoder and pooler; a global magnitude threshold
+# otherwise cuts most of a new head (its init is small: std 0.02)
 BACKBONE_HEADS = ("classifier", "pre_classifier")
 
 
@@ -70,7 +71,8 @@ def _kind_classes(kind: str) -> tuple[type[nn.Module], ...]:
         "conv": (nn.Conv1d, nn.Conv2d),
         "lstm": (nn.LSTM, nn.GRU),
         "embedding": (nn.Embedding,),
-        "classifier": (nn.Linear,),
+        # what training added over a pretrained transformer (``_in_task_head``)
+        "classifier": (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTM, nn.GRU),
     }[kind]
 
 
@@ -103,28 +105,36 @@ def schedule(target: float, rate: float | None = 0.2, rounds: int | None = None)
     return levels
 
 
-def _in_backbone_head(module_name: str) -> bool:
-    """Whether a module is (inside) a Hugging Face backbone's task head (``BACKBONE_HEADS``)."""
+def _in_task_head(module_name: str, over_backbone: bool) -> bool:
+    """Whether a module is new on top of a pretrained transformer: (inside) a Hugging Face
+    backbone's own task head (``BACKBONE_HEADS``), or, when an encoder of ours reads a backbone's
+    hidden states (``mean``, ``cnn``, ...), anything outside the backbone (that encoder, the head)."""
     parts = module_name.split(".")
-    return parts[:2] == ["embedder", "model"] and any(part in BACKBONE_HEADS for part in parts[2:])
+    if parts[:2] == ["embedder", "model"]:
+        return any(part in BACKBONE_HEADS for part in parts[2:])
+    return over_backbone and bool(module_name) and parts[:2] != ["embedder", "backbone"]
 
 
 def prunable(model: nn.Module, params: Sequence[str] = DEFAULT_PARAMS) -> list[tuple[str, nn.Module, str]]:
     """(qualified name, module, parameter name) of every weight of the chosen kinds. A table of
     class weights read by token id (the ``linear`` model's ``encoder.weight``) is a linear layer;
-    word-vector tables are ``embedding``; a Hugging Face backbone's own task head is
-    ``classifier`` only (``BACKBONE_HEADS``). Biases and norms are never pruned."""
+    word-vector tables are ``embedding``. Over a pretrained transformer, what training added (the
+    backbone's own task head, or our encoder and head over its hidden states) is ``classifier``
+    only. Biases and norms are never pruned."""
     unknown = sorted(set(params) - set(KINDS))
     if unknown:
         raise ConfigError(f"--params {','.join(unknown)}: choose from {', '.join(KINDS)}")
     from torch import nn
 
     wanted = tuple(c for kind in params if kind != "classifier" for c in _kind_classes(kind))
+    from textcls.embeddings.transformer import TransformerEmbedder
+
+    over_backbone = isinstance(getattr(model, "embedder", None), TransformerEmbedder)
     found = []
     for module_name, module in model.named_modules():
         kind_ok = isinstance(module, wanted)
-        if _in_backbone_head(module_name):
-            kind_ok = "classifier" in params and isinstance(module, nn.Linear)
+        if _in_task_head(module_name, over_backbone):
+            kind_ok = "classifier" in params and isinstance(module, _kind_classes("classifier"))
         if (
             isinstance(module, nn.Embedding)
             and getattr(module, "embedding_dim", 0)
