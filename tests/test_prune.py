@@ -254,6 +254,31 @@ def test_every_model_kind_prunes(synthetic_dir: Path, tmp_path: Path) -> None:
     assert 0.2 < float((query == 0).float().mean()) < 0.9  # the plain zeros, not re-initialised weights
 
 
+@pytest.mark.parametrize("architecture", ["distilbert", "albert", "roberta", "bart", "electra"])
+def test_a_hugging_face_models_own_head_is_all_it_holds_outside_its_base_model(
+    architecture: str, tmp_path: Path
+) -> None:
+    """DistilBERT's pre_classifier, RoBERTa's and ELECTRA's classifier.dense / out_proj, BART's
+    classification_head: ``classifier`` names exactly them, the default exactly the base model."""
+    from transformers import AutoModelForSequenceClassification
+
+    from textcls.embeddings.transformer import NativeClassifier
+    from tiny_backbones import build
+
+    hf = AutoModelForSequenceClassification.from_pretrained(build(architecture, tmp_path / "b"), num_labels=3)
+    model = nn.Module()
+    model.embedder = NativeClassifier(hf)
+    base = hf.base_model_prefix + "."
+    expected = sorted(
+        f"embedder.model.{name}.weight"
+        for name, module in hf.named_modules()
+        if isinstance(module, nn.Linear) and not name.startswith(base)
+    )
+    assert expected and sorted(name for name, _, _ in prunable(model, ["classifier"])) == expected
+    default = [name for name, _, _ in prunable(model)]
+    assert default and all(name.startswith(f"embedder.model.{base}") for name in default)
+
+
 def test_an_encoder_of_ours_over_a_backbone_is_classifier_like_the_backbones_own_head(
     synthetic_dir: Path, tmp_path: Path
 ) -> None:

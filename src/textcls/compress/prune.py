@@ -54,13 +54,12 @@ METHODS: dict[str, tuple[str, str]] = {  # name → (schedule, what the survivor
     "oneshot-finetune": ("oneshot", "keep"),
 }
 KINDS = ("linear", "conv", "lstm", "embedding", "classifier")  # what --params names
-# a Hugging Face backbone's own task head (BertForSequenceClassification's ``classifier``,
-# DistilBERT's ``pre_classifier``, RoBERTa's ``classifier.dense`` / ``out_proj``) and, over a
-# backbone's hidden states, our own encoder and head: new, randomly initialised weights, not the
-# pretrained network whose subnetworks a ticket looks for. Left dense unless ``classifier`` is
-# named, as Chen et al. (2020) prune only BERT's encoder and pooler; a global magnitude threshold
-# otherwise cuts most of a new head (its init is small: std 0.02)
-BACKBONE_HEADS = ("classifier", "pre_classifier")
+# What training added over a pretrained transformer: a Hugging Face model's own task head (all
+# outside its base model: BERT's ``classifier``, DistilBERT's ``pre_classifier``, DeBERTa's
+# ``pooler``, BART's ``classification_head``) or, over a backbone's hidden states, our own encoder
+# and head. New, randomly initialised weights, not the pretrained network whose subnetworks a ticket
+# looks for: left dense unless ``classifier`` is named, as Chen et al. (2020) prune only BERT's
+# encoder and pooler; a global magnitude threshold otherwise cuts most of a new head (init std 0.02).
 
 
 def _kind_classes(kind: str) -> tuple[type[nn.Module], ...]:
@@ -105,14 +104,23 @@ def schedule(target: float, rate: float | None = 0.2, rounds: int | None = None)
     return levels
 
 
-def _in_task_head(module_name: str, over_backbone: bool) -> bool:
-    """Whether a module is new on top of a pretrained transformer: (inside) a Hugging Face
-    backbone's own task head (``BACKBONE_HEADS``), or, when an encoder of ours reads a backbone's
-    hidden states (``mean``, ``cnn``, ...), anything outside the backbone (that encoder, the head)."""
-    parts = module_name.split(".")
-    if parts[:2] == ["embedder", "model"]:
-        return any(part in BACKBONE_HEADS for part in parts[2:])
-    return over_backbone and bool(module_name) and parts[:2] != ["embedder", "backbone"]
+def _pretrained_prefix(model: nn.Module) -> str | None:
+    """The qualified name of a model's pretrained transformer (``None`` for word models): the
+    base model inside a Hugging Face model with its own head, or the backbone under our encoder."""
+    from textcls.embeddings.transformer import NativeClassifier, TransformerEmbedder
+
+    embedder = getattr(model, "embedder", None)
+    if isinstance(embedder, NativeClassifier):
+        return f"embedder.model.{embedder.model.base_model_prefix}"
+    return "embedder.backbone" if isinstance(embedder, TransformerEmbedder) else None
+
+
+def _in_task_head(module_name: str, pretrained: str | None) -> bool:
+    """Whether a module is new on top of the pretrained transformer named ``pretrained``: neither
+    inside it nor one of the modules that hold it."""
+    if pretrained is None or module_name == pretrained or module_name.startswith(pretrained + "."):
+        return False
+    return not pretrained.startswith(module_name + ".") and module_name != ""
 
 
 def prunable(model: nn.Module, params: Sequence[str] = DEFAULT_PARAMS) -> list[tuple[str, nn.Module, str]]:
@@ -127,13 +135,11 @@ def prunable(model: nn.Module, params: Sequence[str] = DEFAULT_PARAMS) -> list[t
     from torch import nn
 
     wanted = tuple(c for kind in params if kind != "classifier" for c in _kind_classes(kind))
-    from textcls.embeddings.transformer import TransformerEmbedder
-
-    over_backbone = isinstance(getattr(model, "embedder", None), TransformerEmbedder)
+    pretrained = _pretrained_prefix(model)
     found = []
     for module_name, module in model.named_modules():
         kind_ok = isinstance(module, wanted)
-        if _in_task_head(module_name, over_backbone):
+        if _in_task_head(module_name, pretrained):
             kind_ok = "classifier" in params and isinstance(module, _kind_classes("classifier"))
         if (
             isinstance(module, nn.Embedding)
