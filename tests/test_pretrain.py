@@ -438,6 +438,21 @@ def test_gradient_accumulation_equals_a_batch_twice_as_large(tmp_path):
     assert single["steps"] == 8
 
 
+def test_accumulation_weighs_each_batch_by_its_targets(tmp_path):
+    # 25 texts of 2-15 words: 24 windows of unequal lengths, so two batches of 12 hold different
+    # numbers of next-token targets. Together they are the one batch of 24: the accumulated step
+    # must be the mean over all their targets (a mean of the two batch means would weigh the
+    # shorter batch's targets more)
+    rng = np.random.default_rng(1)
+    words = sorted({w for group in CLASS_WORDS.values() for w in group})
+    lengths = rng.integers(2, 16, size=25)
+    corpus = tmp_path / "uneven.txt"
+    corpus.write_text("".join(" ".join(rng.choice(words, n)) + "\n" for n in lengths), encoding="utf-8")
+    accumulated, plain = _accumulation_runs(corpus, tmp_path, (12, 2), (24, 1), epochs=4, grad_clip=0.0)
+    assert accumulated[0]["steps"] == 4
+    _same_run(accumulated, plain)
+
+
 def test_a_short_last_accumulation_weighs_its_batch_fully(tmp_path):
     # 24 identical windows: any batch has the same gradient, so only how the batches are weighed
     # counts. Batches of 8 with accumulation 2 make steps of 2 + 1 batches an epoch; batches of

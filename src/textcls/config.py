@@ -540,7 +540,11 @@ class PretrainConfig(_Strict):
         None, gt=0, description="seconds at most; the schedule still spans the planned steps"
     )
     batch_size: int = Field(32, ge=1)
-    grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
+    grad_accum: int = Field(
+        1,
+        ge=1,
+        description="batches per optimizer step; the step's loss is the mean over all their predicted tokens",
+    )
     lr: float = Field(5e-5, gt=0, description="peak learning rate (bilm default: 2e-3)")
     head_lr: float = Field(
         1e-3,

@@ -125,6 +125,10 @@ def run(
         task.save(out_dir)
         save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, state, {})
 
+    def collated(indices: list[int]) -> dict[str, torch.Tensor]:
+        return {k: v.to(device) for k, v in task.collate([task.train_items[i] for i in indices]).items()}
+
+    accumulate = config.grad_accum
     if not state["history"]:  # a fresh start: the held-out figures before the first step
         validate()
     model.train()
@@ -135,12 +139,21 @@ def run(
             if state["batch"]:
                 advance(0.0, state["batch"])
             optimizer.zero_grad(set_to_none=True)
+            group: list[dict[str, torch.Tensor]] = []
             for number in range(state["batch"], len(batches)):
-                items = [task.train_items[i] for i in batches[number]]
-                batch = {k: v.to(device) for k, v in task.collate(items).items()}
+                if not group:  # a step's batches, collated (and masked) up front to count their targets
+                    group = [
+                        collated(batches[first])
+                        for first in range(
+                            number, number + accumulated_batches(number, len(batches), accumulate)
+                        )
+                    ]
+                    step_targets = max(1, sum(task.targets(b) for b in group))
+                batch = group.pop(0)
                 measure = (state["step"] + 1) % config.log_steps == 0
                 loss, stats = task.loss(batch, accuracy=measure)
-                accelerator.backward(loss / accumulated_batches(number, len(batches), config.grad_accum))
+                # the step's loss is the mean over all its targets, as one batch of them would give
+                accelerator.backward(loss * (stats["targets"] / step_targets))
                 value = float(loss.detach())
                 window["loss"] += value * stats["targets"]
                 for key in ("targets", "correct", "scored"):

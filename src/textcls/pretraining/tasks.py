@@ -122,6 +122,11 @@ class MaskedLM:
         )
         return {"input_ids": inputs, "attention_mask": attention_mask.long(), "labels": labels}
 
+    @staticmethod
+    def targets(batch: dict[str, torch.Tensor]) -> int:
+        """How many tokens ``loss`` predicts in a collated batch: the masked ones."""
+        return int((batch["labels"] != -100).sum())
+
     def loss(
         self, batch: dict[str, torch.Tensor], accuracy: bool = False
     ) -> tuple[torch.Tensor, dict[str, int]]:
@@ -235,6 +240,13 @@ class BiLMObjective:
         from textcls.data.batching import collate
 
         return collate(items)
+
+    @staticmethod
+    def targets(batch: dict[str, torch.Tensor]) -> int:
+        """How many tokens ``loss`` predicts: each next token forwards and each previous one
+        backwards, within every window."""
+        mask = batch["attention_mask"].bool()
+        return 2 * int((mask[:, 1:] & mask[:, :-1]).sum())
 
     def loss(
         self, batch: dict[str, torch.Tensor], accuracy: bool = False
