@@ -186,6 +186,25 @@ def test_an_epochs_short_last_accumulation_step_is_the_mean_of_its_batches(synth
         torch.testing.assert_close(accumulated[name], value, msg=name)
 
 
+def test_an_accumulated_step_weighs_each_batch_by_its_examples(synthetic_splits) -> None:
+    """90 training examples in batches of 64 under --grad-accum 2 make one step of 64 + 26: with
+    plain SGD and no dropout it must train exactly as one batch of all 90 (a mean of the two
+    batch means would weigh each of the 26 examples 2.5 times as much as each of the 64)."""
+
+    def weights(batch_size: int, grad_accum: int) -> dict[str, torch.Tensor]:
+        classifier = tiny(
+            epochs=2, batch_size=batch_size, grad_accum=grad_accum, optimizer="sgd", lr=0.5, head_dropout=0.0
+        )
+        classifier.fit(synthetic_splits["train"], synthetic_splits["valid"], progress=False)
+        assert classifier.train_result.steps == 2  # one step an epoch either way
+        return {k: v.clone() for k, v in classifier.predictor.model.state_dict().items()}
+
+    assert len(synthetic_splits["train"]) == 90
+    plain, accumulated = weights(128, 1), weights(64, 2)
+    for name, value in plain.items():
+        torch.testing.assert_close(accumulated[name], value, msg=name)
+
+
 def test_accumulated_batches_counts_each_steps_batches() -> None:
     from textcls.training.schedule import accumulated_batches
 

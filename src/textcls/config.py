@@ -461,7 +461,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(64, ge=1, description="examples per batch")
     lr: float = Field(1e-3, gt=0, description="peak learning rate, AdamW")
     backbone_lr: float | None = Field(None, gt=0, description="transformer weights' LR (default: lr)")
-    grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
+    grad_accum: int = Field(
+        1, ge=1, description="batches per optimizer step; the step's loss is the mean over all their examples"
+    )
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="used on GPU only")
     optimizer: Literal["adamw", "sgd"] = Field(
         "adamw", description="AdamW, or plain SGD (fastText's; works with sparse embedding gradients)"

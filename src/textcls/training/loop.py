@@ -337,9 +337,11 @@ def train(
                 loss = soft_loss(logits, shard, gold) if soft_loss else loss_fn(logits, gold)
                 # DDP averages gradients over processes: weight each by its share of the batch
                 share = len(shard) * world / len(indices)
-                # the mean over this step's batches (an epoch's short last step has fewer of them)
-                batches_in_step = accumulated_batches(number - 1, len(batches), config.grad_accum)
-                accelerator.backward(loss * share / batches_in_step)
+                # the step is the mean over all its examples, as one batch of them would give: each
+                # batch weighs its share (an epoch's last batch and last step may be short)
+                accelerator.backward(
+                    loss * share * len(indices) / _step_examples(batches, number - 1, config)
+                )
                 loss_value = loss.item()
                 local_loss += loss_value * share
                 advance(loss_value)
@@ -435,6 +437,15 @@ def train(
     if out_of_time:
         result.extra["time_limit_reached"] = True
     return result
+
+
+def _step_examples(batches: list[list[int]], position: int, config: TrainConfig) -> int:
+    """How many examples the optimizer step of batch ``position`` (0-based) sums over."""
+    first = position - position % config.grad_accum
+    return sum(
+        len(b)
+        for b in batches[first : first + accumulated_batches(position, len(batches), config.grad_accum)]
+    )
 
 
 def _every_process_busy(batches: list[list[int]], world: int) -> list[list[int]]:

@@ -26,9 +26,9 @@ def make_schedule(optimizer: Optimizer, kind: str, total_steps: int, warmup_rati
 
 def accumulated_batches(position: int, batches: int, grad_accum: int) -> int:
     """How many batches the optimizer step of batch ``position`` (0-based, of an epoch's
-    ``batches``) sums: ``grad_accum``, or fewer for an epoch's short last step. Training divides
-    each batch's loss by this, so that every step is the mean over its batches; pretraining
-    collates these batches together and weighs each by its share of the step's targets.
+    ``batches``) sums: ``grad_accum``, or fewer for an epoch's short last step. Each batch's loss
+    then weighs its share of the step, so that a step is the mean over all it holds, as one batch
+    would give: training's share of the examples, pretraining's of the predicted tokens.
 
     >>> [accumulated_batches(i, 5, 2) for i in range(5)]
     [2, 2, 2, 2, 1]
