@@ -379,8 +379,12 @@ def main() -> int:
         for dataset in args.datasets.split(","):
             for model in args.models.split(","):
                 row = run(dataset, model, args)
-                key = (dataset, model, args.subset)
-                rows = [r for r in rows if (r["dataset"], r["model"], r.get("subset")) != key] + [row]
+                # a run with a documented cut (a subset, another max_length) is a row of its own
+                key = (dataset, model, args.subset, args.max_length)
+                rows = [
+                    r for r in rows if (r["dataset"], r["model"], r.get("subset"), r.get("max_length")) != key
+                ]
+                rows.append(row)
                 save_json(RESULTS, rows)
                 print(render([row], args.command), flush=True)
     command = args.command
