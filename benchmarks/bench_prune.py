@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED_DATA, check_idle, header, save_json, write_section
+from common import REPO, SHARED_DATA, check_idle, git_revision, header, machine, save_json, write_section
 
 RESULTS = REPO / "benchmarks" / "results" / "prune.json"
 SECTION = "bench-prune"
@@ -73,6 +73,8 @@ def run(dataset: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
         "rate": args.rate,
         "dense_train_s": round(dense_s, 1),
         "measured": datetime.now().isoformat(timespec="seconds"),
+        "commit": git_revision(),
+        "machine": machine(),
         "command": args.command,
         "report": report,
     }
@@ -238,7 +240,8 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
     lines = [
         "## Pruning: lottery tickets (issue 16)",
         "",
-        header(command) + " (the last run; each table names its own run)",
+        header(command, max(rows, key=lambda r: r["measured"]) if rows else None)
+        + " (the last run; each table names its own run)",
         "",
         "Iterative global magnitude pruning of the linear, convolution and LSTM weights (embeddings "
         "and biases kept), a share of the surviving weights a round; after each round the survivors are "

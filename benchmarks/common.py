@@ -117,10 +117,14 @@ def write_section(path: Path, name: str, body: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def header(command: str) -> str:
+def header(command: str, row: dict | None = None) -> str:
+    """The line naming how a section was measured: now, or as ``row`` recorded its run (its
+    ``measured``, ``commit`` and ``machine``, where it has them)."""
+    row = row or {}
+    day = str(row.get("measured", "") or date.today().isoformat())[:10]
     return (
-        f"Command: `{command}` · date {date.today().isoformat()} · commit {git_revision()} · "
-        f"machine: {machine()}"
+        f"Command: `{command}` · date {day} · commit {row.get('commit') or git_revision()} · "
+        f"machine: {row.get('machine') or machine()}"
     )
 
 
