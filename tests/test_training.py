@@ -205,12 +205,13 @@ def test_an_accumulated_step_weighs_each_batch_by_its_examples(synthetic_splits)
         torch.testing.assert_close(accumulated[name], value, msg=name)
 
 
-def test_accumulated_batches_counts_each_steps_batches() -> None:
-    from textcls.training.schedule import accumulated_batches
+def test_step_batches_counts_each_steps_batches() -> None:
+    from textcls.training.schedule import step_batches
 
-    assert [accumulated_batches(i, 7, 3) for i in range(7)] == [3, 3, 3, 3, 3, 3, 1]
-    assert [accumulated_batches(i, 2, 4) for i in range(2)] == [2, 2]
-    assert [accumulated_batches(i, 3, 1) for i in range(3)] == [1, 1, 1]
+    assert [len(step_batches(i, 7, 3)) for i in range(7)] == [3, 3, 3, 3, 3, 3, 1]
+    assert [len(step_batches(i, 2, 4)) for i in range(2)] == [2, 2]
+    assert [len(step_batches(i, 3, 1)) for i in range(3)] == [1, 1, 1]
+    assert [step_batches(i, 7, 3) for i in (0, 4, 6)] == [range(0, 3), range(3, 6), range(6, 7)]
 
 
 def test_no_batch_leaves_a_process_without_examples() -> None:

@@ -19,7 +19,7 @@ from textcls.data.batching import length_grouped_batches, sorted_batches
 from textcls.progress import ProgressBar
 from textcls.training.checkpoint import load_checkpoint, save_checkpoint
 from textcls.training.loggers import MetricLogger
-from textcls.training.schedule import accumulated_batches, make_schedule
+from textcls.training.schedule import make_schedule, step_batches
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
@@ -128,7 +128,6 @@ def run(
     def collated(indices: list[int]) -> dict[str, torch.Tensor]:
         return {k: v.to(device) for k, v in task.collate([task.train_items[i] for i in indices]).items()}
 
-    accumulate = config.grad_accum
     if not state["history"]:  # a fresh start: the held-out figures before the first step
         validate()
     model.train()
@@ -143,10 +142,7 @@ def run(
             for number in range(state["batch"], len(batches)):
                 if not group:  # a step's batches, collated (and masked) up front to count their targets
                     group = [
-                        collated(batches[first])
-                        for first in range(
-                            number, number + accumulated_batches(number, len(batches), accumulate)
-                        )
+                        collated(batches[j]) for j in step_batches(number, len(batches), config.grad_accum)
                     ]
                     step_targets = max(1, sum(task.targets(b) for b in group))
                 batch = group.pop(0)

@@ -41,7 +41,7 @@ from textcls.training.checkpoint import (
     save_weights,
 )
 from textcls.training.loggers import MetricLogger
-from textcls.training.schedule import accumulated_batches, make_schedule
+from textcls.training.schedule import make_schedule, step_batches
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
@@ -339,9 +339,8 @@ def train(
                 share = len(shard) * world / len(indices)
                 # the step is the mean over all its examples, as one batch of them would give: each
                 # batch weighs its share (an epoch's last batch and last step may be short)
-                accelerator.backward(
-                    loss * share * len(indices) / _step_examples(batches, number - 1, config)
-                )
+                step = step_batches(number - 1, len(batches), config.grad_accum)
+                accelerator.backward(loss * share * len(indices) / sum(len(batches[j]) for j in step))
                 loss_value = loss.item()
                 local_loss += loss_value * share
                 advance(loss_value)
@@ -437,15 +436,6 @@ def train(
     if out_of_time:
         result.extra["time_limit_reached"] = True
     return result
-
-
-def _step_examples(batches: list[list[int]], position: int, config: TrainConfig) -> int:
-    """How many examples the optimizer step of batch ``position`` (0-based) sums over."""
-    first = position - position % config.grad_accum
-    return sum(
-        len(b)
-        for b in batches[first : first + accumulated_batches(position, len(batches), config.grad_accum)]
-    )
 
 
 def _every_process_busy(batches: list[list[int]], world: int) -> list[list[int]]:

@@ -24,14 +24,16 @@ def make_schedule(optimizer: Optimizer, kind: str, total_steps: int, warmup_rati
     return LambdaLR(optimizer, factor)
 
 
-def accumulated_batches(position: int, batches: int, grad_accum: int) -> int:
-    """How many batches the optimizer step of batch ``position`` (0-based, of an epoch's
-    ``batches``) sums: ``grad_accum``, or fewer for an epoch's short last step. Each batch's loss
-    then weighs its share of the step, so that a step is the mean over all it holds, as one batch
-    would give: training's share of the examples, pretraining's of the predicted tokens.
+def step_batches(position: int, batches: int, grad_accum: int) -> range:
+    """The batches (0-based, of an epoch's ``batches``) that the optimizer step of batch
+    ``position`` sums: ``grad_accum`` of them, or fewer for an epoch's short last step. Each
+    batch's loss then weighs its share of the step, so that a step is the mean over all it holds,
+    as one batch would give: training's share of the examples, pretraining's of the predicted tokens.
 
-    >>> [accumulated_batches(i, 5, 2) for i in range(5)]
+    >>> [len(step_batches(i, 5, 2)) for i in range(5)]
     [2, 2, 2, 2, 1]
+    >>> step_batches(3, 5, 2)
+    range(2, 4)
     """
     first = position - position % grad_accum
-    return min(grad_accum, batches - first)
+    return range(first, min(first + grad_accum, batches))
