@@ -85,6 +85,21 @@ def test_two_processes_train_the_one_process_model(ddp_data: Path, tmp_path: Pat
     textcls.load(tmp_path / "two")  # a normal, verified model directory
 
 
+def test_without_a_gpu_torchrun_needs_no_cpu_flag(ddp_data: Path, tmp_path: Path) -> None:
+    """The README's `torchrun ... -m textcls train` on a machine without a GPU: the processes share
+    the work in one group, as with --cpu. Before, Accelerate started no group without cpu=True:
+    each process trained alone on all the data, and all of them wrote the same directory."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("about a machine without a GPU")
+    arguments = ["--data", str(ddp_data), *WORD, *[a for a in NO_DROPOUT if a != "--cpu"]]
+    _train([sys.executable, "-m", "textcls"], arguments, tmp_path / "one")
+    _train(LAUNCHERS["torchrun"], arguments, tmp_path / "two")
+    assert json.loads((tmp_path / "two" / "train_result.json").read_text())["processes"] == 2
+    _compare(tmp_path / "one", tmp_path / "two")
+
+
 def test_a_transformer_trains_on_two_processes(ddp_data: Path, tmp_path: Path) -> None:
     backbone = build("bert", tmp_path / "bert")
     config = json.loads((backbone / "config.json").read_text())

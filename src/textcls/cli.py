@@ -1104,7 +1104,7 @@ def main(argv: list[str] | None = None) -> int:
         args.texts = [*args.texts, *extra]
     _setup_logging(args.verbose)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except TextClsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -1122,6 +1122,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
+    from textcls.training import close_process_group
+
+    close_process_group()
+    return code
 
 
 def _setup_logging(verbose: bool) -> None:

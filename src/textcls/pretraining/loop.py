@@ -17,6 +17,7 @@ import torch
 from textcls.config import PretrainConfig
 from textcls.data.batching import length_grouped_batches, sorted_batches
 from textcls.progress import ProgressBar
+from textcls.training import on_cpu
 from textcls.training.checkpoint import load_checkpoint, save_checkpoint
 from textcls.training.loggers import MetricLogger
 from textcls.training.schedule import make_schedule, step_batches
@@ -66,7 +67,7 @@ def run(
 
     logger = logger or MetricLogger()
     set_seed(config.seed)
-    accelerator = Accelerator(cpu=config.cpu)
+    accelerator = Accelerator(cpu=on_cpu(config.cpu))
     device = accelerator.device
     model = task.model_module
     lengths = [task.length(item) for item in task.train_items]

@@ -30,6 +30,7 @@ from textcls.config import TrainConfig
 from textcls.data.batching import length_grouped_batches
 from textcls.inference.predictor import predict_logits
 from textcls.progress import ProgressBar
+from textcls.training import on_cpu
 from textcls.training.checkpoint import (
     INIT_FILE,
     REWIND_FILE,
@@ -252,10 +253,16 @@ def train(
     # a transformer under our own head leaves its pooler out of the forward pass
     unused = getattr(getattr(model, "config", None), "backbone", None) is not None
     ddp = DistributedDataParallelKwargs(find_unused_parameters=unused)
-    accelerator = Accelerator(cpu=config.cpu, mixed_precision=precision, kwargs_handlers=[ddp])
+    accelerator = Accelerator(cpu=on_cpu(config.cpu), mixed_precision=precision, kwargs_handlers=[ddp])
     device = accelerator.device
     rank, world = accelerator.process_index, accelerator.num_processes
     main = accelerator.is_main_process
+    if world > 1 and main:
+        log.info(
+            "training on %d processes (%s): each batch is split between them",
+            world,
+            accelerator.distributed_type,
+        )
     progress = progress and main
     train_ids, train_labels = train_data
     lengths = [featurizer.length(item) for item in train_ids]
@@ -435,6 +442,8 @@ def train(
     )
     if out_of_time:
         result.extra["time_limit_reached"] = True
+    if world > 1:  # several processes shared each batch (torchrun, accelerate launch)
+        result.extra["processes"] = world
     return result
 
 
